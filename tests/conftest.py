@@ -1,0 +1,18 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REAL_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist():
+    """The genuine data set, split as the study splits it; skips the test when the files are not here."""
+    import mnist_reader
+
+    data_dir = mnist_reader.resolve_data_dir()
+    if not all((Path(data_dir) / name).exists() for name in REAL_FILES):
+        pytest.skip(f"Fashion-MNIST not found in {data_dir} (FASHION_MNIST_DIR={os.environ.get('FASHION_MNIST_DIR')!r})")
+    return mnist_reader.load_fashion_mnist(data_dir)
