@@ -13,6 +13,7 @@ import os
 import tempfile
 import time
 import zipfile
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -207,7 +208,7 @@ class MLP:
         """Build ``self.net``, the list of layer objects in order, with freshly initialised weights."""
         self.net = []
         n_fc = len(self.layers) - 1
-        for i, (fan_in, fan_out) in enumerate(zip(self.layers[:-1], self.layers[1:])):
+        for i, (fan_in, fan_out) in enumerate(pairwise(self.layers)):
             self.net.append(FC(fan_in, fan_out, rng=self.rng, dtype=self.dtype,
                                weight_init=WEIGHT_INIT[self.activation], propagate_down=i > 0))
             if i < n_fc - 1:
@@ -253,7 +254,10 @@ class MLP:
         return (top, activations) if save_activations else top
 
     def backward(self, y):
-        """From the last forward pass with labels y (N,), fill every FC's ``grad_W`` (with its L2 term) and ``grad_b``."""
+        """From the last forward pass and its labels y (N,), fill every FC's ``grad_W`` and ``grad_b``.
+
+        ``grad_W`` includes the L2 term ``L2_lambda * W``.
+        """
         diff = self.softmax.backward(y)
         for layer in reversed(self.net[:-1]):
             diff = layer.backward(diff)

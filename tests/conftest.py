@@ -14,5 +14,6 @@ def fashion_mnist():
 
     data_dir = mnist_reader.resolve_data_dir()
     if not all((Path(data_dir) / name).exists() for name in REAL_FILES):
-        pytest.skip(f"Fashion-MNIST not found in {data_dir} (FASHION_MNIST_DIR={os.environ.get('FASHION_MNIST_DIR')!r})")
+        env = os.environ.get("FASHION_MNIST_DIR")
+        pytest.skip(f"Fashion-MNIST not found in {data_dir} (FASHION_MNIST_DIR={env!r}); see data/README.md")
     return mnist_reader.load_fashion_mnist(data_dir)

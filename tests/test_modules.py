@@ -112,7 +112,7 @@ def test_l2_is_in_the_weight_gradients_but_not_the_biases():
     for model in (plain, regularised):
         model.forward(X)
         model.backward(y)
-    for fc_plain, fc_reg in zip(plain.fc_layers, regularised.fc_layers):
+    for fc_plain, fc_reg in zip(plain.fc_layers, regularised.fc_layers, strict=True):
         np.testing.assert_allclose(fc_reg.grad_W - fc_plain.grad_W, 0.5 * fc_reg.W)
         np.testing.assert_array_equal(fc_reg.grad_b, fc_plain.grad_b)
 
