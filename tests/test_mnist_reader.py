@@ -1,0 +1,495 @@
+"""Tests for mnist_reader: idx parsing, downloading (never over the network) and the split."""
+
+import functools
+import gzip
+import hashlib
+import http.server
+import io
+import os
+import re
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mnist_reader
+
+N_TRAIN = 50
+N_TEST = 10
+N_VAL = 5  # round(0.1 * N_TRAIN), the default val_fraction
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def idx_bytes(magic, sizes, data):
+    """An idx file: big-endian int32 magic and sizes, then the raw bytes."""
+    return np.array([magic, *sizes], dtype=">i4").tobytes() + bytes(data)
+
+
+def image_file_bytes(images):
+    n, rows, cols = images.shape
+    return idx_bytes(2051, (n, rows, cols), images.tobytes())
+
+
+def label_file_bytes(labels):
+    return idx_bytes(2049, (len(labels),), labels.tobytes())
+
+
+def write(path, content, gz):
+    """Write `content` to `path` (plus .gz and compressed if `gz`) and return the path written."""
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        content = gzip.compress(content)
+    path.write_bytes(content)
+    return path
+
+
+def write_split(folder, kind, images, labels, gz=True):
+    write(folder / f"{kind}-images-idx3-ubyte", image_file_bytes(images), gz)
+    write(folder / f"{kind}-labels-idx1-ubyte", label_file_bytes(labels), gz)
+
+
+def numbered_images(n):
+    """Images whose first pixel is the row number, so rows can be traced through a shuffle."""
+    rng = np.random.default_rng(123)
+    images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+    images[:, 0, 0] = np.arange(n)
+    images[0, 1, :2] = (0, 255)  # make sure both ends of the pixel range occur
+    return images
+
+
+def row_numbers(X):
+    return np.rint(X[:, 0] * 255).astype(int)
+
+
+@pytest.fixture
+def fake_dir(tmp_path):
+    """A folder with a small fake Fashion-MNIST: 50 training and 10 test rows, label = row % 10."""
+    folder = tmp_path / "fashion"
+    folder.mkdir()
+    write_split(folder, "train", numbered_images(N_TRAIN), (np.arange(N_TRAIN) % 10).astype(np.uint8))
+    write_split(folder, "t10k", numbered_images(N_TEST), (np.arange(N_TEST) % 10).astype(np.uint8))
+    return folder
+
+
+@pytest.fixture
+def fake_files(monkeypatch):
+    """Fake contents for the four official file names, with FILES patched to their MD5s."""
+    rng = np.random.default_rng(7)
+    contents = {name: rng.bytes(1000 + 10 * i) for i, name in enumerate(mnist_reader.FILES)}
+    monkeypatch.setattr(
+        mnist_reader, "FILES", {name: hashlib.md5(data).hexdigest() for name, data in contents.items()}
+    )
+    return contents
+
+
+class StubOpener:
+    """Stands in for urllib.request.urlopen: serves `contents` by file name and records the URLs asked for."""
+
+    def __init__(self, contents, base_url="http://mirror.test/"):
+        self.contents = contents
+        self.base_url = base_url
+        self.urls = []
+
+    def __call__(self, url, timeout=None):
+        self.urls.append(url)
+        name = url.removeprefix(self.base_url)
+        if name not in self.contents:
+            raise urllib.error.URLError("no such file")
+        return io.BytesIO(self.contents[name])
+
+
+def stub_download(dest, served):
+    """Run download_fashion_mnist against a StubOpener serving `served`; return the opener."""
+    opener = StubOpener(served)
+    mnist_reader.download_fashion_mnist(dest, base_url=opener.base_url, opener=opener)
+    return opener
+
+
+def files_in(folder):
+    return sorted(p.name for p in Path(folder).iterdir())
+
+
+# ---------------------------------------------------------------- load_mnist
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["gz", "raw"])
+def test_load_mnist_round_trip(tmp_path, gz):
+    images = np.random.default_rng(0).integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
+    labels = np.array([9, 0, 3, 3, 7], dtype=np.uint8)
+    write_split(tmp_path, "t10k", images, labels, gz=gz)
+
+    got_images, got_labels = mnist_reader.load_mnist(tmp_path, kind="t10k")
+
+    assert (got_images.dtype, got_labels.dtype) == (np.uint8, np.uint8)
+    assert (got_images.shape, got_labels.shape) == ((5, 784), (5,))
+    np.testing.assert_array_equal(got_images, images.reshape(5, 784))
+    np.testing.assert_array_equal(got_labels, labels)
+
+
+def test_load_mnist_prefers_gz(tmp_path):
+    gz_images = np.full((2, 28, 28), 1, dtype=np.uint8)
+    raw_images = np.full((2, 28, 28), 2, dtype=np.uint8)
+    labels = np.array([1, 2], dtype=np.uint8)
+    write_split(tmp_path, "train", gz_images, labels, gz=True)
+    write_split(tmp_path, "train", raw_images, labels, gz=False)
+
+    images, _ = mnist_reader.load_mnist(tmp_path)
+
+    assert (images == 1).all()
+
+
+def test_load_mnist_rejects_unknown_kind(tmp_path):
+    with pytest.raises(ValueError, match="kind"):
+        mnist_reader.load_mnist(tmp_path, kind="test")
+
+
+GOOD_IMAGES = np.zeros((5, 28, 28), dtype=np.uint8)
+GOOD_LABELS = np.arange(5, dtype=np.uint8)
+BROKEN_FILES = {
+    # case: (which file is broken, its content, what the message must say)
+    "images wrong magic": ("images", idx_bytes(2049, (5, 28, 28), GOOD_IMAGES.tobytes()), "magic"),
+    "labels wrong magic": ("labels", idx_bytes(2051, (5,), GOOD_LABELS.tobytes()), "magic"),
+    "images truncated": ("images", image_file_bytes(GOOD_IMAGES)[:-1], "truncated"),
+    "labels truncated": ("labels", label_file_bytes(GOOD_LABELS)[:-2], "truncated"),
+    "images trailing bytes": ("images", image_file_bytes(GOOD_IMAGES) + b"\0", "bytes"),
+    "images 27x28": ("images", idx_bytes(2051, (5, 27, 28), bytes(5 * 27 * 28)), "27x28"),
+    "images header cut short": ("images", image_file_bytes(GOOD_IMAGES)[:10], "too short"),
+    "labels empty": ("labels", b"", "too short"),
+}
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["gz", "raw"])
+@pytest.mark.parametrize("case", BROKEN_FILES)
+def test_load_mnist_rejects_broken_file(tmp_path, case, gz):
+    broken, content, message = BROKEN_FILES[case]
+    write_split(tmp_path, "train", GOOD_IMAGES, GOOD_LABELS, gz=gz)
+    name = write(tmp_path / f"train-{broken}-idx{3 if broken == 'images' else 1}-ubyte", content, gz).name
+
+    with pytest.raises(ValueError, match=rf"{re.escape(name)}.*{message}"):
+        mnist_reader.load_mnist(tmp_path)
+
+
+def test_load_mnist_rejects_count_mismatch(tmp_path):
+    write_split(tmp_path, "train", GOOD_IMAGES, GOOD_LABELS[:4])
+
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte\.gz.*5 images.*4 labels"):
+        mnist_reader.load_mnist(tmp_path)
+
+
+def _truncate(data):
+    return data[: len(data) // 2]
+
+
+def _scramble_middle(data):
+    return data[:20] + bytes(b ^ 0xFF for b in data[20:60]) + data[60:]
+
+
+def _break_crc(data):
+    return data[:-8] + bytes(8)
+
+
+@pytest.mark.parametrize("damage", [lambda d: b"not gzip at all", _truncate, _scramble_middle, _break_crc])
+def test_load_mnist_rejects_corrupt_gzip(tmp_path, damage):
+    write_split(tmp_path, "train", GOOD_IMAGES, GOOD_LABELS)
+    images_gz = tmp_path / "train-images-idx3-ubyte.gz"
+    images_gz.write_bytes(damage(images_gz.read_bytes()))
+
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte\.gz.*gzip"):
+        mnist_reader.load_mnist(tmp_path)
+
+
+@pytest.mark.parametrize("missing", ["images", "labels"])
+def test_load_mnist_missing_file_says_how_to_get_data(tmp_path, missing):
+    write_split(tmp_path, "train", GOOD_IMAGES, GOOD_LABELS)
+    next(tmp_path.glob(f"train-{missing}-*")).unlink()
+
+    with pytest.raises(FileNotFoundError, match=f"train-{missing}") as excinfo:
+        mnist_reader.load_mnist(tmp_path)
+    message = str(excinfo.value)
+    for hint in ("make run", "download_fashion_mnist", "FASHION_MNIST_DIR"):
+        assert hint in message
+
+
+# ---------------------------------------------------------------- download_fashion_mnist
+
+
+def test_download_writes_verified_files(tmp_path, fake_files):
+    opener = StubOpener(fake_files)
+    dest = tmp_path / "new" / "folder"
+
+    result = mnist_reader.download_fashion_mnist(dest, base_url=opener.base_url, opener=opener)
+
+    assert isinstance(result, Path)
+    assert result == dest
+    assert files_in(dest) == sorted(fake_files)
+    for name, data in fake_files.items():
+        assert (dest / name).read_bytes() == data
+    assert sorted(opener.urls) == sorted(opener.base_url + name for name in fake_files)
+
+
+def test_download_base_url_without_trailing_slash(tmp_path, fake_files):
+    opener = StubOpener(fake_files)
+
+    mnist_reader.download_fashion_mnist(tmp_path, base_url=opener.base_url.rstrip("/"), opener=opener)
+
+    assert files_in(tmp_path) == sorted(fake_files)
+
+
+def test_download_skips_valid_files(tmp_path, fake_files):
+    stub_download(tmp_path, fake_files)
+
+    opener = stub_download(tmp_path, fake_files)
+
+    assert opener.urls == []
+
+
+def test_download_replaces_corrupt_file(tmp_path, fake_files):
+    stub_download(tmp_path, fake_files)
+    damaged = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    damaged.write_bytes(b"garbage")
+
+    opener = stub_download(tmp_path, fake_files)
+
+    assert opener.urls == [opener.base_url + damaged.name]
+    assert damaged.read_bytes() == fake_files[damaged.name]
+    assert files_in(tmp_path) == sorted(fake_files)
+
+
+def test_download_wrong_checksum_leaves_no_file(tmp_path, fake_files):
+    first = next(iter(fake_files))
+    served = {**fake_files, first: b"a different file"}
+
+    with pytest.raises(ValueError, match=rf"{re.escape(first)}.*MD5.*expected {mnist_reader.FILES[first]}"):
+        stub_download(tmp_path, served)
+
+    assert files_in(tmp_path) == []
+
+
+def test_download_wrong_checksum_keeps_earlier_good_files(tmp_path, fake_files):
+    last = list(fake_files)[-1]
+    served = {**fake_files, last: b"a different file"}
+
+    with pytest.raises(mnist_reader.ChecksumError, match=re.escape(last)):
+        stub_download(tmp_path, served)
+
+    assert files_in(tmp_path) == sorted(set(fake_files) - {last})
+
+
+def test_download_network_error_names_url_and_leaves_no_file(tmp_path, fake_files):
+    first = next(iter(fake_files))
+    served = {name: data for name, data in fake_files.items() if name != first}
+
+    with pytest.raises(mnist_reader.DownloadError) as excinfo:
+        stub_download(tmp_path, served)
+
+    message = str(excinfo.value)
+    assert "http://mirror.test/" + first in message
+    assert str(tmp_path) in message
+    assert "FASHION_MNIST_DIR" in message
+    assert files_in(tmp_path) == []
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):
+        pass
+
+
+@pytest.fixture
+def local_mirror(tmp_path, fake_files):
+    """A real HTTP server on 127.0.0.1 serving the fake files; yields its base URL."""
+    served = tmp_path / "mirror"
+    served.mkdir()
+    for name, data in fake_files.items():
+        (served / name).write_bytes(data)
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(served))
+    )
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", served
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+# A proxy configured in the environment must not intercept requests to the local server.
+no_proxy_open = urllib.request.build_opener(urllib.request.ProxyHandler({})).open
+
+
+def test_download_over_real_http(tmp_path, fake_files, local_mirror):
+    base_url, _ = local_mirror
+    dest = tmp_path / "dest"
+
+    mnist_reader.download_fashion_mnist(dest, base_url=base_url, opener=no_proxy_open)
+
+    assert files_in(dest) == sorted(fake_files)
+    for name, data in fake_files.items():
+        assert (dest / name).read_bytes() == data
+
+
+def test_download_over_real_http_404(tmp_path, fake_files, local_mirror):
+    base_url, served = local_mirror
+    missing = list(fake_files)[-1]
+    (served / missing).unlink()
+    dest = tmp_path / "dest"
+
+    with pytest.raises(mnist_reader.DownloadError, match=rf"{re.escape(base_url + missing)}.*404"):
+        mnist_reader.download_fashion_mnist(dest, base_url=base_url, opener=no_proxy_open)
+
+    assert files_in(dest) == sorted(set(fake_files) - {missing})
+
+
+# ---------------------------------------------------------------- resolve_data_dir
+
+
+def test_resolve_data_dir_precedence(tmp_path, monkeypatch):
+    monkeypatch.delenv("FASHION_MNIST_DIR", raising=False)
+    default = Path(mnist_reader.__file__).parent / "data" / "fashion"
+    assert mnist_reader.resolve_data_dir() == default
+
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(tmp_path / "from_env"))
+    assert mnist_reader.resolve_data_dir() == tmp_path / "from_env"
+    assert mnist_reader.resolve_data_dir(str(tmp_path / "arg")) == tmp_path / "arg"
+
+
+# ---------------------------------------------------------------- load_fashion_mnist
+
+
+def test_load_fashion_mnist_dtypes_shapes_and_range(fake_dir):
+    X_train, y_train, X_val, y_val, X_test, y_test = mnist_reader.load_fashion_mnist(fake_dir)
+
+    assert (X_train.shape, X_val.shape, X_test.shape) == ((N_TRAIN - N_VAL, 784), (N_VAL, 784), (N_TEST, 784))
+    assert (y_train.shape, y_val.shape, y_test.shape) == ((N_TRAIN - N_VAL,), (N_VAL,), (N_TEST,))
+    for X in (X_train, X_val, X_test):
+        assert X.dtype == np.float32
+        assert X.flags.c_contiguous
+        assert X.min() >= 0.0
+        assert X.max() <= 1.0
+    # The fake images contain both 0 and 255, so the scaled range must reach both ends.
+    X_all = np.concatenate([X_train, X_val])
+    assert (X_all.min(), X_all.max()) == (0.0, 1.0)
+    for y in (y_train, y_val, y_test):
+        assert y.dtype in (np.int64, np.intp)
+
+
+def test_load_fashion_mnist_values_are_pixels_over_255(fake_dir):
+    _, _, X_val, y_val, X_test, y_test = mnist_reader.load_fashion_mnist(fake_dir)
+    images, labels = mnist_reader.load_mnist(fake_dir, "train")
+
+    rows = row_numbers(X_val)
+    np.testing.assert_array_equal(X_val, images[rows].astype(np.float32) / np.float32(255))
+    np.testing.assert_array_equal(y_val, labels[rows])
+    test_images, test_labels = mnist_reader.load_mnist(fake_dir, "t10k")
+    np.testing.assert_array_equal(X_test, test_images.astype(np.float32) / np.float32(255))
+    np.testing.assert_array_equal(y_test, test_labels)
+
+
+def test_split_is_disjoint_covering_and_follows_permutation(fake_dir):
+    X_train, y_train, X_val, y_val, *_ = mnist_reader.load_fashion_mnist(fake_dir, val_fraction=0.2, seed=5)
+
+    train_rows, val_rows = row_numbers(X_train), row_numbers(X_val)
+    assert len(val_rows) == round(0.2 * N_TRAIN)
+    assert set(train_rows).isdisjoint(val_rows)
+    assert sorted([*train_rows, *val_rows]) == list(range(N_TRAIN))
+    np.testing.assert_array_equal(
+        np.concatenate([val_rows, train_rows]), np.random.default_rng(5).permutation(50)
+    )
+    np.testing.assert_array_equal(y_train, train_rows % 10)
+    np.testing.assert_array_equal(y_val, val_rows % 10)
+
+
+def test_split_depends_on_seed_only(fake_dir):
+    first = mnist_reader.load_fashion_mnist(fake_dir, seed=1)
+    again = mnist_reader.load_fashion_mnist(fake_dir, seed=1)
+    other = mnist_reader.load_fashion_mnist(fake_dir, seed=2)
+
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(row_numbers(first[2]), row_numbers(other[2]))
+
+
+@pytest.mark.parametrize("val_fraction", [0, 1, -0.1, 1.5, float("nan")])
+def test_load_fashion_mnist_rejects_bad_val_fraction(fake_dir, val_fraction):
+    with pytest.raises(ValueError, match=r"val_fraction.*between 0 and 1"):
+        mnist_reader.load_fashion_mnist(fake_dir, val_fraction=val_fraction)
+
+
+def test_load_fashion_mnist_rejects_empty_split(fake_dir):
+    with pytest.raises(ValueError, match="empty split"):
+        mnist_reader.load_fashion_mnist(fake_dir, val_fraction=0.001)
+
+
+def test_load_fashion_mnist_uses_env_var(fake_dir, monkeypatch):
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(fake_dir))
+
+    X_train, *_, X_test, _ = mnist_reader.load_fashion_mnist()
+
+    assert (len(X_train), len(X_test)) == (N_TRAIN - N_VAL, N_TEST)
+
+
+def test_load_fashion_mnist_argument_beats_env_var(fake_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(tmp_path / "nothing here"))
+    with pytest.raises(FileNotFoundError, match="nothing here"):
+        mnist_reader.load_fashion_mnist()
+
+    X_train, *_ = mnist_reader.load_fashion_mnist(fake_dir)
+
+    assert len(X_train) == N_TRAIN - N_VAL
+
+
+def test_class_names():
+    assert mnist_reader.CLASS_NAMES == (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    )
+
+
+# ---------------------------------------------------------------- the real data
+
+
+@pytest.fixture
+def real_dir():
+    """The folder with the genuine files (FASHION_MNIST_DIR, else data/fashion); skips if they are absent."""
+    folder = mnist_reader.resolve_data_dir()
+    missing = [name for name in mnist_reader.FILES if not (folder / name).is_file()]
+    if missing:
+        source = "FASHION_MNIST_DIR" if os.environ.get("FASHION_MNIST_DIR") else "the default folder"
+        pytest.skip(
+            f"real Fashion-MNIST not found: {source} {folder} lacks {', '.join(missing)} "
+            "(set FASHION_MNIST_DIR to a folder with the four files, or run `make run`)"
+        )
+    return folder
+
+
+@pytest.mark.real_data
+def test_real_data_checksums(real_dir):
+    for name, expected in mnist_reader.FILES.items():
+        assert hashlib.md5((real_dir / name).read_bytes()).hexdigest() == expected, name
+
+
+@pytest.mark.real_data
+def test_real_data_loads(real_dir):
+    X_train, y_train, X_val, y_val, X_test, y_test = mnist_reader.load_fashion_mnist(real_dir)
+
+    assert (X_train.shape, X_val.shape, X_test.shape) == ((54000, 784), (6000, 784), (10000, 784))
+    assert (y_train.shape, y_val.shape, y_test.shape) == ((54000,), (6000,), (10000,))
+    # The published set is balanced: 6,000 training and 1,000 test images per class.
+    np.testing.assert_array_equal(np.bincount(np.concatenate([y_train, y_val]), minlength=10), [6000] * 10)
+    np.testing.assert_array_equal(np.bincount(y_test, minlength=10), [1000] * 10)
+    assert X_train.dtype == np.float32
+    assert (X_train.min(), X_train.max()) == (0.0, 1.0)
