@@ -1,0 +1,161 @@
+"""Training speed and memory of modules.MLP, against PyTorch and against the bare matrix products, in one run.
+
+The work is the issue's: [784, 256, 128, 10] with ReLU, batch 100, lr 0.1, step decay 0.95 every 500 batches, 54,000
+training rows, the 6,000 validation rows evaluated every 100 batches. Each contender runs in a fresh child process
+(so that its peak resident memory is its own), the contenders alternate, and each keeps its fastest repeat: on a
+shared machine the minimum is the least disturbed measurement. Seconds mean little across machines; the ratios
+printed at the end are what to compare.
+
+    python bench/bench_train.py [--epochs 3] [--repeats 3]
+"""
+
+import argparse
+import multiprocessing
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+LAYERS = [784, 256, 128, 10]
+BATCH, LR, DECAY_FACTOR, DECAY_STEPS, VAL_EVERY = 100, 0.1, 0.95, 500, 100
+
+
+def load_data():
+    """The study's split of Fashion-MNIST, or random data of the same shapes when the files are not here."""
+    import mnist_reader
+
+    try:
+        X_train, y_train, X_val, y_val, _, _ = mnist_reader.load_fashion_mnist()
+        return X_train, y_train, X_val, y_val, "Fashion-MNIST"
+    except FileNotFoundError:
+        rng = np.random.default_rng(0)
+        return (rng.random((54000, 784), dtype=np.float32), rng.integers(0, 10, 54000),
+                rng.random((6000, 784), dtype=np.float32), rng.integers(0, 10, 6000), "random data (no data set found)")
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_numpy_mlp(epochs):
+    from modules import MLP
+
+    X_train, y_train, X_val, y_val, _ = load_data()
+    model = MLP(LAYERS, lr=LR, max_epoch=epochs, batch_size=BATCH, decay_factor=DECAY_FACTOR,
+                decay_steps=DECAY_STEPS, print_iter=VAL_EVERY, print_log=False, seed=0)
+    model.train(X_train, y_train, X_val, y_val)
+    return model.train_time_s / epochs, model.best_val_acc
+
+
+def run_matmul_floor(epochs):
+    """The matrix products of the same work and nothing else: what no implementation on this BLAS can beat."""
+    X_train, _, X_val, _, _ = load_data()
+    rng = np.random.default_rng(0)
+    weights = [rng.standard_normal((a, b), dtype=np.float32) * 0.01 for a, b in zip(LAYERS[:-1], LAYERS[1:])]
+    started = time.perf_counter()
+    for _ in range(epochs):
+        for i, start in enumerate(range(0, len(X_train), BATCH), start=1):
+            bottoms = [X_train[start:start + BATCH]]
+            for W in weights:
+                bottoms.append(bottoms[-1] @ W)
+            diff = bottoms.pop()
+            for depth in reversed(range(len(weights))):
+                bottoms[depth].T @ diff
+                if depth:
+                    diff = diff @ weights[depth].T
+            if i % VAL_EVERY == 0:
+                top = X_val
+                for W in weights:
+                    top = top @ W
+    return (time.perf_counter() - started) / epochs, float("nan")
+
+
+def run_torch(epochs):
+    import torch
+
+    X_train, y_train, X_val, y_val, _ = load_data()
+    torch.manual_seed(0)
+    X_train, X_val = torch.from_numpy(X_train), torch.from_numpy(X_val)
+    y_train, y_val = torch.from_numpy(y_train.astype(np.int64)), torch.from_numpy(y_val.astype(np.int64))
+    modules = []
+    for a, b in zip(LAYERS[:-1], LAYERS[1:]):
+        linear = torch.nn.Linear(a, b)
+        torch.nn.init.kaiming_normal_(linear.weight, nonlinearity="relu")
+        torch.nn.init.zeros_(linear.bias)
+        modules += [linear, torch.nn.ReLU()]
+    net = torch.nn.Sequential(*modules[:-1])
+    optimizer = torch.optim.SGD(net.parameters(), lr=LR)
+    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=DECAY_STEPS, gamma=DECAY_FACTOR)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    best, iteration = 0.0, 0
+    started = time.perf_counter()
+    for _ in range(epochs):
+        order = torch.randperm(len(X_train))
+        for start in range(0, len(X_train), BATCH):
+            batch = order[start:start + BATCH]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(net(X_train[batch]), y_train[batch])
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            iteration += 1
+            if iteration % VAL_EVERY == 0:
+                with torch.no_grad():
+                    best = max(best, (net(X_val).argmax(1) == y_val).float().mean().item())
+    return (time.perf_counter() - started) / epochs, best
+
+
+CONTENDERS = {"numpy MLP": run_numpy_mlp, "matmul floor": run_matmul_floor, "pytorch": run_torch}
+
+
+def child(name, epochs, queue):
+    seconds, accuracy = CONTENDERS[name](epochs)
+    queue.put((seconds, accuracy, peak_rss_mb()))
+
+
+def measure(name, epochs):
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=child, args=(name, epochs, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    names = list(CONTENDERS)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        names.remove("pytorch")
+        print("torch is not installed: no PyTorch reference (pip install torch==2.13.0)")
+    print(f"data: {load_data()[-1]}; {args.epochs} epochs a run, best of {args.repeats} runs")
+
+    best = {}
+    for _ in range(args.repeats):
+        for name in names:
+            result = measure(name, args.epochs)
+            best[name] = min(best.get(name, result), result, key=lambda r: r[0])
+    for name in names:
+        seconds, accuracy, rss = best[name]
+        print(f"{name:>13}: {seconds:.3f} s/epoch  peak RSS {rss:.0f} MB  best val acc {accuracy:.4f}")
+
+    numpy_seconds = best["numpy MLP"][0]
+    print(f"numpy MLP / matmul floor: {numpy_seconds / best['matmul floor'][0]:.2f}")
+    if "pytorch" in best:
+        print(f"numpy MLP / pytorch: {numpy_seconds / best['pytorch'][0]:.2f}  (target at most 0.75)")
+    print(f"numpy MLP peak memory: {best['numpy MLP'][2]:.0f} MB  (target under 700 MB)")
+
+
+if __name__ == "__main__":
+    main()

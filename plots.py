@@ -1,0 +1,257 @@
+"""Figures for the Fashion-MNIST MLP study, plus the two metrics they need.
+
+Every ``plot_*`` function returns a matplotlib Figure and never shows or saves it;
+:func:`save_figure` writes one to PNG.
+"""
+
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from modules import atomic_write
+
+WEIGHT_CMAP = "RdBu_r"  # diverging: red = positive, blue = negative, white = 0
+
+
+def confusion_matrix(y_true, y_pred, n_classes):
+    """Counts ``C[i, j]`` of samples with true class ``i`` predicted as ``j``."""
+    y_true = np.asarray(y_true, dtype=np.intp)
+    y_pred = np.asarray(y_pred, dtype=np.intp)
+    flat = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes)
+    return flat.reshape(n_classes, n_classes)
+
+
+def per_class_accuracy(y_true, y_pred, n_classes):
+    """Fraction of each true class predicted correctly (NaN for a class with no sample)."""
+    cm = confusion_matrix(y_true, y_pred, n_classes)
+    support = cm.sum(axis=1)
+    return np.divide(np.diag(cm), support, out=np.full(n_classes, np.nan), where=support > 0)
+
+
+def save_figure(fig, path, dpi=100):
+    """Write ``fig`` as PNG to ``path`` atomically, creating the folder; return the path."""
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight"))
+    return Path(path)
+
+
+def _as_images(images):
+    """(N, 784) or (N, 28, 28) -> (N, 28, 28)."""
+    images = np.asarray(images)
+    side = math.isqrt(images[0].size)
+    return images.reshape(len(images), side, side)
+
+
+def _grid(n, ncols, size, **kwargs):
+    """Figure with ``n`` axes in rows of ``ncols``; unused cells are removed."""
+    ncols = min(n, ncols)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False, **kwargs)
+    axes = axes.ravel()
+    for ax in axes[n:]:
+        ax.remove()
+    return fig, axes[:n]
+
+
+def _no_ticks(ax):
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _plot_curves(ax_loss, ax_acc, history):
+    ax_loss.plot(history["iteration"], history["train_loss"], label="train")
+    ax_loss.plot(history["iteration"], history["val_loss"], label="validation")
+    ax_acc.plot(history["iteration"], history["train_acc"], label="train")
+    ax_acc.plot(history["iteration"], history["val_acc"], label="validation")
+    ax_loss.set_ylabel("cross-entropy loss")
+    ax_acc.set_ylabel("accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+        ax.legend()
+
+
+def plot_history(history, title=None):
+    """Loss and accuracy (train vs validation) against iteration, side by side."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    _plot_curves(ax_loss, ax_acc, history)
+    ax_loss.set_title("Loss")
+    ax_acc.set_title("Accuracy")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_histories_side_by_side(histories):
+    """Compare runs: one column per ``{name: history}`` entry, rows loss and accuracy.
+
+    Axes are shared along each row so the curves can be compared by eye.
+    """
+    n = len(histories)
+    fig, axes = plt.subplots(
+        2, n, figsize=(4 * n, 6), sharex="col", sharey="row", squeeze=False, layout="constrained"
+    )
+    for col, (name, history) in enumerate(histories.items()):
+        _plot_curves(axes[0, col], axes[1, col], history)
+        axes[0, col].set_title(name)
+    for ax in axes.flat:
+        ax.label_outer()  # shared axes: keep labels on the outer panels only
+    return fig
+
+
+def plot_grid_results(log):
+    """Best validation accuracy against learning rate, one panel per architecture.
+
+    One line per L2 strength. Diverged runs are left out of the lines and marked with
+    an ``x`` at the bottom of the panel.
+    """
+    archs = list(dict.fromkeys(log["layer_sizes"]))
+    l2s = sorted(log["l2_lambda"].unique())
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = _grid(len(archs), ncols=3, size=4, sharey=True, layout="constrained")
+    for ax, arch in zip(axes, archs, strict=True):
+        runs = log[log["layer_sizes"] == arch]
+        for i, l2 in enumerate(l2s):
+            color = colors[i % len(colors)]
+            sel = runs[runs["l2_lambda"] == l2].sort_values("learning_rate")
+            ok = sel[~sel["diverged"].astype(bool)]
+            bad = sel[sel["diverged"].astype(bool)]
+            ax.plot(ok["learning_rate"], ok["val_accuracy"], "o-", color=color, label=f"L2 = {l2:g}")
+            # x in data coordinates, y in axes coordinates: the marker sits at the panel's bottom.
+            ax.plot(
+                bad["learning_rate"],
+                np.full(len(bad), 0.03),
+                "x",
+                color=color,
+                markersize=9,
+                transform=ax.get_xaxis_transform(),
+            )
+        ax.set_xscale("log")
+        ax.set_title(arch)
+        ax.set_xlabel("learning rate")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("best validation accuracy")
+    if log["diverged"].astype(bool).any():
+        axes[0].plot([], [], "x", color="gray", label="diverged")
+    axes[0].legend(fontsize="small")
+    return fig
+
+
+def plot_class_samples(images, labels, class_names):
+    """The first image of each class, five per row."""
+    images = _as_images(images)
+    labels = np.asarray(labels)
+    fig, axes = _grid(len(class_names), ncols=5, size=1.8, layout="constrained")
+    for c, (ax, name) in enumerate(zip(axes, class_names, strict=True)):
+        idx = np.flatnonzero(labels == c)
+        if idx.size:
+            ax.imshow(images[idx[0]], cmap="gray")
+        ax.set_title(name, fontsize=10)
+        _no_ticks(ax)
+    return fig
+
+
+def plot_confusion_matrix(y_true, y_pred, class_names):
+    """Confusion matrix counts (rows: true class, columns: predicted class)."""
+    n = len(class_names)
+    cm = confusion_matrix(y_true, y_pred, n)
+    fig, ax = plt.subplots(figsize=(7, 6), layout="constrained")
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), count in np.ndenumerate(cm):
+        # White text on dark cells so every number stays readable.
+        color = "white" if count > cm.max() / 2 else "black"
+        ax.text(j, i, str(count), ha="center", va="center", color=color, fontsize=8)
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title("Confusion matrix")
+    return fig
+
+
+def plot_predictions(images, y_true, y_pred, class_names, n=12, seed=0):
+    """``n`` random images titled "predicted / true"; wrong predictions in red."""
+    images = _as_images(images)
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(images), size=min(n, len(images)), replace=False)
+    fig, axes = _grid(len(idx), ncols=6, size=1.9, layout="constrained")
+    for ax, i in zip(axes, idx, strict=True):
+        ax.imshow(images[i], cmap="gray")
+        wrong = y_pred[i] != y_true[i]
+        ax.set_title(
+            f"{class_names[y_pred[i]]} / {class_names[y_true[i]]}",
+            color="red" if wrong else "black",
+            fontsize=9,
+        )
+        _no_ticks(ax)
+    fig.suptitle("predicted / true (wrong in red)")
+    return fig
+
+
+def _weight_images(columns, title):
+    """Columns of a (784, n) array as 28x28 images on one shared symmetric colour scale."""
+    n = columns.shape[1]
+    images = _as_images(columns.T)
+    m = float(np.abs(images).max()) or 1.0  # shared +-m keeps 0 white and units comparable
+    fig, axes = _grid(n, ncols=math.ceil(math.sqrt(n)), size=1.2, layout="constrained")
+    for ax, image in zip(axes, images, strict=True):
+        im = ax.imshow(image, cmap=WEIGHT_CMAP, vmin=-m, vmax=m)
+        _no_ticks(ax)
+    fig.colorbar(im, ax=list(axes), shrink=0.8)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_first_layer_weights(W1, n_units=64):
+    """Incoming weights of the first ``n_units`` hidden units, each as a 28x28 image."""
+    W1 = np.asarray(W1)
+    return _weight_images(W1[:, :n_units], "First-layer weights")
+
+
+def plot_second_layer_units(W1, W2, n_units=16):
+    """Second-layer unit ``j`` as the pixel pattern ``W1 @ W2[:, j]``.
+
+    A linear view that ignores the activation between the layers: it shows which
+    first-layer features the unit adds up, not its exact response.
+    """
+    W1, W2 = np.asarray(W1), np.asarray(W2)
+    return _weight_images(W1 @ W2[:, :n_units], "Second-layer units (W1 @ W2)")
+
+
+def _class_rows_heatmap(fig, ax, values, row_classes, class_names, xlabel):
+    """Heatmap of ``values`` whose rows are labelled by class in contiguous blocks."""
+    im = ax.imshow(values, aspect="auto", cmap="viridis", interpolation="nearest")
+    starts = np.flatnonzero(np.r_[True, row_classes[1:] != row_classes[:-1]])
+    ends = np.r_[starts[1:], len(row_classes)]
+    ax.set_yticks((starts + ends - 1) / 2, [class_names[c] for c in row_classes[starts]])
+    for s in starts[1:]:
+        ax.axhline(s - 0.5, color="white", linewidth=0.8)
+    ax.set_xlabel(xlabel)
+    fig.colorbar(im, ax=ax, label="activation")
+
+
+def plot_activation_heatmap(activations, labels, class_names, n_per_class=10):
+    """Hidden activations of the first ``n_per_class`` images of each class, grouped by class."""
+    activations = np.asarray(activations)
+    labels = np.asarray(labels)
+    rows = np.concatenate([np.flatnonzero(labels == c)[:n_per_class] for c in range(len(class_names))])
+    fig, ax = plt.subplots(figsize=(9, 6), layout="constrained")
+    _class_rows_heatmap(fig, ax, activations[rows], labels[rows], class_names, "hidden unit")
+    ax.set_title(f"Hidden activations, {n_per_class} images per class")
+    return fig
+
+
+def plot_mean_activation_per_class(activations, labels, class_names):
+    """Mean hidden activation of each unit for each class (classes x units)."""
+    activations = np.asarray(activations, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.intp)
+    n = len(class_names)
+    sums = np.zeros((n, activations.shape[1]))
+    np.add.at(sums, labels, activations)
+    counts = np.bincount(labels, minlength=n)[:, None]
+    means = np.divide(sums, counts, out=np.full_like(sums, np.nan), where=counts > 0)
+    fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
+    _class_rows_heatmap(fig, ax, means, np.arange(n), class_names, "hidden unit")
+    ax.set_title("Mean hidden activation per class")
+    return fig

@@ -1,0 +1,212 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+
+import plots
+
+CLASS_NAMES = tuple(f"class {i}" for i in range(10))
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture
+def images():
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.arange(10), rng.integers(0, 10, size=40)]
+    return rng.random((50, 784)).astype(np.float32), labels
+
+
+def _history(n=5, offset=0.0):
+    it = np.arange(1, n + 1) * 10
+    return pd.DataFrame({
+        "iteration": it, "epoch": np.ones(n, int), "lr": 0.1,
+        "train_loss": 1 / it + offset, "train_acc": 1 - 1 / it, "val_loss": 1.2 / it, "val_acc": 0.9 - 1 / it,
+        "diverged": False,
+    })
+
+
+def _images(ax):
+    return ax.get_images()
+
+
+def test_plot_history():
+    fig = plots.plot_history(_history(), title="run")
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 2
+    loss_ax, acc_ax = fig.axes
+    assert len(loss_ax.get_lines()) == 2 and len(acc_ax.get_lines()) == 2
+    np.testing.assert_allclose(loss_ax.get_lines()[1].get_ydata(), _history()["val_loss"])
+    assert fig._suptitle.get_text() == "run"
+
+
+def test_plot_histories_side_by_side():
+    fig = plots.plot_histories_side_by_side({"a": _history(), "b": _history(offset=1.0), "c": _history(3)})
+    assert len(fig.axes) == 6
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["a", "b", "c"]
+    # Loss panels share their y axis, so the offset run stretches all of them.
+    assert fig.axes[0].get_ylim() == fig.axes[1].get_ylim()
+
+
+def _grid_log():
+    rows = []
+    for arch in ["784-10", "784-64-10"]:
+        for lr in [0.01, 0.1, 1.0]:
+            for l2 in [0.0, 1e-4]:
+                diverged = lr == 1.0 and arch == "784-64-10"
+                rows.append({"layer_sizes": arch, "learning_rate": lr, "l2_lambda": l2,
+                             "val_accuracy": np.nan if diverged else 0.8 + lr / 10, "val_loss": 0.5,
+                             "train_time_s": 1.0, "best_iteration": 10, "diverged": diverged})
+    return pd.DataFrame(rows)
+
+
+def test_plot_grid_results():
+    fig = plots.plot_grid_results(_grid_log())
+    assert len(fig.axes) == 2
+    assert [ax.get_title() for ax in fig.axes] == ["784-10", "784-64-10"]
+    assert all(ax.get_xscale() == "log" for ax in fig.axes)
+    lines = [ln for ln in fig.axes[1].get_lines() if ln.get_linestyle() == "-"]
+    assert len(lines) == 2  # one per L2 strength
+    assert all(list(ln.get_xdata()) == [0.01, 0.1] for ln in lines)  # diverged lr=1 left out
+    markers = [ln for ln in fig.axes[1].get_lines() if ln.get_marker() == "x" and len(ln.get_xdata())]
+    assert sum(len(ln.get_xdata()) for ln in markers) == 2
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["L2 = 0", "L2 = 0.0001", "diverged"]
+
+
+def test_plot_grid_results_many_architectures_wraps():
+    log = pd.concat([_grid_log().assign(layer_sizes=f"784-{h}-10") for h in (8, 16, 32, 64)])
+    fig = plots.plot_grid_results(log)
+    assert len(fig.axes) == 4  # 2 rows of 3 with the two unused cells removed
+
+
+def test_plot_class_samples_shows_first_of_each_class(images):
+    X, y = images
+    fig = plots.plot_class_samples(X, y, CLASS_NAMES)
+    assert len(fig.axes) == 10
+    for c, ax in enumerate(fig.axes):
+        assert ax.get_title() == CLASS_NAMES[c]
+        np.testing.assert_array_equal(_images(ax)[0].get_array(), X[c].reshape(28, 28))
+
+
+def test_confusion_matrix_and_per_class_accuracy():
+    y_true = np.array([0, 0, 1, 1, 1, 2, 2, 0])
+    y_pred = np.array([0, 1, 1, 1, 2, 2, 0, 0])
+    expected = np.array([[2, 1, 0], [0, 2, 1], [1, 0, 1]])
+    np.testing.assert_array_equal(plots.confusion_matrix(y_true, y_pred, 3), expected)
+    np.testing.assert_allclose(plots.per_class_accuracy(y_true, y_pred, 4)[:3], [2 / 3, 2 / 3, 1 / 2])
+    assert np.isnan(plots.per_class_accuracy(y_true, y_pred, 4)[3])  # class without samples
+
+
+def test_per_class_accuracy_matches_loop():
+    rng = np.random.default_rng(3)
+    y_true, y_pred = rng.integers(0, 10, 500), rng.integers(0, 10, 500)
+    reference = [np.mean(y_pred[y_true == c] == c) for c in range(10)]
+    np.testing.assert_allclose(plots.per_class_accuracy(y_true, y_pred, 10), reference)
+    assert plots.confusion_matrix(y_true, y_pred, 10).sum() == 500
+
+
+def test_plot_confusion_matrix_cells_and_labels():
+    y_true = np.array([0, 0, 1, 1, 1, 2, 2, 0])
+    y_pred = np.array([0, 1, 1, 1, 2, 2, 0, 0])
+    names = ("a", "b", "c")
+    fig = plots.plot_confusion_matrix(y_true, y_pred, names)
+    (ax,) = fig.axes
+    np.testing.assert_array_equal(_images(ax)[0].get_array(), plots.confusion_matrix(y_true, y_pred, 3))
+    texts = {(t.get_position()[1], t.get_position()[0]): t.get_text() for t in ax.texts}
+    assert texts[(0, 0)] == "2" and texts[(2, 0)] == "1" and texts[(1, 0)] == "0"
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(names)
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(names)
+
+
+def test_plot_predictions_wrong_in_red(images):
+    X, y = images
+    y_pred = y.copy()
+    y_pred[::2] = (y[::2] + 1) % 10
+    fig = plots.plot_predictions(X, y, y_pred, CLASS_NAMES, n=12, seed=0)
+    assert len(fig.axes) == 12
+    shown = np.random.default_rng(0).choice(len(X), size=12, replace=False)
+    for ax, i in zip(fig.axes, shown, strict=True):
+        title = ax.title
+        assert title.get_text() == f"{CLASS_NAMES[y_pred[i]]} / {CLASS_NAMES[y[i]]}"
+        wrong = y_pred[i] != y[i]
+        assert (to_rgba(title.get_color()) == to_rgba("red")) == wrong
+    # Same seed, same images.
+    again = plots.plot_predictions(X, y, y_pred, CLASS_NAMES, n=12, seed=0)
+    assert [a.get_title() for a in again.axes] == [a.get_title() for a in fig.axes]
+
+
+def test_plot_first_layer_weights_symmetric_limits():
+    rng = np.random.default_rng(0)
+    W1 = rng.normal(size=(784, 40)) + 0.3
+    fig = plots.plot_first_layer_weights(W1, n_units=10)
+    image_axes = [ax for ax in fig.axes if _images(ax)]
+    assert len(image_axes) == 10
+    assert len(fig.axes) == 11  # plus the colorbar
+    m = np.abs(W1[:, :10]).max()
+    for k, ax in enumerate(image_axes):
+        im = _images(ax)[0]
+        assert im.get_clim() == pytest.approx((-m, m))
+        np.testing.assert_allclose(im.get_array(), W1[:, k].reshape(28, 28))
+        assert ax.get_xticks().size == 0 and ax.get_yticks().size == 0
+
+
+def test_plot_second_layer_units_is_weighted_combination():
+    rng = np.random.default_rng(1)
+    W1, W2 = rng.normal(size=(784, 12)), rng.normal(size=(12, 6))
+    fig = plots.plot_second_layer_units(W1, W2, n_units=4)
+    image_axes = [ax for ax in fig.axes if _images(ax)]
+    assert len(image_axes) == 4
+    for j, ax in enumerate(image_axes):
+        im = _images(ax)[0]
+        np.testing.assert_allclose(im.get_array(), (W1 @ W2[:, j]).reshape(28, 28))
+        low, high = im.get_clim()
+        assert low == pytest.approx(-high) and high > 0
+
+
+def test_plot_activation_heatmap_groups_rows_by_class():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 3, size=60)
+    activations = rng.random((60, 16))
+    fig = plots.plot_activation_heatmap(activations, labels, ("a", "b", "c"), n_per_class=4)
+    assert len(fig.axes) == 2  # heatmap + colorbar
+    ax = fig.axes[0]
+    shown = _images(ax)[0].get_array()
+    expected = np.concatenate([activations[labels == c][:4] for c in range(3)])
+    np.testing.assert_allclose(shown, expected)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]
+    np.testing.assert_allclose(ax.get_yticks(), [1.5, 5.5, 9.5])
+
+
+def test_plot_mean_activation_per_class():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 4, size=80)
+    activations = rng.random((80, 5))
+    names = ("a", "b", "c", "d")
+    fig = plots.plot_mean_activation_per_class(activations, labels, names)
+    assert len(fig.axes) == 2
+    ax = fig.axes[0]
+    expected = np.stack([activations[labels == c].mean(axis=0) for c in range(4)])
+    np.testing.assert_allclose(_images(ax)[0].get_array(), expected)
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(names)
+
+
+def test_save_figure_writes_png_atomically(tmp_path):
+    fig = plots.plot_history(_history())
+    path = tmp_path / "new" / "folder" / "history.png"
+    returned = plots.save_figure(fig, path, dpi=50)
+    assert returned == path
+    assert path.read_bytes().startswith(b"\x89PNG")
+    assert [p.name for p in path.parent.iterdir()] == ["history.png"]
+    plots.save_figure(fig, path)  # overwriting works too
+    assert path.read_bytes().startswith(b"\x89PNG")

@@ -1,0 +1,225 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+import tuning
+
+MODEL_KWARGS = {"max_epoch": 2, "batch_size": 50, "print_iter": 2, "seed": 0}
+KEY = ["layer_sizes", "learning_rate", "l2_lambda"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    """200 train and 100 validation rows of 20 features, 3 classes that a small MLP can learn."""
+    rng = np.random.default_rng(1)
+    centers = rng.normal(size=(3, 20))
+
+    def sample(n):
+        y = rng.integers(0, 3, size=n)
+        return (centers[y] + rng.normal(scale=1.5, size=(n, 20))).astype(np.float32), y
+
+    X_train, y_train = sample(200)
+    X_val, y_val = sample(100)
+    return X_train, y_train, X_val, y_val
+
+
+@pytest.fixture
+def grid():
+    return tuning.make_grid([0.01, 0.1], [(20, 8, 3)], [0.0, 1e-3])
+
+
+@pytest.fixture
+def paths(tmp_path):
+    return tmp_path / "logs" / "grid.csv", tmp_path / "histories"
+
+
+@pytest.fixture
+def counter(monkeypatch):
+    """Counts the runs actually trained, through the real worker."""
+    calls = []
+    real = tuning.train_run
+
+    def counting(settings, *args, **kwargs):
+        calls.append(settings)
+        return real(settings, *args, **kwargs)
+
+    monkeypatch.setattr(tuning, "train_run", counting)
+    return calls
+
+
+def search(grid, data, paths, **kwargs):
+    return tuning.grid_search(grid, *data, *paths, progress=False, **MODEL_KWARGS, **kwargs)
+
+
+def test_make_grid_order_and_types():
+    grid = tuning.make_grid([0.1, 0.01], [[784, 10], (784, 64, 10)], [0, 1e-4])
+    assert len(grid) == 8
+    assert grid[0] == {"layers": (784, 10), "lr": 0.1, "L2_lambda": 0.0}
+    assert grid[1] == {"layers": (784, 10), "lr": 0.1, "L2_lambda": 1e-4}
+    assert grid[2] == {"layers": (784, 10), "lr": 0.01, "L2_lambda": 0.0}
+    assert grid[4]["layers"] == (784, 64, 10)
+    assert all(isinstance(s["layers"], tuple) and isinstance(s["lr"], float) for s in grid)
+
+
+def test_run_name_format_and_unique():
+    assert tuning.run_name({"layers": (784, 256, 128, 10), "lr": 0.01, "L2_lambda": 0.001}) == (
+        "784-256-128-10_lr0.01_l2_0.001"
+    )
+    archs = [(784, 10), (784, 100, 10), (784, 10, 10)]
+    grid = tuning.make_grid([1e-3, 0.003, 0.01, 0.1], archs, [0, 1e-5, 1e-4])
+    names = [tuning.run_name(s) for s in grid]
+    assert len(set(names)) == len(grid)
+    assert all("/" not in n and " " not in n for n in names)
+
+
+def test_log_has_one_row_per_setting_and_histories(data, grid, paths, counter):
+    log = search(grid, data, paths)
+    log_path, history_dir = paths
+    assert list(log.columns) == tuning.LOG_COLUMNS
+    assert len(log) == len(grid) == len(counter)
+    assert set(log["layer_sizes"]) == {"20-8-3"}
+    pairs = sorted(zip(log["learning_rate"], log["l2_lambda"], strict=True))
+    assert pairs == [(0.01, 0.0), (0.01, 1e-3), (0.1, 0.0), (0.1, 1e-3)]
+    assert log["val_accuracy"].between(0, 1).all()
+    assert (log["best_iteration"] > 0).all()
+    assert not log["diverged"].any()
+    pd.testing.assert_frame_equal(tuning.read_log(log_path), log)
+    for s in grid:
+        history = pd.read_csv(history_dir / f"{tuning.run_name(s)}.csv")
+        assert {"iteration", "train_loss", "val_acc", "diverged"} <= set(history.columns)
+        row = log[(log["learning_rate"] == s["lr"]) & (log["l2_lambda"] == s["L2_lambda"])].iloc[0]
+        assert history["val_acc"].max() == pytest.approx(row["val_accuracy"])
+    assert not list(history_dir.glob("*.tmp"))
+
+
+def test_rows_are_on_disk_when_a_later_run_fails(data, grid, paths, monkeypatch):
+    real = tuning.train_run
+
+    def failing_third(settings, *args, **kwargs):
+        if settings == grid[2]:
+            raise RuntimeError("boom")
+        return real(settings, *args, **kwargs)
+
+    monkeypatch.setattr(tuning, "train_run", failing_third)
+    with pytest.raises(RuntimeError, match="boom"):
+        search(grid, data, paths)
+    log = tuning.read_log(paths[0])
+    assert len(log) == 2
+    assert list(zip(log["learning_rate"], log["l2_lambda"], strict=True)) == [(0.01, 0.0), (0.01, 1e-3)]
+    assert sorted(p.name for p in paths[1].iterdir()) == sorted(f"{tuning.run_name(s)}.csv" for s in grid[:2])
+
+
+def test_resume_trains_only_missing_runs(data, grid, paths, counter):
+    search(grid[:3], data, paths)
+    assert len(counter) == 3
+    log = search(grid, data, paths)
+    assert counter[3:] == [grid[3]]
+    assert len(log) == 4
+    assert not log.duplicated(KEY).any()
+    search(grid, data, paths)
+    assert len(counter) == 4
+
+
+def test_resume_matches_floats_written_differently(data, grid, paths, counter):
+    """A learning rate of 0.01 written as 0.010000000000000002 (float noise) is the same run."""
+    search(grid[:1], data, paths)
+    log_path = paths[0]
+    log_path.write_text(log_path.read_text().replace(",0.01,", ",0.010000000000000002,"))
+    search(grid[:1], data, paths)
+    assert len(counter) == 1
+
+
+def test_torn_last_row_is_dropped_and_rerun(data, grid, paths, counter):
+    search(grid[:2], data, paths)
+    log_path = paths[0]
+    with open(log_path, "a") as f:
+        f.write("20-8-3,0.1,0.0,0.5")  # a crash in the middle of appending a row
+    log = search(grid[:3], data, paths)
+    assert len(counter) == 3
+    assert len(log) == 3
+    assert not log.isna().any().any()
+
+
+def test_rerun_trains_everything_and_keeps_backup(data, grid, paths, counter):
+    first = search(grid[:2], data, paths)
+    log = search(grid[:2], data, paths, rerun=True)
+    assert len(counter) == 4
+    assert len(log) == 2
+    log_path, history_dir = paths
+    assert log_path.with_name("grid.csv.bak").exists()
+    assert len(list(history_dir.iterdir())) == 2
+    # Same seed, same settings: identical numbers.
+    cols = ["val_accuracy", "val_loss", "best_iteration"]
+    pd.testing.assert_frame_equal(first[cols], log[cols])
+
+
+def test_log_with_other_columns_raises(data, grid, paths, counter):
+    log_path = paths[0]
+    log_path.parent.mkdir(parents=True)
+    pd.DataFrame({"layers": ["20-8-3"], "lr": [0.1], "val_acc": [0.5]}).to_csv(log_path, index=False)
+    with pytest.raises(ValueError, match="rerun=True") as error:
+        search(grid, data, paths)
+    assert "val_acc" in str(error.value) and "val_accuracy" in str(error.value)
+    with pytest.raises(ValueError, match="rerun=True"):
+        tuning.read_log(log_path)
+    assert counter == []
+    assert len(search(grid[:1], data, paths, rerun=True)) == 1
+
+
+def test_parallel_gives_same_numbers(data, grid, tmp_path):
+    cols = [*KEY, "val_accuracy", "val_loss", "best_iteration", "diverged"]
+    serial = search(grid, data, (tmp_path / "a.csv", tmp_path / "ha"), n_jobs=1)
+    parallel = search(grid, data, (tmp_path / "b.csv", tmp_path / "hb"), n_jobs=2)
+    serial = serial[cols].sort_values(KEY).reset_index(drop=True)
+    parallel = parallel[cols].sort_values(KEY).reset_index(drop=True)
+    pd.testing.assert_frame_equal(serial, parallel)
+    assert len(list((tmp_path / "hb").glob("*.csv"))) == len(grid)
+
+
+def test_diverged_run_is_logged_and_not_selected(data, paths):
+    grid = tuning.make_grid([0.1, 1e5], [(20, 8, 3)], [0.0])
+    log = search(grid, data, paths)
+    assert list(log["diverged"]) == [False, True]
+    history = pd.read_csv(paths[1] / f"{tuning.run_name(grid[1])}.csv")
+    assert history["diverged"].iloc[-1] and not history["diverged"].iloc[:-1].any()
+    assert tuning.best_settings(log) == grid[0]
+    assert list(tuning.top_k(log)["learning_rate"]) == [0.1]
+
+
+def test_progress_bar_runs(data, grid, paths, capsys):
+    tuning.grid_search(grid[:1], *data, *paths, progress=True, **MODEL_KWARGS)
+    err = capsys.readouterr().err
+    assert "1/1" in err
+    assert "best_val_acc" in err
+
+
+def _log(rows):
+    return pd.DataFrame(
+        [
+            {"layer_sizes": ls, "learning_rate": lr, "l2_lambda": l2, "val_accuracy": acc, "val_loss": loss,
+             "train_time_s": 1.0, "best_iteration": 10, "diverged": div}
+            for ls, lr, l2, acc, loss, div in rows
+        ],
+        columns=tuning.LOG_COLUMNS,
+    )
+
+
+def test_best_settings_skips_diverged_and_breaks_ties_on_loss():
+    log = _log([
+        ("784-10", 0.1, 0.0, 0.80, 0.5, False),
+        ("784-64-10", 1.0, 0.0, 0.95, 0.2, True),  # best accuracy, but diverged
+        ("784-64-10", 0.1, 1e-4, 0.88, 0.40, False),
+        ("784-64-10", 0.01, 0.0, 0.88, 0.35, False),  # same accuracy, lower loss
+        ("784-64-10", 0.5, 0.0, np.nan, np.nan, True),
+    ])
+    assert tuning.best_settings(log) == {"layers": (784, 64, 10), "lr": 0.01, "L2_lambda": 0.0}
+    top = tuning.top_k(log, k=2)
+    assert list(top["val_accuracy"]) == [0.88, 0.88]
+    assert list(top["learning_rate"]) == [0.01, 0.1]
+    assert len(tuning.top_k(log)) == 3
+    assert tuning.top_k(log)["val_accuracy"].is_monotonic_decreasing
+
+
+def test_best_settings_without_usable_run_raises():
+    with pytest.raises(ValueError, match="non-diverged"):
+        tuning.best_settings(_log([("784-10", 5.0, 0.0, np.nan, np.nan, True)]))

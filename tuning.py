@@ -1,0 +1,244 @@
+"""Hyperparameter grid search for the NumPy MLP, with a resumable CSV log.
+
+Each finished run appends one row to the log and writes its training history to
+``history_dir/<run_name>.csv``. Calling :func:`grid_search` again skips the runs already
+logged, so an interrupted search continues where it stopped. Model selection uses
+validation numbers only; the test set never enters this module.
+"""
+
+import os
+import shutil
+from functools import partial
+from itertools import product
+from pathlib import Path
+
+import joblib
+import pandas as pd
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from modules import MLP, atomic_write
+
+LOG_COLUMNS = [
+    "layer_sizes",
+    "learning_rate",
+    "l2_lambda",
+    "val_accuracy",
+    "val_loss",
+    "train_time_s",
+    "best_iteration",
+    "diverged",
+]
+
+_LOG_DTYPES = {
+    "layer_sizes": str,
+    "learning_rate": float,
+    "l2_lambda": float,
+    "val_accuracy": float,
+    "val_loss": float,
+    "train_time_s": float,
+    "best_iteration": int,
+    "diverged": bool,
+}
+
+
+def make_grid(learning_rates, layer_sizes, l2_lambdas):
+    """All combinations as ``dict(layers=tuple, lr=float, L2_lambda=float)``.
+
+    Order: layer sizes outermost, then learning rate, then L2 strength.
+    """
+    return [
+        {"layers": tuple(int(n) for n in layers), "lr": float(lr), "L2_lambda": float(l2)}
+        for layers, lr, l2 in product(layer_sizes, learning_rates, l2_lambdas)
+    ]
+
+
+def _fmt(x):
+    # 12 significant digits: exact for any value typed by hand, and it absorbs the
+    # last-bit noise a float can pick up on a CSV round trip.
+    return f"{float(x):.12g}"
+
+
+def _layers_str(layers):
+    return "-".join(str(int(n)) for n in layers)
+
+
+def run_name(settings):
+    """Filesystem-safe name of one run, e.g. ``"784-256-128-10_lr0.01_l2_0.001"``."""
+    return f"{_layers_str(settings['layers'])}_lr{_fmt(settings['lr'])}_l2_{_fmt(settings['L2_lambda'])}"
+
+
+def _key(layer_sizes, lr, l2):
+    """Hashable identity of a run, robust to float formatting differences."""
+    return (layer_sizes, _fmt(lr), _fmt(l2))
+
+
+def _row_settings(row):
+    return {
+        "layers": tuple(int(n) for n in str(row["layer_sizes"]).split("-")),
+        "lr": float(row["learning_rate"]),
+        "L2_lambda": float(row["l2_lambda"]),
+    }
+
+
+def train_run(settings, X_train, y_train, X_val, y_val, n_threads, **model_kwargs):
+    """Train one model of the grid; return ``(log row dict, history DataFrame)``.
+
+    Module-level so joblib can send it to worker processes. ``n_threads`` caps the BLAS
+    threads so that parallel workers do not oversubscribe the CPU.
+    """
+    with threadpool_limits(limits=n_threads):
+        model = MLP(
+            list(settings["layers"]),
+            lr=settings["lr"],
+            L2_lambda=settings["L2_lambda"],
+            print_log=False,
+            **model_kwargs,
+        )
+        history = model.train(X_train, y_train, X_val, y_val)
+    row = {
+        "layer_sizes": _layers_str(settings["layers"]),
+        "learning_rate": float(settings["lr"]),
+        "l2_lambda": float(settings["L2_lambda"]),
+        "val_accuracy": float(model.best_val_acc),
+        "val_loss": float(model.best_val_loss),
+        "train_time_s": float(model.train_time_s),
+        "best_iteration": int(model.best_iteration),
+        "diverged": bool(model.diverged),
+    }
+    return row, history
+
+
+def read_log(log_path):
+    """Read a grid-search log, checking that its columns are :data:`LOG_COLUMNS`."""
+    log = pd.read_csv(log_path, dtype={"layer_sizes": str})
+    if list(log.columns) != LOG_COLUMNS:
+        raise ValueError(
+            f"{log_path} was written by an older or different grid search: found columns "
+            f"{list(log.columns)}, expected {LOG_COLUMNS}. Pass rerun=True to start a new log "
+            f"(the old one is kept as a .bak file) or delete the file; rows of different formats "
+            f"are never mixed."
+        )
+    return log.astype(_LOG_DTYPES)
+
+
+def _ranked(log):
+    """Non-diverged runs, best validation accuracy first (ties: lower validation loss)."""
+    ok = log[~log["diverged"].astype(bool) & log["val_accuracy"].notna()]
+    return ok.sort_values(["val_accuracy", "val_loss"], ascending=[False, True], kind="mergesort")
+
+
+def best_settings(log):
+    """Settings of the best non-diverged run: ``dict(layers=tuple, lr=, L2_lambda=)``."""
+    ranked = _ranked(log)
+    if ranked.empty:
+        raise ValueError("the log holds no finished, non-diverged run")
+    return _row_settings(ranked.iloc[0])
+
+
+def top_k(log, k=5):
+    """The ``k`` best non-diverged runs, sorted by validation accuracy (descending)."""
+    return _ranked(log).head(k).reset_index(drop=True)
+
+
+def _append_line(path, df, header):
+    # One small append + fsync per finished run: a crash loses at most the runs in flight.
+    with open(path, "a", newline="") as f:
+        df.to_csv(f, index=False, header=header)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _prepare_log(log_path):
+    """Create the log with its header if needed; drop a row torn by a crash mid-write."""
+    if log_path.exists():
+        with open(log_path, "rb+") as f:
+            data = f.read()
+            if not data.endswith(b"\n"):
+                # The torn run is simply trained again; appending after it would corrupt the next row.
+                f.truncate(data.rfind(b"\n") + 1)
+    if not log_path.exists() or log_path.stat().st_size == 0:
+        _append_line(log_path, pd.DataFrame(columns=LOG_COLUMNS), header=True)
+
+
+def _backup(path):
+    """Move ``path`` aside to ``<path>.bak``, replacing an older backup."""
+    bak = path.with_name(path.name + ".bak")
+    if bak.is_dir():
+        shutil.rmtree(bak)
+    os.replace(path, bak)
+
+
+def _postfix(bar, log):
+    ranked = _ranked(log)
+    if not ranked.empty:
+        best = ranked.iloc[0]
+        bar.set_postfix(best_val_acc=f"{best['val_accuracy']:.4f}", best=run_name(_row_settings(best)))
+
+
+def grid_search(
+    grid,
+    X_train,
+    y_train,
+    X_val,
+    y_val,
+    log_path,
+    history_dir,
+    rerun=False,
+    n_jobs=1,
+    progress=True,
+    **model_kwargs,
+):
+    """Train one MLP per settings dict of ``grid`` and return the whole log as a DataFrame.
+
+    Runs already in ``log_path`` are skipped; ``rerun=True`` moves the old log and history
+    folder to ``.bak`` and trains everything again. ``model_kwargs`` go to :class:`MLP`
+    (activation, max_epoch, batch_size, seed, ...). All runs share the same seed, so a
+    run's numbers depend only on its settings, not on the order or on ``n_jobs``.
+    ``n_jobs > 1`` trains in joblib workers (loky unless ``joblib.parallel_config`` says
+    otherwise); only this process writes the log and the history files.
+    """
+    log_path, history_dir = Path(log_path), Path(history_dir)
+    if rerun:
+        for path in (log_path, history_dir):
+            if path.exists():
+                _backup(path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    history_dir.mkdir(parents=True, exist_ok=True)
+    _prepare_log(log_path)
+    log = read_log(log_path)
+
+    done = {_key(*r) for r in log[["layer_sizes", "learning_rate", "l2_lambda"]].itertuples(index=False)}
+    todo = {}  # dict keeps grid order and drops duplicate settings
+    for s in grid:
+        todo.setdefault(_key(_layers_str(s["layers"]), s["lr"], s["L2_lambda"]), s)
+    pending = [s for k, s in todo.items() if k not in done]
+
+    # Share the cores between workers: n_jobs processes x n_threads BLAS threads each.
+    n_threads = max(1, (os.cpu_count() or 1) // joblib.effective_n_jobs(n_jobs))
+    data = (X_train, y_train, X_val, y_val)
+    if n_jobs == 1 or not pending:
+        # In-process: no pickling of the data, and a plain traceback if a run fails.
+        results = (train_run(s, *data, n_threads, **model_kwargs) for s in pending)
+    else:
+        results = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+            joblib.delayed(train_run)(s, *data, n_threads, **model_kwargs) for s in pending
+        )
+
+    with tqdm(
+        total=len(todo),
+        initial=len(todo) - len(pending),
+        desc="grid search",
+        unit="run",
+        disable=not progress,
+    ) as bar:
+        _postfix(bar, log)
+        rows = log.to_dict("records")
+        for row, history in results:
+            _append_line(log_path, pd.DataFrame([row], columns=LOG_COLUMNS), header=False)
+            path = history_dir / f"{run_name(_row_settings(row))}.csv"
+            atomic_write(path, partial(history.to_csv, index=False))
+            rows.append(row)
+            bar.update()
+            _postfix(bar, pd.DataFrame(rows, columns=LOG_COLUMNS))
+    return read_log(log_path)
