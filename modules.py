@@ -149,7 +149,7 @@ class Softmax:
         Computed as ``log(sum(exp(z))) - z[label]`` on the shifted logits ``z``, so it stays finite even where a
         probability has underflowed to 0.
         """
-        picked = np.take_along_axis(self.shifted_logits, labels[:, None], axis=1)[:, 0]
+        picked = self.shifted_logits[np.arange(len(labels)), labels]
         losses = self.log_sum_exp[:, 0] - picked
         return losses if reduction == "none" else float(losses.mean())
 
@@ -301,6 +301,18 @@ class MLP:
         """The learning rate of batch ``iteration`` (counted from 0): step decay every ``decay_steps`` batches."""
         return self.lr * self.decay_factor ** (iteration // self.decay_steps)
 
+    def train_step(self, X, y):
+        """One mini-batch of SGD at the current learning rate: forward, backward, update.
+
+        Returns the summed cross-entropy of the batch (before the step) and how many it classified right.
+        """
+        probs = self.forward(X)
+        loss_sum = float(self.softmax.cross_entropy(y, reduction="none").sum())
+        if np.isfinite(loss_sum):
+            self.backward(y)
+            self.update()
+        return loss_sum, int(np.count_nonzero(probs.argmax(axis=1) == y))
+
     def train(self, X_train, y_train, X_val, y_val, save_path=None):
         """Train with mini-batch SGD and return the history as a DataFrame.
 
@@ -316,21 +328,13 @@ class MLP:
         X_train, y_train = self._check_data(X_train, y_train, "training")
         X_val, y_val = self._check_data(X_val, y_val, "validation")
         n = len(X_train)
-        batches_per_epoch = -(-n // self.batch_size)
-        total_batches = self.max_epoch * batches_per_epoch
-
-        best_params = self.get_parameters()
+        total_batches = self.max_epoch * -(-n // self.batch_size)
         self.best_val_acc, self.best_val_loss, self.best_iteration = -np.inf, np.inf, 0
         self.diverged = False
+        best_params = self.get_parameters()
         rows = []
-        loss_sum, correct, seen = 0.0, 0, 0
+        loss_sum, correct, seen, iteration = 0.0, 0, 0, 0
         started = time.perf_counter()
-        iteration = 0
-
-        def record(epoch, train_loss, train_acc, val_loss=np.nan, val_acc=np.nan, diverged=False):
-            rows.append({"iteration": iteration, "epoch": epoch, "lr": self.current_lr,
-                         "train_loss": train_loss, "train_acc": train_acc,
-                         "val_loss": val_loss, "val_acc": val_acc, "diverged": diverged})
 
         # Overflow in a diverging run is detected below and reported in the history, not as warnings.
         with np.errstate(over="ignore", invalid="ignore"):
@@ -338,40 +342,34 @@ class MLP:
                 order = self.rng.permutation(n)
                 for start in range(0, n, self.batch_size):
                     batch = order[start:start + self.batch_size]
-                    labels = y_train[batch]
                     self.current_lr = self.lr_at(iteration)
-                    probs = self.forward(X_train[batch])
-                    batch_losses = self.softmax.cross_entropy(labels, reduction="none")
-                    batch_loss = float(batch_losses.sum())
+                    batch_loss, batch_correct = self.train_step(X_train[batch], y_train[batch])
                     iteration += 1
+                    loss_sum, correct, seen = loss_sum + batch_loss, correct + batch_correct, seen + len(batch)
                     if not np.isfinite(batch_loss):
                         self.diverged = True
-                        record(epoch, batch_loss / len(batch), np.nan, diverged=True)
-                        break
-                    loss_sum += batch_loss
-                    correct += int(np.count_nonzero(probs.argmax(axis=1) == labels))
-                    seen += len(batch)
-                    self.backward(labels)
-                    self.update()
-
-                    if iteration % self.print_iter == 0 or iteration == total_batches:
+                    elif iteration % self.print_iter == 0 or iteration == total_batches:
                         val_acc, val_loss = self.evaluate(X_val, y_val)
                         self.diverged = not np.isfinite(val_loss)
-                        record(epoch, loss_sum / seen, correct / seen, val_loss, val_acc, self.diverged)
-                        if self.diverged:
-                            break
-                        if self.print_log:
-                            self._print_row(rows[-1])
-                        loss_sum, correct, seen = 0.0, 0, 0
-                        if (val_acc, -val_loss) > (self.best_val_acc, -self.best_val_loss):
-                            self.best_val_acc, self.best_val_loss = val_acc, val_loss
-                            self.best_iteration = iteration
-                            best_params = self.get_parameters()
-                            if save_path is not None:
-                                self.save_param(save_path)
-                if self.diverged:
+                    else:
+                        continue
+                    if self.diverged:
+                        # The argmax of non-finite probabilities means nothing.
+                        val_acc, val_loss = np.nan, np.nan
+                    rows.append({"iteration": iteration, "epoch": epoch, "lr": self.current_lr,
+                                 "train_loss": loss_sum / seen, "train_acc": correct / seen,
+                                 "val_loss": val_loss, "val_acc": val_acc, "diverged": self.diverged})
                     if self.print_log:
-                        print(f"diverged at iteration {iteration} (lr {self.current_lr:.4g}): loss is not finite")
+                        self._print_row(rows[-1])
+                    if self.diverged:
+                        break
+                    loss_sum, correct, seen = 0.0, 0, 0
+                    if (val_acc, -val_loss) > (self.best_val_acc, -self.best_val_loss):
+                        self.best_val_acc, self.best_val_loss, self.best_iteration = val_acc, val_loss, iteration
+                        best_params = self.get_parameters()
+                        if save_path is not None:
+                            self.save_param(save_path)
+                if self.diverged:
                     break
 
         self.train_time_s = time.perf_counter() - started
@@ -395,9 +393,10 @@ class MLP:
 
     @staticmethod
     def _print_row(row):
-        print(f"epoch {row['epoch']:3d}  iter {row['iteration']:6d}  lr {row['lr']:.4g}  "
-              f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
-              f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}")
+        line = (f"epoch {row['epoch']:3d}  iter {row['iteration']:6d}  lr {row['lr']:.4g}  "
+                f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+                f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}")
+        print(line + ("  diverged: the loss is no longer finite" if row["diverged"] else ""))
 
     # -- parameters -------------------------------------------------------------------------------------------
 
