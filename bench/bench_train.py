@@ -6,14 +6,20 @@ training rows, the 6,000 validation rows evaluated every 100 batches. Each conte
 shared machine the minimum is the least disturbed measurement. Seconds mean little across machines; the ratios
 printed at the end are what to compare.
 
-    python bench/bench_train.py [--epochs 3] [--repeats 3]
+    python bench/bench_train.py [--epochs 3] [--repeats 3] [--output bench/results.json]
+
+The figures also go to a JSON file, from which report.py writes the README's benchmark table.
 """
 
 import argparse
+import json
 import multiprocessing
+import os
+import platform
 import resource
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +61,7 @@ def run_matmul_floor(epochs):
     """The matrix products of the same work and nothing else: what no implementation on this BLAS can beat."""
     X_train, _, X_val, _, _ = load_data()
     rng = np.random.default_rng(0)
-    weights = [rng.standard_normal((a, b), dtype=np.float32) * 0.01 for a, b in zip(LAYERS[:-1], LAYERS[1:])]
+    weights = [rng.standard_normal((a, b), dtype=np.float32) * 0.01 for a, b in pairwise(LAYERS)]
     started = time.perf_counter()
     for _ in range(epochs):
         for i, start in enumerate(range(0, len(X_train), BATCH), start=1):
@@ -82,7 +88,7 @@ def run_torch(epochs):
     X_train, X_val = torch.from_numpy(X_train), torch.from_numpy(X_val)
     y_train, y_val = torch.from_numpy(y_train.astype(np.int64)), torch.from_numpy(y_val.astype(np.int64))
     modules = []
-    for a, b in zip(LAYERS[:-1], LAYERS[1:]):
+    for a, b in pairwise(LAYERS):
         linear = torch.nn.Linear(a, b)
         torch.nn.init.kaiming_normal_(linear.weight, nonlinearity="relu")
         torch.nn.init.zeros_(linear.bias)
@@ -131,6 +137,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--output", type=Path, default=Path(__file__).with_name("results.json"))
     args = parser.parse_args()
 
     names = list(CONTENDERS)
@@ -139,7 +146,8 @@ def main():
     except ImportError:
         names.remove("pytorch")
         print("torch is not installed: no PyTorch reference (pip install torch==2.13.0)")
-    print(f"data: {load_data()[-1]}; {args.epochs} epochs a run, best of {args.repeats} runs")
+    data = load_data()[-1]
+    print(f"data: {data}; {args.epochs} epochs a run, best of {args.repeats} runs")
 
     best = {}
     for _ in range(args.repeats):
@@ -155,6 +163,18 @@ def main():
     if "pytorch" in best:
         print(f"numpy MLP / pytorch: {numpy_seconds / best['pytorch'][0]:.2f}  (target at most 0.75)")
     print(f"numpy MLP peak memory: {best['numpy MLP'][2]:.0f} MB  (target under 700 MB)")
+
+    from modules import atomic_write
+
+    results = {
+        "data": data, "epochs": args.epochs, "repeats": args.repeats,
+        "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                    "numpy": np.__version__},
+        "contenders": {name: {"seconds_per_epoch": seconds, "peak_rss_mb": rss}
+                       for name, (seconds, _, rss) in best.items()},
+    }
+    atomic_write(args.output, lambda f: f.write(json.dumps(results, indent=2).encode()))
+    print(f"written to {args.output}")
 
 
 if __name__ == "__main__":
