@@ -9,6 +9,7 @@ Shapes use ``N`` for the batch size, ``D`` for a layer's input features, ``H`` f
 the number of classes. Everything runs on whole batches with matrix products; nothing loops over samples.
 """
 
+import json
 import os
 import tempfile
 import time
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from optimizers import make_optimizer
 
 EVAL_CHUNK_ROWS = 8192  # rows per chunk in evaluate(): ~8 MB per hidden layer of 256 float32 units
 
@@ -165,29 +168,77 @@ class Softmax:
         return "Softmax()"
 
 
+class Dropout:
+    """Inverted dropout: in training, each input is zeroed with probability ``p`` and the survivors are scaled by
+    ``1 / (1 - p)``, so that the expected output equals the input and nothing needs rescaling at test time.
+
+    Active only while ``training`` is True (the model sets it around each training forward pass); otherwise the
+    identity. The masks come from ``rng``, the model's seeded generator, so a seeded run is repeatable.
+    """
+
+    def __init__(self, p, rng=None):
+        if not 0 <= p < 1:
+            raise ValueError(f"dropout probability must lie in [0, 1), got {p}")
+        self.p = p
+        self.rng = np.random.default_rng() if rng is None else rng
+        self.training = False
+        self.mask = None
+
+    def forward(self, bottom):
+        """bottom (N, H) -> top (N, H)."""
+        if not self.training:
+            self.mask = None
+            return bottom
+        keep = self.rng.random(bottom.shape, dtype=np.float32) >= self.p
+        self.mask = keep.astype(bottom.dtype) / bottom.dtype.type(1 - self.p)
+        return bottom * self.mask
+
+    def backward(self, top_diff):
+        """top_diff (N, H) -> bottom_diff (N, H): the gradient flows where the mask let the input through."""
+        return top_diff if self.mask is None else top_diff * self.mask
+
+    def __repr__(self):
+        return f"Dropout({self.p})"
+
+
 ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
 WEIGHT_INIT = {"relu": "he", "sigmoid": "xavier", "tanh": "xavier"}
+LR_SCHEDULES = ("step", "cosine")
 HISTORY_COLUMNS = ["iteration", "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "diverged"]
 
 
 class MLP:
-    """A multilayer perceptron trained with mini-batch SGD, step learning-rate decay and L2 regularisation.
+    """A multilayer perceptron trained with mini-batch gradient descent, a learning-rate schedule and L2.
 
     ``layers`` lists the sizes from input to output, e.g. ``[784, 256, 128, 10]``. The network is an ``FC`` for each
-    pair of adjacent sizes, the activation after every ``FC`` but the last, then ``Softmax``.
+    pair of adjacent sizes, the activation after every ``FC`` but the last (followed by ``Dropout`` when
+    ``dropout > 0``), then ``Softmax``.
 
     Training minimises ``mean cross-entropy + (L2_lambda / 2) * sum of ||W||^2`` over the FC layers (biases are not
-    regularised). The learning rate of batch ``i`` (counted from 0 over the whole run) is
-    ``lr * decay_factor ** (i // decay_steps)``. All randomness (initialisation, then shuffling) comes from one
-    generator seeded with ``seed``, so identical seeds give identical runs.
+    regularised); with Adam the same ``L2_lambda`` is a decoupled weight decay instead (see ``optimizers``).
+    The learning rate of batch ``i``, counted from 0 over the whole run:
+
+    - ``lr_schedule="step"``: ``lr * decay_factor ** (i // decay_steps)``.
+    - ``lr_schedule="cosine"``: ``lr * (1 + cos(pi * i / total)) / 2``, falling smoothly to 0 at the last batch.
+    - ``warmup_steps > 0`` first raises it linearly, ``lr * (i + 1) / warmup_steps``, and the schedule then runs on
+      the batches after the warm-up.
+
+    ``optimizer`` is ``"sgd"`` (the plain step), ``"momentum"``, ``"nesterov"``, ``"adam"``, or an object from
+    ``optimizers``. ``weight_init`` is ``"he"`` or ``"xavier"``; by default He for ReLU and Xavier otherwise.
+    ``patience`` turns on early stopping: training ends after that many validation checks without a better
+    accuracy. All randomness (initialisation, shuffling, dropout) comes from one generator seeded with ``seed``, so
+    identical seeds give identical runs.
     """
 
     def __init__(self, layers, lr=0.1, activation="relu", max_epoch=40, batch_size=100, L2_lambda=0.0,
-                 decay_factor=0.95, decay_steps=500, print_log=True, print_iter=100, seed=0, dtype=np.float32):
+                 decay_factor=0.95, decay_steps=500, print_log=True, print_iter=100, seed=0, dtype=np.float32,
+                 optimizer="sgd", dropout=0.0, lr_schedule="step", warmup_steps=0, weight_init=None, patience=None):
         if len(layers) < 2 or any(int(size) != size or size < 1 for size in layers):
             raise ValueError(f"layers must list at least two positive integer sizes, got {layers!r}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}: choose one of {sorted(ACTIVATIONS)}")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {lr_schedule!r}: choose one of {LR_SCHEDULES}")
         self.layers = [int(size) for size in layers]
         self.lr = lr
         self.activation = activation
@@ -200,20 +251,44 @@ class MLP:
         self.print_iter = print_iter
         self.seed = seed
         self.dtype = np.dtype(dtype)
-        self.rng = np.random.default_rng(seed)
-        self.current_lr = lr
+        self.optimizer_spec = optimizer
+        self.dropout = dropout
+        self.lr_schedule = lr_schedule
+        self.warmup_steps = warmup_steps
+        self.weight_init = weight_init or WEIGHT_INIT[activation]
+        self.patience = patience
         self.init_model()
 
     def init_model(self):
-        """Build ``self.net``, the list of layer objects in order, with freshly initialised weights."""
+        """Build ``self.net``, the list of layer objects in order, with freshly initialised weights.
+
+        This also starts a new run: a fresh generator from ``seed``, a fresh optimizer state, an empty history.
+        """
+        self.rng = np.random.default_rng(self.seed)
+        self.optimizer = make_optimizer(self.optimizer_spec)
         self.net = []
         n_fc = len(self.layers) - 1
         for i, (fan_in, fan_out) in enumerate(pairwise(self.layers)):
-            self.net.append(FC(fan_in, fan_out, rng=self.rng, dtype=self.dtype,
-                               weight_init=WEIGHT_INIT[self.activation], propagate_down=i > 0))
+            self.net.append(FC(fan_in, fan_out, rng=self.rng, dtype=self.dtype, weight_init=self.weight_init,
+                               propagate_down=i > 0))
             if i < n_fc - 1:
                 self.net.append(ACTIVATIONS[self.activation]())
+                if self.dropout:
+                    self.net.append(Dropout(self.dropout, rng=self.rng))
         self.net.append(Softmax())
+        self._start_run()
+
+    def _start_run(self):
+        self.current_lr = self.lr_at(0)
+        self.iteration = self.epoch = 0
+        self.best_val_acc = self.best_val_loss = np.nan
+        self.best_iteration = 0
+        self.diverged = self.stopped_early = False
+        self.train_time_s = 0.0
+        self._rows = []
+        self._meter = [0.0, 0, 0]  # loss sum, correct, seen since the last recorded row
+        self._best_params = self._last_params = None
+        self._checks_without_improvement = 0
 
     @property
     def fc_layers(self):
@@ -223,6 +298,16 @@ class MLP:
     @property
     def softmax(self):
         return self.net[-1]
+
+    def config(self):
+        """The constructor's arguments as a dict of plain values, enough to rebuild this model: ``MLP(**config)``."""
+        optimizer = make_optimizer(self.optimizer_spec).config()
+        return {"layers": self.layers, "lr": self.lr, "activation": self.activation, "max_epoch": self.max_epoch,
+                "batch_size": self.batch_size, "L2_lambda": self.L2_lambda, "decay_factor": self.decay_factor,
+                "decay_steps": self.decay_steps, "print_iter": self.print_iter, "seed": self.seed,
+                "dtype": self.dtype.name, "optimizer": optimizer, "dropout": self.dropout,
+                "lr_schedule": self.lr_schedule, "warmup_steps": self.warmup_steps, "weight_init": self.weight_init,
+                "patience": self.patience}
 
     def __repr__(self):
         return f"MLP({self.layers}, activation={self.activation!r}): " + " -> ".join(map(repr, self.net))
@@ -256,25 +341,29 @@ class MLP:
     def backward(self, y):
         """From the last forward pass and its labels y (N,), fill every FC's ``grad_W`` and ``grad_b``.
 
-        ``grad_W`` includes the L2 term ``L2_lambda * W``.
+        ``grad_W`` includes the L2 term ``L2_lambda * W``, unless the optimizer decays the weights itself.
         """
         diff = self.softmax.backward(y)
         for layer in reversed(self.net[:-1]):
             diff = layer.backward(diff)
-        if self.L2_lambda:
+        if self.L2_lambda and not self.optimizer.decoupled_weight_decay:
             for fc in self.fc_layers:
                 fc.grad_W += self.L2_lambda * fc.W
 
     def update(self):
-        """One plain SGD step with the current learning rate."""
-        for fc in self.fc_layers:
-            fc.W -= self.current_lr * fc.grad_W
-            fc.b -= self.current_lr * fc.grad_b
+        """One step of the optimizer with the current learning rate (plain SGD by default)."""
+        if self.L2_lambda and self.optimizer.decoupled_weight_decay:
+            for fc in self.fc_layers:
+                fc.W *= 1 - self.current_lr * self.L2_lambda
+        self.optimizer.step([pair for fc in self.fc_layers for pair in ((fc.W, fc.grad_W), (fc.b, fc.grad_b))],
+                            self.current_lr)
 
     def objective(self, X, y):
-        """The training objective on (X, y): mean cross-entropy plus the L2 penalty."""
+        """The loss whose gradient ``backward`` computes: mean cross-entropy, plus the L2 penalty where it is one."""
         self.forward(X)
-        penalty = 0.5 * self.L2_lambda * sum(float(np.sum(fc.W * fc.W)) for fc in self.fc_layers)
+        penalty = 0.0
+        if not self.optimizer.decoupled_weight_decay:
+            penalty = 0.5 * self.L2_lambda * sum(float(np.sum(fc.W * fc.W)) for fc in self.fc_layers)
         return self.softmax.cross_entropy(y) + penalty
 
     def predict(self, X):
@@ -297,88 +386,127 @@ class MLP:
 
     # -- training ---------------------------------------------------------------------------------------------
 
-    def lr_at(self, iteration):
-        """The learning rate of batch ``iteration`` (counted from 0): step decay every ``decay_steps`` batches."""
-        return self.lr * self.decay_factor ** (iteration // self.decay_steps)
+    def lr_at(self, iteration, total_batches=None):
+        """The learning rate of batch ``iteration`` (counted from 0) of a run of ``total_batches`` batches.
+
+        Only the cosine schedule needs ``total_batches``.
+        """
+        if iteration < self.warmup_steps:
+            return self.lr * (iteration + 1) / self.warmup_steps
+        if self.lr_schedule == "step":
+            return self.lr * self.decay_factor ** (iteration // self.decay_steps)
+        if total_batches is None:
+            return self.lr
+        progress = (iteration - self.warmup_steps) / max(total_batches - self.warmup_steps, 1)
+        return self.lr * 0.5 * (1 + np.cos(np.pi * progress))
 
     def train_step(self, X, y):
-        """One mini-batch of SGD at the current learning rate: forward, backward, update.
+        """One mini-batch at the current learning rate: forward (dropout active), backward, update.
 
         Returns the summed cross-entropy of the batch (before the step) and how many it classified right.
         """
+        dropouts = [layer for layer in self.net if isinstance(layer, Dropout)]
+        for layer in dropouts:
+            layer.training = True
         probs = self.forward(X)
+        for layer in dropouts:
+            layer.training = False
         loss_sum = float(self.softmax.cross_entropy(y, reduction="none").sum())
         if np.isfinite(loss_sum):
             self.backward(y)
             self.update()
         return loss_sum, int(np.count_nonzero(probs.argmax(axis=1) == y))
 
-    def train(self, X_train, y_train, X_val, y_val, save_path=None):
-        """Train with mini-batch SGD and return the history as a DataFrame.
+    @property
+    def history(self):
+        """The rows recorded so far in this run, as a DataFrame."""
+        history = pd.DataFrame(self._rows, columns=HISTORY_COLUMNS)
+        history["diverged"] = history["diverged"].astype(bool)
+        return history
 
-        Every ``print_iter`` batches (and after the last one) a row is recorded with the iteration, epoch, learning
-        rate, the train loss and accuracy averaged over the batches since the last row, and the loss and accuracy
-        on the whole validation set. The model keeps the parameters with the best validation accuracy (lower
-        validation loss breaks ties), writes them to ``save_path`` whenever they improve, and holds them when
+    def train(self, X_train, y_train, X_val, y_val, save_path=None, epochs=None):
+        """Train up to ``max_epoch`` epochs and return the history of the run as a DataFrame.
+
+        Every ``print_iter`` batches (and after the run's last one) a row is recorded with the iteration, epoch,
+        learning rate, the train loss and accuracy averaged over the batches since the last row, and the loss and
+        accuracy on the whole validation set. The model keeps the parameters with the best validation accuracy
+        (lower validation loss breaks ties), writes them to ``save_path`` whenever they improve, and holds them when
         training ends. A run whose loss stops being finite ends at once with a last row flagged ``diverged``.
 
-        Afterwards ``best_val_acc``, ``best_val_loss``, ``best_iteration``, ``diverged`` and ``train_time_s``
-        describe the run.
+        ``epochs`` trains only that many more epochs. Calling ``train`` again continues the same run where it
+        stopped, from the parameters it had reached (not the best ones), with the same generator, schedule, optimizer
+        state and best-so-far: a run trained in pieces is identical to one trained at once.
+
+        Afterwards ``best_val_acc``, ``best_val_loss``, ``best_iteration``, ``diverged``, ``stopped_early`` and
+        ``train_time_s`` describe the run.
         """
         X_train, y_train = self._check_data(X_train, y_train, "training")
         X_val, y_val = self._check_data(X_val, y_val, "validation")
-        n = len(X_train)
-        total_batches = self.max_epoch * -(-n // self.batch_size)
-        self.best_val_acc, self.best_val_loss, self.best_iteration = -np.inf, np.inf, 0
-        self.diverged = False
-        best_params = self.get_parameters()
-        rows = []
-        loss_sum, correct, seen, iteration = 0.0, 0, 0, 0
+        if self._last_params is not None:
+            self.load_param(self._last_params)
+        last_epoch = self.max_epoch if epochs is None else min(self.max_epoch, self.epoch + epochs)
+        total_batches = self.max_epoch * -(-len(X_train) // self.batch_size)
         started = time.perf_counter()
-
-        # Overflow in a diverging run is detected below and reported in the history, not as warnings.
+        # Overflow in a diverging run is detected and reported in the history, not as warnings.
         with np.errstate(over="ignore", invalid="ignore"):
-            for epoch in range(1, self.max_epoch + 1):
-                order = self.rng.permutation(n)
-                for start in range(0, n, self.batch_size):
-                    batch = order[start:start + self.batch_size]
-                    self.current_lr = self.lr_at(iteration)
-                    batch_loss, batch_correct = self.train_step(X_train[batch], y_train[batch])
-                    iteration += 1
-                    loss_sum, correct, seen = loss_sum + batch_loss, correct + batch_correct, seen + len(batch)
-                    if not np.isfinite(batch_loss):
-                        self.diverged = True
-                    elif iteration % self.print_iter == 0 or iteration == total_batches:
-                        val_acc, val_loss = self.evaluate(X_val, y_val)
-                        self.diverged = not np.isfinite(val_loss)
-                    else:
-                        continue
-                    if self.diverged:
-                        # The argmax of non-finite probabilities means nothing.
-                        val_acc, val_loss = np.nan, np.nan
-                    rows.append({"iteration": iteration, "epoch": epoch, "lr": self.current_lr,
-                                 "train_loss": loss_sum / seen, "train_acc": correct / seen,
-                                 "val_loss": val_loss, "val_acc": val_acc, "diverged": self.diverged})
-                    if self.print_log:
-                        self._print_row(rows[-1])
-                    if self.diverged:
-                        break
-                    loss_sum, correct, seen = 0.0, 0, 0
-                    if (val_acc, -val_loss) > (self.best_val_acc, -self.best_val_loss):
-                        self.best_val_acc, self.best_val_loss, self.best_iteration = val_acc, val_loss, iteration
-                        best_params = self.get_parameters()
-                        if save_path is not None:
-                            self.save_param(save_path)
-                if self.diverged:
-                    break
+            while self.epoch < last_epoch and not (self.diverged or self.stopped_early):
+                self.epoch += 1
+                self._train_epoch(X_train, y_train, X_val, y_val, total_batches, save_path)
+        self.train_time_s += time.perf_counter() - started
+        self._last_params = self.get_parameters()
+        if self._best_params is not None:
+            self.load_param(self._best_params)
+        return self.history
 
-        self.train_time_s = time.perf_counter() - started
-        self.load_param(best_params)
-        if self.best_iteration == 0:
-            self.best_val_acc = self.best_val_loss = np.nan
-        history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
-        history["diverged"] = history["diverged"].astype(bool)
-        return history
+    def _train_epoch(self, X_train, y_train, X_val, y_val, total_batches, save_path):
+        order = self.rng.permutation(len(X_train))
+        for start in range(0, len(X_train), self.batch_size):
+            batch = order[start:start + self.batch_size]
+            self.current_lr = self.lr_at(self.iteration, total_batches)
+            batch_loss, batch_correct = self.train_step(X_train[batch], y_train[batch])
+            self.iteration += 1
+            self._meter = [total + part for total, part in zip(self._meter, (batch_loss, batch_correct, len(batch)),
+                                                                strict=True)]
+            if not np.isfinite(batch_loss):
+                self.diverged = True
+            elif self.iteration % self.print_iter == 0 or self.iteration == total_batches:
+                val_acc, val_loss = self.evaluate(X_val, y_val)
+                self.diverged = not np.isfinite(val_loss)
+            else:
+                continue
+            if self.diverged:
+                # The argmax of non-finite probabilities means nothing.
+                val_acc, val_loss = np.nan, np.nan
+            self._record(val_acc, val_loss)
+            if self.diverged:
+                return
+            self._keep_if_best(val_acc, val_loss, save_path)
+            if self.patience is not None and self._checks_without_improvement >= self.patience:
+                self.stopped_early = True
+                return
+
+    def _record(self, val_acc, val_loss):
+        loss_sum, correct, seen = self._meter
+        row = {"iteration": self.iteration, "epoch": self.epoch, "lr": self.current_lr,
+               "train_loss": loss_sum / seen, "train_acc": correct / seen,
+               "val_loss": val_loss, "val_acc": val_acc, "diverged": self.diverged}
+        self._rows.append(row)
+        self._meter = [0.0, 0, 0]
+        if self.print_log:
+            line = (f"epoch {row['epoch']:3d}  iter {row['iteration']:6d}  lr {row['lr']:.4g}  "
+                    f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+                    f"val loss {val_loss:.4f} acc {val_acc:.4f}")
+            print(line + ("  diverged: the loss is no longer finite" if self.diverged else ""))
+
+    def _keep_if_best(self, val_acc, val_loss, save_path):
+        if self._best_params is not None and (val_acc, -val_loss) <= (self.best_val_acc, -self.best_val_loss):
+            self._checks_without_improvement += 1
+            return
+        self.best_val_acc, self.best_val_loss, self.best_iteration = val_acc, val_loss, self.iteration
+        self._best_params = self.get_parameters()
+        self._checks_without_improvement = 0
+        if save_path is not None:
+            self.save_param(save_path)
 
     def _check_data(self, X, y, name):
         X = np.asarray(X, dtype=self.dtype)
@@ -390,13 +518,6 @@ class MLP:
         if len(y) and (y.min() < 0 or y.max() >= self.layers[-1]):
             raise ValueError(f"{name} labels must lie in [0, {self.layers[-1]}), got [{y.min()}, {y.max()}]")
         return X, y.astype(np.intp, copy=False)
-
-    @staticmethod
-    def _print_row(row):
-        line = (f"epoch {row['epoch']:3d}  iter {row['iteration']:6d}  lr {row['lr']:.4g}  "
-                f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
-                f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}")
-        print(line + ("  diverged: the loss is no longer finite" if row["diverged"] else ""))
 
     # -- parameters -------------------------------------------------------------------------------------------
 
@@ -420,13 +541,14 @@ class MLP:
         if extra:
             raise ValueError(f"unexpected parameters {extra}; expected keys {list(expected)}")
         for i, fc in enumerate(self.fc_layers, start=1):
-            fc.W = np.array(params[f"W{i}"], dtype=self.dtype)
-            fc.b = np.array(params[f"b{i}"], dtype=self.dtype)
+            fc.W[...] = params[f"W{i}"]
+            fc.b[...] = params[f"b{i}"]
 
     def save_param(self, path):
-        """Write the parameters, ``layers`` and ``activation`` to one ``.npz`` archive, atomically."""
+        """Write the parameters, ``layers``, ``activation`` and the model's ``config`` (as JSON) to one ``.npz``
+        archive, atomically."""
         arrays = dict(self.get_parameters(), layers=np.array(self.layers, dtype=np.int64),
-                      activation=np.array(self.activation))
+                      activation=np.array(self.activation), config=np.array(json.dumps(self.config())))
         atomic_write(path, lambda f: np.savez(f, **arrays))
 
     def load_model(self, path):
@@ -434,6 +556,7 @@ class MLP:
         arrays = read_archive(path)
         layers = arrays.pop("layers").tolist()
         activation = str(arrays.pop("activation"))
+        arrays.pop("config", None)
         if layers != self.layers or activation != self.activation:
             raise ValueError(f"{path} holds an MLP({layers}, activation={activation!r}), but this model is "
                              f"MLP({self.layers}, activation={self.activation!r})")
@@ -441,9 +564,17 @@ class MLP:
 
     @classmethod
     def from_file(cls, path, **kwargs):
-        """A new MLP with the architecture and parameters of an archive written by ``save_param``."""
+        """A new MLP with the architecture, settings and parameters of an archive written by ``save_param``.
+
+        ``kwargs`` override the recorded settings. Archives written before settings were recorded hold only the
+        architecture; the other settings then take their defaults.
+        """
         arrays = read_archive(path)
-        model = cls(arrays["layers"].tolist(), activation=str(arrays["activation"]), **kwargs)
+        config = {"layers": arrays["layers"].tolist(), "activation": str(arrays["activation"])}
+        if "config" in arrays:
+            config.update(json.loads(str(arrays["config"])))
+        config.update(kwargs)
+        model = cls(**config)
         model.load_model(path)
         return model
 

@@ -1,0 +1,117 @@
+"""Update rules: how a gradient becomes a step, as small objects with their own state.
+
+Each optimizer has ``step(params, lr)``, where ``params`` is a list of ``(param, grad)`` pairs in a fixed order (the
+model's ``W1, b1, W2, b2, ...``) and ``lr`` the learning rate of this step; it changes every ``param`` in place.
+State such as a velocity is kept per pair, in the same order, and made on the first step.
+
+``decoupled_weight_decay`` tells the model how ``L2_lambda`` applies. False (SGD, momentum): the model adds
+``L2_lambda * W`` to ``grad_W``, which is the gradient of the L2 penalty. True (Adam): the model leaves the gradient
+alone and shrinks the weights directly, ``W *= 1 - lr * L2_lambda``, before the step, as AdamW does; Adam divides
+each gradient by its running size, so an L2 term added to the gradient would be scaled away for the very weights
+that most need the decay (Loshchilov and Hutter, 2019). Biases are never decayed.
+"""
+
+import numpy as np
+
+
+class SGD:
+    """Plain stochastic gradient descent: ``param -= lr * grad``."""
+
+    name = "sgd"
+    decoupled_weight_decay = False
+
+    def step(self, params, lr):
+        for param, grad in params:
+            param -= lr * grad
+
+    def config(self):
+        return {"name": self.name}
+
+
+class Momentum:
+    """SGD with momentum, in PyTorch's formulation.
+
+    Heavy ball: ``velocity = momentum * velocity + grad``, then ``param -= lr * velocity``.
+    Nesterov: the same velocity, then ``param -= lr * (grad + momentum * velocity)``, the step taken from where the
+    velocity is about to carry the parameters.
+    """
+
+    decoupled_weight_decay = False
+
+    def __init__(self, momentum=0.9, nesterov=False):
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.velocities = None
+
+    @property
+    def name(self):
+        return "nesterov" if self.nesterov else "momentum"
+
+    def step(self, params, lr):
+        if self.velocities is None:
+            self.velocities = [np.zeros_like(param) for param, _ in params]
+        for (param, grad), velocity in zip(params, self.velocities, strict=True):
+            velocity *= self.momentum
+            velocity += grad
+            if self.nesterov:
+                param -= lr * (grad + self.momentum * velocity)
+            else:
+                param -= lr * velocity
+
+    def config(self):
+        return {"name": self.name, "momentum": self.momentum}
+
+
+class Adam:
+    """Adam (Kingma and Ba, 2015) with bias correction; with the model's ``L2_lambda``, AdamW.
+
+    ``m = beta1 * m + (1 - beta1) * grad`` and ``v = beta2 * v + (1 - beta2) * grad**2`` track the mean and the
+    mean square of each gradient; the step is ``lr * m_hat / (sqrt(v_hat) + eps)`` with ``m_hat = m / (1 - beta1**t)``
+    and ``v_hat = v / (1 - beta2**t)`` undoing the bias of starting both at zero.
+    """
+
+    name = "adam"
+    decoupled_weight_decay = True
+
+    def __init__(self, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.t = 0
+        self.m = self.v = None
+
+    def step(self, params, lr):
+        if self.m is None:
+            self.m = [np.zeros_like(param) for param, _ in params]
+            self.v = [np.zeros_like(param) for param, _ in params]
+        self.t += 1
+        correction1 = 1 - self.beta1 ** self.t
+        correction2 = 1 - self.beta2 ** self.t
+        # Folding the bias corrections into the step size and eps saves two passes over every parameter.
+        step_size = lr * np.sqrt(correction2) / correction1
+        eps = self.eps * np.sqrt(correction2)
+        for (param, grad), m, v in zip(params, self.m, self.v, strict=True):
+            m += (1 - self.beta1) * (grad - m)
+            v += (1 - self.beta2) * (grad * grad - v)
+            denominator = np.sqrt(v)
+            denominator += eps
+            param -= step_size * (m / denominator)
+
+    def config(self):
+        return {"name": self.name, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+
+def make_optimizer(spec):
+    """An optimizer from a name (``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"``), a ``config()`` dict, or
+    an optimizer object, which is returned as it is."""
+    if hasattr(spec, "step"):
+        return spec
+    config = {"name": spec} if isinstance(spec, str) else dict(spec)
+    name = config.pop("name", None)
+    if name == "sgd":
+        return SGD()
+    if name in ("momentum", "nesterov"):
+        return Momentum(nesterov=name == "nesterov", **config)
+    if name == "adam":
+        return Adam(**config)
+    raise ValueError(f"unknown optimizer {name!r}: use 'sgd', 'momentum', 'nesterov', 'adam' or an optimizer object")
