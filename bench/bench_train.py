@@ -12,39 +12,15 @@ The figures also go to a JSON file, from which report.py writes the README's ben
 """
 
 import argparse
-import json
-import multiprocessing
-import os
-import platform
-import resource
-import sys
 import time
 from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from harness import best_of, load_data, torch_available, write_results
 
 LAYERS = [784, 256, 128, 10]
 BATCH, LR, DECAY_FACTOR, DECAY_STEPS, VAL_EVERY = 100, 0.1, 0.95, 500, 100
-
-
-def load_data():
-    """The study's split of Fashion-MNIST, or random data of the same shapes when the files are not here."""
-    import mnist_reader
-
-    try:
-        X_train, y_train, X_val, y_val, _, _ = mnist_reader.load_fashion_mnist()
-        return X_train, y_train, X_val, y_val, "Fashion-MNIST"
-    except FileNotFoundError:
-        rng = np.random.default_rng(0)
-        return (rng.random((54000, 784), dtype=np.float32), rng.integers(0, 10, 54000),
-                rng.random((6000, 784), dtype=np.float32), rng.integers(0, 10, 6000), "random data (no data set found)")
-
-
-def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_numpy_mlp(epochs):
@@ -115,24 +91,6 @@ def run_torch(epochs):
     return (time.perf_counter() - started) / epochs, best
 
 
-CONTENDERS = {"numpy MLP": run_numpy_mlp, "matmul floor": run_matmul_floor, "pytorch": run_torch}
-
-
-def child(name, epochs, queue):
-    seconds, accuracy = CONTENDERS[name](epochs)
-    queue.put((seconds, accuracy, peak_rss_mb()))
-
-
-def measure(name, epochs):
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=child, args=(name, epochs, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=3)
@@ -140,41 +98,23 @@ def main():
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("results.json"))
     args = parser.parse_args()
 
-    names = list(CONTENDERS)
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        names.remove("pytorch")
-        print("torch is not installed: no PyTorch reference (pip install torch==2.13.0)")
+    contenders = {"numpy MLP": run_numpy_mlp, "matmul floor": run_matmul_floor}
+    if torch_available():
+        contenders["pytorch"] = run_torch
     data = load_data()[-1]
     print(f"data: {data}; {args.epochs} epochs a run, best of {args.repeats} runs")
-
-    best = {}
-    for _ in range(args.repeats):
-        for name in names:
-            result = measure(name, args.epochs)
-            best[name] = min(best.get(name, result), result, key=lambda r: r[0])
-    for name in names:
-        seconds, accuracy, rss = best[name]
-        print(f"{name:>13}: {seconds:.3f} s/epoch  peak RSS {rss:.0f} MB  best val acc {accuracy:.4f}")
+    best = best_of(contenders, args.epochs, args.repeats)
 
     numpy_seconds = best["numpy MLP"][0]
     print(f"numpy MLP / matmul floor: {numpy_seconds / best['matmul floor'][0]:.2f}")
     if "pytorch" in best:
         print(f"numpy MLP / pytorch: {numpy_seconds / best['pytorch'][0]:.2f}  (target at most 0.75)")
     print(f"numpy MLP peak memory: {best['numpy MLP'][2]:.0f} MB  (target under 700 MB)")
-
-    from modules import atomic_write
-
-    results = {
+    write_results(args.output, {
         "data": data, "epochs": args.epochs, "repeats": args.repeats,
-        "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                    "numpy": np.__version__},
         "contenders": {name: {"seconds_per_epoch": seconds, "peak_rss_mb": rss}
                        for name, (seconds, _, rss) in best.items()},
-    }
-    atomic_write(args.output, lambda f: f.write(json.dumps(results, indent=2).encode()))
-    print(f"written to {args.output}")
+    })
 
 
 if __name__ == "__main__":

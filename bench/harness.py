@@ -1,0 +1,79 @@
+"""What the benchmarks share: the data, one contender per child process, the best of interleaved repeats.
+
+Each contender is a function ``fn(epochs) -> (seconds_per_epoch, best_val_acc)`` defined at the top level of a
+benchmark script. It runs in a fresh spawned process, so that its peak resident memory is its own; contenders take
+turns, and each keeps its fastest repeat: on a shared machine the minimum is the least disturbed measurement.
+"""
+
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from modules import atomic_write  # noqa: E402
+
+
+def load_data():
+    """The study's split of Fashion-MNIST, or random data of the same shapes when the files are not here."""
+    import mnist_reader
+
+    try:
+        X_train, y_train, X_val, y_val, _, _ = mnist_reader.load_fashion_mnist()
+        return X_train, y_train, X_val, y_val, "Fashion-MNIST"
+    except FileNotFoundError:
+        rng = np.random.default_rng(0)
+        return (rng.random((54000, 784), dtype=np.float32), rng.integers(0, 10, 54000),
+                rng.random((6000, 784), dtype=np.float32), rng.integers(0, 10, 6000), "random data (no data set found)")
+
+
+def torch_available():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("torch is not installed: no PyTorch reference (pip install torch==2.13.0)")
+        return False
+    return True
+
+
+def _child(fn, epochs, queue):
+    seconds, accuracy = fn(epochs)
+    queue.put((seconds, accuracy, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
+def measure(fn, epochs):
+    """(seconds per epoch, best validation accuracy, peak RSS in MB) of ``fn(epochs)`` in a child process."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(fn, epochs, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def best_of(contenders, epochs, repeats):
+    """``{name: (seconds_per_epoch, best_val_acc, peak_rss_mb)}``, the fastest of ``repeats`` interleaved runs."""
+    best = {}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            result = measure(fn, epochs)
+            best[name] = min(best.get(name, result), result, key=lambda r: r[0])
+    for name, (seconds, accuracy, rss) in best.items():
+        print(f"{name:>14}: {seconds:.3f} s/epoch  peak RSS {rss:.0f} MB  best val acc {accuracy:.4f}")
+    return best
+
+
+def write_results(path, payload):
+    """Write ``payload`` and a description of this machine to ``path`` as JSON, atomically."""
+    payload = dict(payload, machine={"processor": platform.processor() or platform.machine(),
+                                     "cpus": os.cpu_count(), "numpy": np.__version__})
+    atomic_write(path, lambda f: f.write(json.dumps(payload, indent=2).encode()))
+    print(f"written to {path}")
