@@ -1,0 +1,95 @@
+"""Speed of the notebook's "beyond" recipe: modules.MLP against PyTorch on the same work, in one run.
+
+The recipe: [784, 1024, 1024, 10] with ReLU, dropout 0.3 after each hidden layer, AdamW (lr 1e-3, weight decay
+1e-4), a cosine schedule per batch over 60 epochs, batch 128, the 6,000 validation rows evaluated every 100 batches.
+A run here trains only the first few epochs of it: the time per epoch does not depend on where in the schedule it is.
+
+    python bench/bench_beyond.py [--epochs 1] [--repeats 2] [--output bench/beyond_results.json]
+"""
+
+import argparse
+import math
+import time
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+from harness import best_of, load_data, torch_available, write_results
+
+LAYERS = [784, 1024, 1024, 10]
+DROPOUT, LR, WEIGHT_DECAY, PLANNED_EPOCHS, BATCH, VAL_EVERY = 0.3, 1e-3, 1e-4, 60, 128, 100
+
+
+def run_numpy_mlp(epochs):
+    from modules import MLP
+
+    X_train, y_train, X_val, y_val, _ = load_data()
+    model = MLP(LAYERS, lr=LR, optimizer="adam", L2_lambda=WEIGHT_DECAY, dropout=DROPOUT, lr_schedule="cosine",
+                max_epoch=PLANNED_EPOCHS, batch_size=BATCH, print_iter=VAL_EVERY, print_log=False, seed=0)
+    model.train(X_train, y_train, X_val, y_val, epochs=epochs)
+    return model.train_time_s / epochs, model.best_val_acc
+
+
+def run_torch(epochs):
+    import torch
+
+    X_train, y_train, X_val, y_val, _ = load_data()
+    torch.manual_seed(0)
+    X_train, X_val = torch.from_numpy(X_train), torch.from_numpy(X_val)
+    y_train, y_val = torch.from_numpy(y_train.astype(np.int64)), torch.from_numpy(y_val.astype(np.int64))
+    modules = []
+    for a, b in pairwise(LAYERS):
+        linear = torch.nn.Linear(a, b)
+        torch.nn.init.kaiming_normal_(linear.weight, nonlinearity="relu")
+        torch.nn.init.zeros_(linear.bias)
+        modules += [linear, torch.nn.ReLU(), torch.nn.Dropout(DROPOUT)]
+    net = torch.nn.Sequential(*modules[:-2])
+    optimizer = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+    total = PLANNED_EPOCHS * math.ceil(len(X_train) / BATCH)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    best, iteration = 0.0, 0
+    started = time.perf_counter()
+    for _ in range(epochs):
+        net.train()
+        order = torch.randperm(len(X_train))
+        for start in range(0, len(X_train), BATCH):
+            batch = order[start:start + BATCH]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(net(X_train[batch]), y_train[batch])
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            iteration += 1
+            if iteration % VAL_EVERY == 0:
+                net.eval()
+                with torch.no_grad():
+                    best = max(best, (net(X_val).argmax(1) == y_val).float().mean().item())
+                net.train()
+    return (time.perf_counter() - started) / epochs, best
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--output", type=Path, default=Path(__file__).with_name("beyond_results.json"))
+    args = parser.parse_args()
+
+    contenders = {"numpy MLP": run_numpy_mlp}
+    if torch_available():
+        contenders["pytorch"] = run_torch
+    data = load_data()[-1]
+    print(f"data: {data}; {args.epochs} epochs a run, best of {args.repeats} runs")
+    best = best_of(contenders, args.epochs, args.repeats)
+    if "pytorch" in best:
+        print(f"numpy MLP / pytorch: {best['numpy MLP'][0] / best['pytorch'][0]:.2f}  (target at most 0.8)")
+    write_results(args.output, {
+        "data": data, "epochs": args.epochs, "repeats": args.repeats,
+        "contenders": {name: {"seconds_per_epoch": seconds, "peak_rss_mb": rss}
+                       for name, (seconds, _, rss) in best.items()},
+    })
+
+
+if __name__ == "__main__":
+    main()
