@@ -16,8 +16,8 @@ def test_parallel_candidates_equal_serial_ones_and_the_best_is_chosen_on_validat
     serial = beyond.fit_candidates(candidates(), *data, n_jobs=1)
     parallel = beyond.fit_candidates(candidates(), *data, n_jobs=2)
     for a, b in zip(serial, parallel, strict=True):
-        assert (a.best_val_acc, a.best_val_loss, a.best_iteration) == (b.best_val_acc, b.best_val_loss,
-                                                                       b.best_iteration)
+        np.testing.assert_array_equal([a.best_val_acc, a.best_val_loss, a.best_iteration],
+                                      [b.best_val_acc, b.best_val_loss, b.best_iteration])
         np.testing.assert_array_equal(a.get_parameters()["W1"], b.get_parameters()["W1"])
     assert serial[2].diverged
     best = beyond.best_on_validation(serial)
