@@ -375,3 +375,13 @@ def test_one_epoch_on_fashion_mnist_reaches_83_percent(fashion_mnist):
     model = MLP([784, 256, 128, 10], lr=0.1, max_epoch=1, print_log=False, seed=0)
     model.train(X_train, y_train, X_val, y_val)
     assert model.best_val_acc >= 0.83
+
+
+def test_atomic_write_gives_ordinary_or_previous_permissions(tmp_path):
+    path = tmp_path / "file.bin"
+    modules.atomic_write(path, lambda f: f.write(b"one"))
+    assert path.stat().st_mode & 0o777 == 0o644
+    path.chmod(0o600)
+    modules.atomic_write(path, lambda f: f.write(b"two"))
+    assert path.read_bytes() == b"two"
+    assert path.stat().st_mode & 0o777 == 0o600
