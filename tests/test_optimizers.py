@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from optimizers import SGD, Adam, Momentum, make_optimizer
+from optimizers import CHUNK, SGD, Adam, Momentum, make_optimizer
 
 GRADS = [np.array([0.5, -1.0]), np.array([0.25, 2.0]), np.array([-1.0, 0.5])]
 LRS = [0.1, 0.1, 0.05]
@@ -90,3 +90,24 @@ def test_optimizers_match_pytorch(name):
         reference.grad = torch.tensor(grad)
         theirs.step()
     np.testing.assert_allclose(param, reference.detach().numpy(), rtol=1e-10)
+
+
+def test_parameters_larger_than_a_chunk_are_updated_everywhere():
+    rng = np.random.default_rng(1)
+    param = rng.standard_normal((300, 200))
+    assert param.size > 3 * CHUNK
+    expected, m, v = param.copy(), np.zeros_like(param), np.zeros_like(param)
+    adam = Adam()
+    for t in range(1, 4):
+        grad = rng.standard_normal(param.shape)
+        adam.step([(param, grad)], lr=0.01)
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad**2
+        expected -= 0.01 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+    np.testing.assert_allclose(param, expected, rtol=1e-10)
+
+
+def test_non_contiguous_parameters_are_refused():
+    param = np.zeros((4, 6))[:, ::2]
+    with pytest.raises(ValueError, match="C-contiguous"):
+        Adam().step([(param, np.ones_like(param))], lr=0.1)
