@@ -25,7 +25,18 @@ from optimizers import make_optimizer
 EVAL_CHUNK_ROWS = 8192  # rows per chunk in evaluate(): ~8 MB per hidden layer of 256 float32 units
 
 
-class FC:
+class Layer:
+    """What every layer shares: the names of the arrays it keeps from ``forward`` for ``backward``, and ``clear()``,
+    which lets them go (a trained model need not carry its last batch around)."""
+
+    cached = ()
+
+    def clear(self):
+        for name in self.cached:
+            setattr(self, name, None)
+
+
+class FC(Layer):
     """Fully connected layer: ``top = bottom @ W + b``.
 
     Weights are drawn from a zero-mean normal distribution whose spread keeps the variance of the signal steady
@@ -38,6 +49,8 @@ class FC:
     Biases start at zero. With ``propagate_down=False`` the layer skips its bottom diff, as Caffe does for a first
     layer whose input is the data: nobody reads that gradient, and it is the most expensive product of the layer.
     """
+
+    cached = ("bottom",)
 
     def __init__(self, in_features, out_features, rng=None, dtype=np.float32, weight_init="he", propagate_down=True):
         rng = np.random.default_rng() if rng is None else rng
@@ -76,8 +89,10 @@ class FC:
         return f"FC({self.W.shape[0]}, {self.W.shape[1]})"
 
 
-class ReLU:
+class ReLU(Layer):
     """``top = max(bottom, 0)``; the gradient passes where the input was positive."""
+
+    cached = ("top",)
 
     def forward(self, bottom):
         """bottom (N, H) -> top (N, H)."""
@@ -92,8 +107,10 @@ class ReLU:
         return "ReLU()"
 
 
-class Sigmoid:
+class Sigmoid(Layer):
     """``top = 1 / (1 + exp(-bottom))``, with derivative ``top * (1 - top)``."""
+
+    cached = ("top",)
 
     def forward(self, bottom):
         """bottom (N, H) -> top (N, H)."""
@@ -109,8 +126,10 @@ class Sigmoid:
         return "Sigmoid()"
 
 
-class Tanh:
+class Tanh(Layer):
     """``top = tanh(bottom)``, with derivative ``1 - top**2``."""
+
+    cached = ("top",)
 
     def forward(self, bottom):
         """bottom (N, H) -> top (N, H)."""
@@ -125,13 +144,15 @@ class Tanh:
         return "Tanh()"
 
 
-class Softmax:
+class Softmax(Layer):
     """Softmax over classes, fused with the mean cross-entropy loss for its backward pass.
 
     ``backward`` takes the integer labels rather than a top diff: the gradient of the mean cross-entropy with
     respect to the logits is simply ``(probs - onehot(labels)) / N``, which is cheaper and more accurate than
     chaining the softmax Jacobian with the gradient of the logarithm.
     """
+
+    cached = ("shifted_logits", "log_sum_exp", "probs")
 
     def forward(self, logits):
         """logits (N, C) -> probabilities (N, C), each row summing to 1.
@@ -168,13 +189,15 @@ class Softmax:
         return "Softmax()"
 
 
-class Dropout:
+class Dropout(Layer):
     """Inverted dropout: in training, each input is zeroed with probability ``p`` and the survivors are scaled by
     ``1 / (1 - p)``, so that the expected output equals the input and nothing needs rescaling at test time.
 
     Active only while ``training`` is True (the model sets it around each training forward pass); otherwise the
     identity. The masks come from ``rng``, the model's seeded generator, so a seeded run is repeatable.
     """
+
+    cached = ("mask",)
 
     def __init__(self, p, rng=None):
         if not 0 <= p < 1:
@@ -289,6 +312,11 @@ class MLP:
         self._meter = [0.0, 0, 0]  # loss sum, correct, seen since the last recorded row
         self._best_params = self._last_params = None
         self._checks_without_improvement = 0
+
+    def clear_cache(self):
+        """Let every layer drop what it kept of the last forward pass (tens of MB after a validation pass)."""
+        for layer in self.net:
+            layer.clear()
 
     @property
     def fc_layers(self):
@@ -453,6 +481,7 @@ class MLP:
                 self.epoch += 1
                 self._train_epoch(X_train, y_train, X_val, y_val, total_batches, save_path)
         self.train_time_s += time.perf_counter() - started
+        self.clear_cache()
         self._last_params = self.get_parameters()
         if self._best_params is not None:
             self.load_param(self._best_params)

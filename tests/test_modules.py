@@ -385,3 +385,10 @@ def test_atomic_write_gives_ordinary_or_previous_permissions(tmp_path):
     modules.atomic_write(path, lambda f: f.write(b"two"))
     assert path.read_bytes() == b"two"
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_trained_model_does_not_carry_its_last_batch():
+    model = MLP([2, 8, 3], max_epoch=1, batch_size=10, print_log=False, print_iter=4)
+    model.train(*small_problem())
+    assert model.fc_layers[0].bottom is None and model.softmax.probs is None
+    assert len(pickle.dumps(model)) < 20_000
