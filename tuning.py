@@ -59,21 +59,23 @@ def _fmt(x):
     return f"{float(x):.12g}"
 
 
-def _layers_str(layers):
+def layers_name(layers):
+    """``[784, 256, 128, 10]`` -> ``"784-256-128-10"``, as the log writes layer sizes."""
     return "-".join(str(int(n)) for n in layers)
 
 
 def run_name(settings):
     """Filesystem-safe name of one run, e.g. ``"784-256-128-10_lr0.01_l2_0.001"``."""
-    return f"{_layers_str(settings['layers'])}_lr{_fmt(settings['lr'])}_l2_{_fmt(settings['L2_lambda'])}"
+    return f"{layers_name(settings['layers'])}_lr{_fmt(settings['lr'])}_l2_{_fmt(settings['L2_lambda'])}"
 
 
-def _key(layer_sizes, lr, l2):
+def settings_key(layer_sizes, lr, l2):
     """Hashable identity of a run, robust to float formatting differences."""
     return (layer_sizes, _fmt(lr), _fmt(l2))
 
 
-def _row_settings(row):
+def settings_from_row(row):
+    """The settings dict of a log row, the inverse of how a run's row is written."""
     return {
         "layers": tuple(int(n) for n in str(row["layer_sizes"]).split("-")),
         "lr": float(row["learning_rate"]),
@@ -85,7 +87,8 @@ def train_run(settings, X_train, y_train, X_val, y_val, n_threads, **model_kwarg
     """Train one model of the grid; return ``(log row dict, history DataFrame)``.
 
     Module-level so joblib can send it to worker processes. ``n_threads`` caps the BLAS
-    threads so that parallel workers do not oversubscribe the CPU.
+    threads so that parallel workers do not oversubscribe the CPU; None leaves them as the
+    worker has them (see :func:`blas_threads`).
     """
     with threadpool_limits(limits=n_threads):
         model = MLP(
@@ -97,7 +100,7 @@ def train_run(settings, X_train, y_train, X_val, y_val, n_threads, **model_kwarg
         )
         history = model.train(X_train, y_train, X_val, y_val)
     row = {
-        "layer_sizes": _layers_str(settings["layers"]),
+        "layer_sizes": layers_name(settings["layers"]),
         "learning_rate": float(settings["lr"]),
         "l2_lambda": float(settings["L2_lambda"]),
         "val_accuracy": float(model.best_val_acc),
@@ -133,7 +136,7 @@ def best_settings(log):
     ranked = _ranked(log)
     if ranked.empty:
         raise ValueError("the log holds no finished, non-diverged run")
-    return _row_settings(ranked.iloc[0])
+    return settings_from_row(ranked.iloc[0])
 
 
 def top_k(log, k=5):
@@ -141,8 +144,11 @@ def top_k(log, k=5):
     return _ranked(log).head(k).reset_index(drop=True)
 
 
-def _append_line(path, df, header):
-    # One small append + fsync per finished run: a crash loses at most the runs in flight.
+def append_rows(path, df, header):
+    """Append ``df`` to the CSV file ``path`` and make it durable before returning.
+
+    One small append and fsync per finished run: a crash loses at most the runs in flight.
+    """
     with open(path, "a", newline="") as f:
         df.to_csv(f, index=False, header=header)
         f.flush()
@@ -158,10 +164,10 @@ def _prepare_log(log_path):
                 # The torn run is simply trained again; appending after it would corrupt the next row.
                 f.truncate(data.rfind(b"\n") + 1)
     if not log_path.exists() or log_path.stat().st_size == 0:
-        _append_line(log_path, pd.DataFrame(columns=LOG_COLUMNS), header=True)
+        append_rows(log_path, pd.DataFrame(columns=LOG_COLUMNS), header=True)
 
 
-def _backup(path):
+def backup(path):
     """Move ``path`` aside to ``<path>.bak``, replacing an older backup."""
     bak = path.with_name(path.name + ".bak")
     if bak.is_dir():
@@ -173,7 +179,23 @@ def _postfix(bar, log):
     ranked = _ranked(log)
     if not ranked.empty:
         best = ranked.iloc[0]
-        bar.set_postfix(best_val_acc=f"{best['val_accuracy']:.4f}", best=run_name(_row_settings(best)))
+        bar.set_postfix(best_val_acc=f"{best['val_accuracy']:.4f}", best=run_name(settings_from_row(best)))
+
+
+def blas_threads(n_jobs):
+    """BLAS threads for each run of a search with ``n_jobs`` workers: 1 when the workers run here, else None.
+
+    One thread per run whatever ``n_jobs`` is: OpenBLAS splits a product differently for another thread count, which
+    moves the last bits of the float32 sums, and SGD magnifies them; with one thread per run the log holds the same
+    numbers for every ``n_jobs``, and the cores are used by training ``n_jobs`` runs at once. Under another backend
+    (dask, ray, ...) the workers run on other machines: None leaves their BLAS threads as the cluster set them (a
+    dask worker started by its nanny has OMP/MKL/OPENBLAS_NUM_THREADS=1, one thread per running task).
+    """
+    here = tuple(joblib.parallel.BACKENDS[name] for name in ("loky", "multiprocessing", "threading", "sequential")
+                 if name in joblib.parallel.BACKENDS)
+    if n_jobs != 1 and not isinstance(joblib.parallel.get_active_backend()[0], here):
+        return None
+    return 1
 
 
 def grid_search(
@@ -196,26 +218,27 @@ def grid_search(
     (activation, max_epoch, batch_size, seed, ...). All runs share the same seed, so a
     run's numbers depend only on its settings, not on the order or on ``n_jobs``.
     ``n_jobs > 1`` trains in joblib workers (loky unless ``joblib.parallel_config`` says
-    otherwise); only this process writes the log and the history files.
+    otherwise); only this process writes the log and the history files. Under
+    ``joblib.parallel_config(backend="dask")`` the cluster's worker threads decide how many
+    runs train at once: n_jobs only has to differ from 1, which always trains in this process.
     """
     log_path, history_dir = Path(log_path), Path(history_dir)
     if rerun:
         for path in (log_path, history_dir):
             if path.exists():
-                _backup(path)
+                backup(path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     history_dir.mkdir(parents=True, exist_ok=True)
     _prepare_log(log_path)
     log = read_log(log_path)
 
-    done = {_key(*r) for r in log[["layer_sizes", "learning_rate", "l2_lambda"]].itertuples(index=False)}
+    done = {settings_key(*r) for r in log[["layer_sizes", "learning_rate", "l2_lambda"]].itertuples(index=False)}
     todo = {}  # dict keeps grid order and drops duplicate settings
     for s in grid:
-        todo.setdefault(_key(_layers_str(s["layers"]), s["lr"], s["L2_lambda"]), s)
+        todo.setdefault(settings_key(layers_name(s["layers"]), s["lr"], s["L2_lambda"]), s)
     pending = [s for k, s in todo.items() if k not in done]
 
-    # Share the cores between workers: n_jobs processes x n_threads BLAS threads each.
-    n_threads = max(1, (os.cpu_count() or 1) // joblib.effective_n_jobs(n_jobs))
+    n_threads = blas_threads(n_jobs)
     data = (X_train, y_train, X_val, y_val)
     if n_jobs == 1 or not pending:
         # In-process: no pickling of the data, and a plain traceback if a run fails.
@@ -235,8 +258,8 @@ def grid_search(
         _postfix(bar, log)
         rows = log.to_dict("records")
         for row, history in results:
-            _append_line(log_path, pd.DataFrame([row], columns=LOG_COLUMNS), header=False)
-            path = history_dir / f"{run_name(_row_settings(row))}.csv"
+            append_rows(log_path, pd.DataFrame([row], columns=LOG_COLUMNS), header=False)
+            path = history_dir / f"{run_name(settings_from_row(row))}.csv"
             atomic_write(path, partial(history.to_csv, index=False))
             rows.append(row)
             bar.update()

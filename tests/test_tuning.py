@@ -223,3 +223,8 @@ def test_best_settings_skips_diverged_and_breaks_ties_on_loss():
 def test_best_settings_without_usable_run_raises():
     with pytest.raises(ValueError, match="non-diverged"):
         tuning.best_settings(_log([("784-10", 5.0, 0.0, np.nan, np.nan, True)]))
+
+
+def test_every_local_run_gets_one_blas_thread_whatever_n_jobs():
+    # Another thread count sums in another order: the log's numbers would depend on n_jobs.
+    assert {tuning.blas_threads(n) for n in (1, 2, -1)} == {1}

@@ -1,0 +1,137 @@
+"""Wall time of the study's whole grid with one worker and with two, and what successive halving finds for less.
+
+The grid is the study's 48 runs: learning rate 0.005, 0.01, 0.05, 0.1 x layers [784, 256, 128, 10], [784, 128, 64, 10],
+[784, 64, 32, 10] x L2 0, 0.001, 0.01, 0.05; ReLU, batch 100, step decay 0.95 every 500 batches, the 6,000
+validation rows evaluated every 100 batches, seed 0, 40 epochs. It is trained by ``tuning.grid_search`` with
+``n_jobs=1`` and with ``n_jobs=2``, each into its own temporary log (never the study's ``log/``), and the two logs
+must hold the same numbers. Then ``halving.halving_search`` runs over the same 48 settings (factor 3, from 2 epochs
+to the grid's) with two workers; its pick is looked up in the grid's log.
+
+    python bench/bench_grid.py [--epochs 40] [--skip-serial] [--output bench/grid_results.json]
+
+Targets: the grid in at most 6.5 minutes with n_jobs=2; halving's pick within 0.3 points of the grid's best
+validation accuracy, for at most a third of the grid's epochs. ``--epochs 1 --skip-serial`` is a quick check of the
+script, not a measurement. Wall times on a machine that is busy with other work mean little.
+"""
+
+import argparse
+import time
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+from harness import load_data, write_results
+
+LEARNING_RATES = [0.005, 0.01, 0.05, 0.1]
+LAYER_SIZES = [[784, 256, 128, 10], [784, 128, 64, 10], [784, 64, 32, 10]]
+L2_LAMBDAS = [0.0, 0.001, 0.01, 0.05]
+MODEL = {"activation": "relu", "batch_size": 100, "decay_factor": 0.95, "decay_steps": 500, "print_iter": 100,
+         "seed": 0}
+FACTOR, MIN_EPOCHS = 3, 2
+GRID_TARGET_S, GAP_TARGET_POINTS, EPOCHS_TARGET_FRACTION = 6.5 * 60, 0.3, 1 / 3
+KEY = ["layer_sizes", "learning_rate", "l2_lambda"]
+NUMBERS = ["val_accuracy", "val_loss", "best_iteration", "diverged"]
+
+
+def grid_row(log, settings):
+    """The row of ``settings`` in a grid log, as a dict."""
+    import tuning
+
+    wanted = tuning.settings_key(tuning.layers_name(settings["layers"]), settings["lr"], settings["L2_lambda"])
+    for row in log.to_dict("records"):
+        if tuning.settings_key(row["layer_sizes"], row["learning_rate"], row["l2_lambda"]) == wanted:
+            return row
+    raise KeyError(f"{tuning.run_name(settings)} is not in the grid's log")
+
+
+def compare(a, b):
+    """How far apart two grid logs of the same runs are, in any order: a dict whose ``same`` says bit-equal numbers.
+
+    Not the times. Every run computes with one BLAS thread whatever ``n_jobs`` is (``tuning.blas_threads``), so the
+    logs of ``n_jobs=1`` and ``n_jobs=2`` must be equal; the differences are counted to show it.
+    """
+    a, b = (log[KEY + NUMBERS].sort_values(KEY).reset_index(drop=True) for log in (a, b))
+    if not a[KEY].equals(b[KEY]):
+        raise ValueError("the two logs do not hold the same runs")
+    return {"same": bool(a.equals(b)),
+            "max_abs_val_loss_difference": float((a["val_loss"] - b["val_loss"]).abs().max()),
+            "runs_with_other_val_accuracy": int((a["val_accuracy"] != b["val_accuracy"]).sum()),
+            "runs_with_other_best_iteration": int((a["best_iteration"] != b["best_iteration"]).sum())}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=40, help="epochs of a grid run and of halving's last rung")
+    parser.add_argument("--skip-serial", action="store_true", help="do not train the grid with n_jobs=1")
+    parser.add_argument("--output", type=Path, default=Path(__file__).with_name("grid_results.json"))
+    args = parser.parse_args()
+
+    import halving
+    import tuning
+
+    X_train, y_train, X_val, y_val, data = load_data()
+    grid = tuning.make_grid(LEARNING_RATES, LAYER_SIZES, L2_LAMBDAS)
+    grid_epochs = len(grid) * args.epochs
+    print(f"data: {data}; {len(grid)} runs of {args.epochs} epoch(s), {grid_epochs} epochs in all")
+
+    seconds, logs = {}, {}
+    with TemporaryDirectory() as tmp:
+        for n_jobs in [2] if args.skip_serial else [1, 2]:
+            started = time.perf_counter()
+            logs[n_jobs] = tuning.grid_search(grid, X_train, y_train, X_val, y_val, Path(tmp) / f"grid_{n_jobs}.csv",
+                                              Path(tmp) / f"histories_{n_jobs}", n_jobs=n_jobs, max_epoch=args.epochs,
+                                              **MODEL)
+            seconds[n_jobs] = time.perf_counter() - started
+            print(f"grid with n_jobs={n_jobs}: {seconds[n_jobs]:.1f} s")
+        started = time.perf_counter()
+        halving_log = halving.halving_search(grid, X_train, y_train, X_val, y_val, Path(tmp) / "halving.csv",
+                                             factor=FACTOR, min_epochs=min(MIN_EPOCHS, args.epochs),
+                                             max_epochs=args.epochs, n_jobs=2, **MODEL)
+        halving_seconds = time.perf_counter() - started
+
+    ratio = seconds[1] / seconds[2] if 1 in seconds else None
+    if ratio is not None:
+        print(f"n_jobs=1 / n_jobs=2: {ratio:.2f}")
+    print(f"grid with n_jobs=2: {seconds[2] / 60:.2f} min  (target at most {GRID_TARGET_S / 60:.1f} min)")
+    comparison = compare(logs[1], logs[2]) if 1 in logs else None
+    if comparison is not None:
+        print(f"n_jobs=1 and n_jobs=2 logs hold the same numbers: {comparison['same']}")
+        if not comparison["same"]:
+            print(f"  max |val_loss difference| {comparison['max_abs_val_loss_difference']:.3g}; other val acc in "
+                  f"{comparison['runs_with_other_val_accuracy']} runs, other best iteration in "
+                  f"{comparison['runs_with_other_best_iteration']} (BLAS threads differ: see compare())")
+
+    grid_log = logs[2]  # trained with the same BLAS threads per run as the halving search
+    best = tuning.best_settings(grid_log)
+    best_accuracy = float(grid_row(grid_log, best)["val_accuracy"])
+    result = halving.halving_result(halving_log)
+    picked = result["settings"]
+    picked_row = grid_row(grid_log, picked)
+    picked_accuracy = float(picked_row["val_accuracy"])
+    # A survivor continued rung after rung ends where the same settings trained at once end.
+    continued_exactly = (result["val_accuracy"], result["val_loss"]) == (picked_accuracy, picked_row["val_loss"])
+    gap = 100 * (best_accuracy - picked_accuracy)
+    fraction = result["epochs_spent"] / grid_epochs
+    print(f"grid's best: {tuning.run_name(best)}  val acc {best_accuracy:.4f}")
+    print(f"halving picks: {tuning.run_name(picked)}  val acc {picked_accuracy:.4f} in the grid "
+          f"({result['val_accuracy']:.4f} in its own last rung, {'the same' if continued_exactly else 'NOT the same'}"
+          f" numbers), {result['rungs']} rung(s), {halving_seconds:.1f} s")
+    print(f"gap to the grid's best: {gap:.2f} points  (target at most {GAP_TARGET_POINTS})")
+    print(f"epochs: {result['epochs_spent']} against the grid's {grid_epochs} = {fraction:.1%}  "
+          f"(target at most {EPOCHS_TARGET_FRACTION:.1%})")
+
+    write_results(args.output, {
+        "data": data, "epochs": args.epochs, "runs": len(grid),
+        "grid": {"seconds_n_jobs_1": seconds.get(1), "seconds_n_jobs_2": seconds[2], "ratio": ratio,
+                 "target_seconds_n_jobs_2": GRID_TARGET_S, "n_jobs_1_against_2": comparison,
+                 "best_settings": tuning.run_name(best), "best_val_accuracy": best_accuracy},
+        "halving": {"factor": FACTOR, "min_epochs": min(MIN_EPOCHS, args.epochs), "seconds": halving_seconds,
+                    "settings": tuning.run_name(picked), "val_accuracy": result["val_accuracy"],
+                    "grid_val_accuracy": picked_accuracy, "same_numbers_as_grid_run": continued_exactly,
+                    "gap_points": gap, "target_gap_points": GAP_TARGET_POINTS,
+                    "epochs_spent": result["epochs_spent"], "grid_epochs": grid_epochs, "epochs_fraction": fraction,
+                    "target_epochs_fraction": EPOCHS_TARGET_FRACTION, "rungs": result["rungs"]},
+    })
+
+
+if __name__ == "__main__":
+    main()

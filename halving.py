@@ -1,0 +1,208 @@
+"""Successive halving over the grid: many settings trained briefly, the best few trained on, one trained to the end.
+
+As scikit-learn's ``HalvingGridSearchCV`` does it, with epochs as the resource. Rung 0 trains every setting of the
+grid for ``min_epochs`` epochs; each later rung keeps the best ``ceil(n / factor)`` runs of the rung before (by
+validation accuracy; ties: lower validation loss; diverged runs rank last) and trains them to ``factor`` times as
+many epochs, ``min_epochs * factor**k``, until a rung reaches ``max_epochs``: that last rung trains to exactly
+``max_epochs`` (so does a rung that holds a single run, since nothing is left to compare it with). With 48 settings,
+``factor=3`` and 2 to 40 epochs the rungs hold 48, 16, 6 and 2 runs trained to 2, 6, 18 and 40 epochs: 276 epochs
+instead of the 1,920 of the full grid.
+
+A survivor is not trained again from scratch: the same ``MLP`` object continues where it stopped, through
+``train(..., epochs=k)``, with its generator, optimizer state and best-so-far. Every model is created with
+``max_epoch=max_epochs``, the length of the whole planned run, so its learning rate follows the schedule of an
+uninterrupted run: the rate of a batch is a function of the global batch index (counted over the run, not over the
+rung) and of ``max_epoch`` (the cosine schedule's length), and both are the same whether a run is trained at once or
+in rungs. A survivor's numbers therefore equal, bit for bit, those of the same settings trained in one go for as
+many epochs; tests/test_halving.py checks it for the step and the cosine schedules.
+
+Each finished run appends a row to the log (``rung``, the settings, ``epochs`` and ``train_time_s`` so far, the best
+validation numbers so far), so the log holds a row per run per rung. The search cannot resume: its models live in
+memory. Model selection uses validation numbers only; the test set never enters this module.
+"""
+
+import math
+import pickle
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from modules import MLP, atomic_write
+from tuning import append_rows, backup, blas_threads, layers_name, run_name, settings_from_row, settings_key
+
+HALVING_COLUMNS = [
+    "rung",
+    "layer_sizes",
+    "learning_rate",
+    "l2_lambda",
+    "epochs",
+    "val_accuracy",
+    "val_loss",
+    "best_iteration",
+    "diverged",
+    "train_time_s",
+]
+
+_HALVING_DTYPES = {
+    "rung": int,
+    "layer_sizes": str,
+    "learning_rate": float,
+    "l2_lambda": float,
+    "epochs": int,
+    "val_accuracy": float,
+    "val_loss": float,
+    "best_iteration": int,
+    "diverged": bool,
+    "train_time_s": float,
+}
+
+
+def rung_plan(n_settings, factor=3, min_epochs=2, max_epochs=40):
+    """The rungs of a search over ``n_settings`` settings: a list of ``(runs, epochs)``, epochs counted from the start.
+
+    >>> rung_plan(48, factor=3, min_epochs=2, max_epochs=40)
+    [(48, 2), (16, 6), (6, 18), (2, 40)]
+    """
+    if n_settings < 1:
+        raise ValueError("the grid holds no settings")
+    if int(factor) != factor or factor < 2:
+        raise ValueError(f"factor must be an integer of at least 2, got {factor!r}")
+    if not 1 <= min_epochs <= max_epochs:
+        raise ValueError(f"need 1 <= min_epochs <= max_epochs, got min_epochs={min_epochs}, max_epochs={max_epochs}")
+    plan, runs, rung = [], n_settings, 0
+    while True:
+        epochs = max_epochs if runs == 1 else min(min_epochs * factor**rung, max_epochs)
+        plan.append((runs, epochs))
+        if epochs == max_epochs:
+            return plan
+        runs, rung = math.ceil(runs / factor), rung + 1
+
+
+def train_rung(model, epochs, X_train, y_train, X_val, y_val, n_threads):
+    """Train ``model`` on until it has ``epochs`` epochs in all (or has diverged or stopped early); return it.
+
+    Module-level so joblib can send it to workers. ``model`` is an ``MLP`` or, on its way to a worker, its pickle:
+    joblib's loky backend hands arrays over 1 MB (the first layer of a 784-512 network, say) to its workers as
+    read-only memory maps, which a model that trains in place cannot use; out of a pickle they come as ordinary
+    arrays. ``n_threads`` caps the BLAS threads as in ``tuning.train_run``.
+    """
+    if isinstance(model, bytes):
+        model = pickle.loads(model)
+    with threadpool_limits(limits=n_threads):
+        model.train(X_train, y_train, X_val, y_val, epochs=epochs - model.epoch)
+    return model
+
+
+def _row(rung, settings, model):
+    return {
+        "rung": rung,
+        "layer_sizes": layers_name(settings["layers"]),
+        "learning_rate": float(settings["lr"]),
+        "l2_lambda": float(settings["L2_lambda"]),
+        "epochs": int(model.epoch),
+        "val_accuracy": float(model.best_val_acc),
+        "val_loss": float(model.best_val_loss),
+        "best_iteration": int(model.best_iteration),
+        "diverged": bool(model.diverged),
+        "train_time_s": float(model.train_time_s),
+    }
+
+
+def _rank_key(row, order):
+    """Sort key: runs with validation numbers first, then higher accuracy, lower loss, earlier in the grid."""
+    usable = not row["diverged"] and np.isfinite(row["val_accuracy"]) and np.isfinite(row["val_loss"])
+    if not usable:
+        return (1, 0.0, 0.0, order)
+    return (0, -row["val_accuracy"], row["val_loss"], order)
+
+
+def read_halving_log(log_path):
+    """Read a halving-search log, checking that its columns are :data:`HALVING_COLUMNS`."""
+    log = pd.read_csv(log_path, dtype={"layer_sizes": str})
+    if list(log.columns) != HALVING_COLUMNS:
+        raise ValueError(f"{log_path} is not a halving-search log: found columns {list(log.columns)}, "
+                         f"expected {HALVING_COLUMNS}")
+    return log.astype(_HALVING_DTYPES)
+
+
+def halving_search(grid, X_train, y_train, X_val, y_val, log_path, factor=3, min_epochs=2, max_epochs=40, n_jobs=1,
+                   progress=True, **model_kwargs):
+    """Successive halving over the settings dicts of ``grid``; return the log as a DataFrame (see the module).
+
+    ``model_kwargs`` go to :class:`MLP` (activation, batch_size, seed, ...), but not ``max_epoch``, which is
+    ``max_epochs``. A log already at ``log_path`` is moved to ``<log_path>.bak``: a search starts afresh. ``n_jobs``
+    trains the runs of a rung in joblib workers, as ``tuning.grid_search`` does (loky unless
+    ``joblib.parallel_config`` says otherwise, dask included); the models travel to the workers and back, and only
+    this process writes the log. Runs share the seed and compute with one BLAS thread each (``tuning.blas_threads``),
+    so the numbers depend neither on the order nor on ``n_jobs``.
+    """
+    if "max_epoch" in model_kwargs:
+        raise TypeError("halving_search sets max_epoch itself: pass max_epochs")
+    settings = {}  # dict keeps grid order and drops duplicate settings
+    for s in grid:
+        settings.setdefault(settings_key(layers_name(s["layers"]), s["lr"], s["L2_lambda"]), s)
+    plan = rung_plan(len(settings), factor, min_epochs, max_epochs)
+
+    log_path = Path(log_path)
+    if log_path.exists():
+        backup(log_path)
+    atomic_write(log_path, lambda f: pd.DataFrame(columns=HALVING_COLUMNS).to_csv(f, index=False))
+
+    n_threads = blas_threads(n_jobs)
+    data = (X_train, y_train, X_val, y_val)
+    order = {key: i for i, key in enumerate(settings)}
+    models = {key: MLP(list(s["layers"]), lr=s["lr"], L2_lambda=s["L2_lambda"], max_epoch=max_epochs,
+                       print_log=False, **model_kwargs) for key, s in settings.items()}
+    postfix = {}
+    with tqdm(total=sum(runs for runs, _ in plan), desc="halving search", unit="run", disable=not progress) as bar:
+        for rung, (runs, epochs) in enumerate(plan):
+            postfix.update(rung=f"{rung + 1}/{len(plan)}", runs=runs, epochs=epochs)
+            bar.set_postfix(postfix)
+            if n_jobs == 1:
+                # In-process: the models train in place, no pickling, and a plain traceback if a run fails.
+                results = (train_rung(model, epochs, *data, n_threads) for model in models.values())
+            else:
+                results = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+                    joblib.delayed(train_rung)(pickle.dumps(model), epochs, *data, n_threads)
+                    for model in models.values()
+                )
+            rows = {}
+            for model in results:
+                key = settings_key(layers_name(model.layers), model.lr, model.L2_lambda)
+                models[key], rows[key] = model, _row(rung, settings[key], model)
+                append_rows(log_path, pd.DataFrame([rows[key]], columns=HALVING_COLUMNS), header=False)
+                bar.update()
+            if rung + 1 < len(plan):
+                ranked = sorted(rows, key=lambda key: _rank_key(rows[key], order[key]))
+                models = {key: models[key] for key in ranked[: plan[rung + 1][0]]}
+                best = rows[ranked[0]]
+                postfix.update(best_val_acc=f"{best['val_accuracy']:.4f}", best=run_name(settings_from_row(best)))
+    return read_halving_log(log_path)
+
+
+def halving_result(log):
+    """What a halving search found, from its log: a dict with
+
+    - ``settings``: the best run of the last rung, ``dict(layers=tuple, lr=, L2_lambda=)``;
+    - ``val_accuracy``, ``val_loss``: its best validation numbers;
+    - ``epochs_spent``: the epochs trained over the whole search, each run counted up to where it stopped;
+    - ``rungs``: the number of rungs.
+    """
+    # Sorted by settings first, so that an exact tie goes the same way whatever order the runs finished in.
+    last = log[log["rung"] == log["rung"].max()].sort_values(["layer_sizes", "learning_rate", "l2_lambda"])
+    ranked = sorted(last.to_dict("records"), key=lambda row: _rank_key(row, 0))
+    if not ranked or _rank_key(ranked[0], 0)[0]:
+        raise ValueError("the last rung holds no finished, non-diverged run")
+    best = ranked[0]
+    per_run = log.groupby(["layer_sizes", "learning_rate", "l2_lambda"])["epochs"].max()
+    return {
+        "settings": settings_from_row(best),
+        "val_accuracy": float(best["val_accuracy"]),
+        "val_loss": float(best["val_loss"]),
+        "epochs_spent": int(per_run.sum()),
+        "rungs": int(log["rung"].nunique()),
+    }
