@@ -203,10 +203,13 @@ def _weight_images(columns, title):
     return fig
 
 
-def plot_first_layer_weights(W1, n_units=64):
-    """Incoming weights of the first ``n_units`` hidden units, each as a 28x28 image."""
+def plot_first_layer_weights(W1, n_units=64, title="First-layer weights"):
+    """Incoming weights of the first ``n_units`` hidden units, each as a 28x28 image.
+
+    Any (784, units) array works, e.g. the change of the weights during training, with its own ``title``.
+    """
     W1 = np.asarray(W1)
-    return _weight_images(W1[:, :n_units], "First-layer weights")
+    return _weight_images(W1[:, :n_units], title)
 
 
 def plot_second_layer_units(W1, W2, n_units=16):

@@ -161,6 +161,14 @@ def test_plot_first_layer_weights_symmetric_limits():
         assert ax.get_xticks().size == 0 and ax.get_yticks().size == 0
 
 
+def test_plot_first_layer_weights_title():
+    W1 = np.random.default_rng(0).normal(size=(784, 4))
+    assert plots.plot_first_layer_weights(W1)._suptitle.get_text() == "First-layer weights"
+    fig = plots.plot_first_layer_weights(W1, n_units=2, title="Change during training")
+    assert fig._suptitle.get_text() == "Change during training"
+    assert len([ax for ax in fig.axes if _images(ax)]) == 2
+
+
 def test_plot_second_layer_units_is_weighted_combination():
     rng = np.random.default_rng(1)
     W1, W2 = rng.normal(size=(784, 12)), rng.normal(size=(12, 6))

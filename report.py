@@ -1,0 +1,187 @@
+"""Copy the study's results into README.md, between ``<!-- results:start -->`` and ``<!-- results:end -->``.
+
+    python report.py [--root DIR]
+
+Reads ``log/results.json`` (written by the last cell of ``Fashion_mnist_model.ipynb``), ``log/grid_search.csv`` and,
+if present, ``bench/results.json`` (written by ``bench/bench_train.py``), all under ``--root`` (default: this
+folder), and replaces what lies between the two markers of ``README.md`` with: the top five runs of the grid, the
+test accuracy and loss, the wall times of the grid, of the final training and of the whole notebook, the machine,
+the benchmark if there is one, and links to a few figures. Everything outside the markers is left as it is; the
+file is replaced atomically.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import tuning
+from modules import atomic_write
+
+START = "<!-- results:start -->"
+END = "<!-- results:end -->"
+
+# (file in figures/, caption); only those that exist are linked.
+FIGURES = [
+    ("grid_results.png", "Best validation accuracy of the grid search against the learning rate"),
+    ("best_model_history.png", "Training curves of the final model"),
+    ("confusion_matrix.png", "Confusion matrix on the test set"),
+    ("first_layer_weight_changes.png", "What training changed in the first-layer weights"),
+    ("mean_activation_per_class.png", "Mean first-hidden-layer activation per class"),
+]
+
+
+class ReportError(Exception):
+    """Something the report needs is missing or unusable; the message says what to do."""
+
+
+def duration(seconds):
+    """A wall time for people: ``"42 s"``, ``"9.5 min"``, ``"1.25 h"``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def _table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def top_five_table(log):
+    top = tuning.top_k(log, k=5)
+    rows = [(rank, r.layer_sizes, f"{r.learning_rate:g}", f"{r.l2_lambda:g}", f"{r.val_accuracy:.4f}",
+             f"{r.val_loss:.4f}", int(r.best_iteration), f"{r.train_time_s:.0f}")
+            for rank, r in enumerate(top.itertuples(index=False), start=1)]
+    header = ["rank", "layers", "learning rate", "L2", "val accuracy", "val loss", "best iteration", "train time (s)"]
+    return _table(header, rows)
+
+
+def machine_line(machine):
+    parts = [f"{machine.get('processor') or machine.get('machine') or 'unknown processor'}"]
+    if machine.get("machine") and machine.get("machine") != parts[0]:
+        parts[0] += f" ({machine['machine']})"
+    if machine.get("cpu_count"):
+        parts.append(f"{machine['cpu_count']} CPUs")
+    for key, name in (("python", "Python"), ("numpy", "NumPy"), ("blas", "BLAS")):
+        if machine.get(key):
+            parts.append(f"{name} {machine[key]}")
+    return ", ".join(parts)
+
+
+def bench_section(bench):
+    """The benchmark's contenders as a table; a short note if the file has a shape this script does not know."""
+    contenders = bench.get("contenders") if isinstance(bench, dict) else None
+    if not isinstance(contenders, dict) or not contenders:
+        return "`bench/results.json` is present but holds no `contenders` table this script can read."
+    columns = list(dict.fromkeys(key for numbers in contenders.values() for key in numbers))
+
+    def cell(value):
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    rows = [(name, *(cell(numbers.get(key, "")) for key in columns)) for name, numbers in contenders.items()]
+    details = ", ".join(f"{key} {bench[key]}" for key in ("data", "epochs", "repeats") if key in bench)
+    text = "Training speed (`bench/bench_train.py`" + (f"; {details}" if details else "") + "):\n\n"
+    text += _table(["contender", *(key.replace("_", " ") for key in columns)], rows)
+    if isinstance(bench.get("machine"), dict):
+        text += f"\n\nBenchmark machine: {machine_line(bench['machine'])}."
+    return text
+
+
+def render(results, log, bench=None, figures=()):
+    """The markdown that goes between the markers."""
+    test, best, grid, final = results["test"], results["best"], results["grid"], results["final_training"]
+    layers = "-".join(str(n) for n in best["layers"])
+    wall_times = (
+        f"**Wall times**: grid search {duration(grid['wall_time_s'])} ({grid['runs']} runs on {grid['n_jobs']} "
+        f"processes; the runs' own training times add up to {duration(grid['sum_train_time_s'])}), "
+        f"final training {duration(final['wall_time_s'])}, whole notebook {duration(results['notebook_wall_time_s'])}."
+    )
+    if grid.get("trained_now", grid["runs"]) < grid["runs"]:
+        wall_times += (f" Only {grid['trained_now']} of the runs were trained in that execution, the others were "
+                       "resumed from the log: the grid's wall time is not that of the whole grid.")
+    parts = [
+        "_Written by `python report.py` from `log/results.json` and `log/grid_search.csv`; "
+        f"numbers of the run of {results.get('written_at', 'unknown date')}._",
+        f"**Test set** ({test.get('images', 10000):,} images): accuracy **{test['accuracy']:.4f}**, "
+        f"cross-entropy loss {test['loss']:.4f}.",
+        f"**Best settings** (chosen on the validation set): layers {layers}, learning rate {best['lr']:g}, "
+        f"L2 {best['L2_lambda']:g}; validation accuracy {best['val_accuracy']:.4f}.",
+        f"**Top five** of the {len(log)}-run grid search, by validation accuracy:\n\n{top_five_table(log)}",
+        wall_times,
+        f"**Machine**: {machine_line(results.get('machine', {}))}.",
+    ]
+    if bench is not None:
+        parts.append(bench_section(bench))
+    if figures:
+        parts.append("\n\n".join(f"![{caption}](figures/{name})" for name, caption in figures))
+    return "\n\n".join(parts)
+
+
+def replace_block(text, block, source="README.md"):
+    """``text`` with everything between the markers replaced by ``block``; ReportError unless each marker
+    occurs exactly once, start before end."""
+    counts = {marker: text.count(marker) for marker in (START, END)}
+    if counts != {START: 1, END: 1} or text.index(START) > text.index(END):
+        raise ReportError(
+            f"{source} must contain the line {START} followed later by the line {END}, each exactly once "
+            f"(found {counts[START]} start and {counts[END]} end markers"
+            + (", in the wrong order" if counts == {START: 1, END: 1} else "")
+            + "). Add them where the results should go; report.py rewrites what lies between them."
+        )
+    head, rest = text.split(START)
+    _, tail = rest.split(END)
+    return f"{head}{START}\n{block}\n{END}{tail}"
+
+
+def _read_json(path, what):
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ReportError(f"{path} not found: {what}") from None
+    except json.JSONDecodeError as error:
+        raise ReportError(f"{path} is not valid JSON ({error})") from None
+
+
+def build(root):
+    """Read the inputs under ``root`` and return the new README text."""
+    root = Path(root)
+    readme = root / "README.md"
+    results = _read_json(root / "log" / "results.json", "run Fashion_mnist_model.ipynb first (its last cell writes it)")
+    if results.get("quick"):
+        raise ReportError(f"{root / 'log' / 'results.json'} comes from a quick run (FMNIST_QUICK=1); "
+                          "run the full notebook before reporting")
+    log_path = root / "log" / "grid_search.csv"
+    if not log_path.exists():
+        raise ReportError(f"{log_path} not found: run the grid search of Fashion_mnist_model.ipynb first")
+    log = tuning.read_log(log_path)
+    bench_path = root / "bench" / "results.json"
+    bench = _read_json(bench_path, "") if bench_path.exists() else None
+    figures = [(name, caption) for name, caption in FIGURES if (root / "figures" / name).exists()]
+    try:
+        text = readme.read_bytes().decode("utf-8")  # bytes: line endings stay as they are
+    except FileNotFoundError:
+        raise ReportError(f"{readme} not found") from None
+    return replace_block(text, render(results, log, bench, figures), source=str(readme))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent,
+                        help="folder holding README.md, log/, figures/ and bench/ (default: this script's)")
+    args = parser.parse_args(argv)
+    try:
+        text = build(args.root)
+    except (ReportError, ValueError) as error:
+        print(f"report.py: error: {error}", file=sys.stderr)
+        return 1
+    readme = args.root / "README.md"
+    atomic_write(readme, lambda f: f.write(text.encode("utf-8")))
+    print(f"updated the results in {readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

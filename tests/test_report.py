@@ -1,0 +1,192 @@
+"""report.py on a temporary project folder with fake results; the real README is never touched."""
+
+import json
+import os
+import stat
+
+import pandas as pd
+import pytest
+
+import report
+import tuning
+
+README = """# Project
+
+Intro text that must survive.
+
+## Results
+
+<!-- results:start -->
+old results, to be replaced
+<!-- results:end -->
+
+## After
+
+More text | with a table-like line.
+"""
+
+RESULTS = {
+    "quick": False,
+    "test": {"accuracy": 0.8934, "loss": 0.3012, "images": 10000},
+    "best": {"layers": [784, 256, 128, 10], "lr": 0.05, "L2_lambda": 0.001, "val_accuracy": 0.9045,
+             "val_loss": 0.27},
+    "top5": [],
+    "grid": {"runs": 6, "trained_now": 6, "n_jobs": 2, "wall_time_s": 612.0, "sum_train_time_s": 1180.0},
+    "final_training": {"wall_time_s": 47.3, "best_val_accuracy": 0.9045, "best_iteration": 19800},
+    "notebook_wall_time_s": 700.2,
+    "machine": {"processor": "Test CPU 3000", "machine": "x86_64", "cpu_count": 2, "python": "3.11.7",
+                "numpy": "2.4.6", "blas": "scipy-openblas 0.3.31"},
+    "written_at": "2025-01-01T00:00:00+00:00",
+}
+
+
+def _log():
+    rows = [
+        ("784-256-128-10", 0.05, 0.001, 0.9045, 0.27, False),
+        ("784-256-128-10", 0.1, 0.0, 0.9030, 0.29, False),
+        ("784-128-64-10", 0.05, 0.0, 0.9001, 0.28, False),
+        ("784-128-64-10", 0.1, 0.05, 0.8500, 0.41, False),
+        ("784-64-32-10", 0.1, 0.0, 0.8990, 0.30, False),
+        ("784-64-32-10", 0.5, 0.0, float("nan"), float("nan"), True),
+    ]
+    return pd.DataFrame([{"layer_sizes": ls, "learning_rate": lr, "l2_lambda": l2, "val_accuracy": acc,
+                          "val_loss": loss, "train_time_s": 200.0, "best_iteration": 1000, "diverged": div}
+                         for ls, lr, l2, acc, loss, div in rows], columns=tuning.LOG_COLUMNS)
+
+
+@pytest.fixture
+def project(tmp_path):
+    (tmp_path / "log").mkdir()
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "README.md").write_text(README)
+    (tmp_path / "log" / "results.json").write_text(json.dumps(RESULTS))
+    _log().to_csv(tmp_path / "log" / "grid_search.csv", index=False)
+    for name in ("grid_results.png", "confusion_matrix.png"):
+        (tmp_path / "figures" / name).write_bytes(b"\x89PNG")
+    return tmp_path
+
+
+def _block(text):
+    return text.split(report.START)[1].split(report.END)[0]
+
+
+def test_rewrites_only_the_block(project, capsys):
+    assert report.main(["--root", str(project)]) == 0
+    text = (project / "README.md").read_text()
+    head, tail = README.split("old results, to be replaced\n")
+    assert text.startswith(head) and text.endswith(tail)
+    block = _block(text)
+    assert "old results" not in block
+    assert "accuracy **0.8934**" in block and "loss 0.3012" in block
+    assert "layers 784-256-128-10, learning rate 0.05, L2 0.001; validation accuracy 0.9045" in block
+    assert "grid search 10.2 min (6 runs on 2 processes" in block
+    assert "add up to 19.7 min" in block
+    assert "final training 47 s" in block and "whole notebook 11.7 min" in block
+    assert "Test CPU 3000 (x86_64), 2 CPUs, Python 3.11.7, NumPy 2.4.6, BLAS scipy-openblas 0.3.31" in block
+    assert "updated" in capsys.readouterr().out
+
+
+def test_top_five_table(project):
+    report.main(["--root", str(project)])
+    lines = [ln for ln in _block((project / "README.md").read_text()).splitlines() if ln.startswith("|")]
+    assert lines[0].startswith("| rank | layers | learning rate | L2 | val accuracy")
+    assert lines[1].startswith("|---|")
+    body = lines[2:]
+    assert len(body) == 5  # the diverged run is left out
+    assert body[0].startswith("| 1 | 784-256-128-10 | 0.05 | 0.001 | 0.9045 | 0.2700 | 1000 | 200 |")
+    assert [row.split(" | ")[4] for row in body] == ["0.9045", "0.9030", "0.9001", "0.8990", "0.8500"]
+
+
+def test_links_only_existing_figures(project):
+    report.main(["--root", str(project)])
+    block = _block((project / "README.md").read_text())
+    assert "(figures/grid_results.png)" in block and "(figures/confusion_matrix.png)" in block
+    assert "first_layer_weights.png" not in block
+
+
+def test_bench_results_when_present(project):
+    report.main(["--root", str(project)])
+    assert "bench" not in _block((project / "README.md").read_text())
+    (project / "bench").mkdir()
+    bench = {"data": "Fashion-MNIST", "epochs": 3, "repeats": 3,
+             "machine": {"processor": "Bench CPU", "cpus": 2, "numpy": "2.4.6"},
+             "contenders": {"numpy MLP": {"seconds_per_epoch": 1.234, "peak_rss_mb": 400.5},
+                            "pytorch": {"seconds_per_epoch": 2.0, "peak_rss_mb": 900.0}}}
+    (project / "bench" / "results.json").write_text(json.dumps(bench))
+    report.main(["--root", str(project)])
+    block = _block((project / "README.md").read_text())
+    assert "`bench/bench_train.py`; data Fashion-MNIST, epochs 3, repeats 3" in block
+    assert "| contender | seconds per epoch | peak rss mb |" in block
+    assert "| numpy MLP | 1.234 | 400.500 |" in block
+    assert "Bench CPU" in block
+
+
+def test_bench_of_unknown_shape_is_noted(project):
+    (project / "bench").mkdir()
+    (project / "bench" / "results.json").write_text(json.dumps({"something": 1}))
+    assert report.main(["--root", str(project)]) == 0
+    assert "no `contenders` table" in (project / "README.md").read_text()
+
+
+def test_second_run_is_stable_and_keeps_file_mode(project):
+    os.chmod(project / "README.md", 0o644)
+    report.main(["--root", str(project)])
+    first = (project / "README.md").read_text()
+    report.main(["--root", str(project)])
+    assert (project / "README.md").read_text() == first
+    assert stat.S_IMODE((project / "README.md").stat().st_mode) == 0o644
+    assert sorted(p.name for p in project.iterdir()) == ["README.md", "figures", "log"]  # no temporary left
+
+
+def test_crlf_line_endings_are_kept(project):
+    (project / "README.md").write_bytes(README.replace("\n", "\r\n").encode())
+    report.main(["--root", str(project)])
+    data = (project / "README.md").read_bytes()
+    assert data.startswith(b"# Project\r\n\r\nIntro") and data.endswith(b"table-like line.\r\n")
+
+
+def test_resumed_grid_is_flagged(project):
+    results = dict(RESULTS, grid=dict(RESULTS["grid"], trained_now=2))
+    (project / "log" / "results.json").write_text(json.dumps(results))
+    report.main(["--root", str(project)])
+    assert "Only 2 of the runs were trained" in (project / "README.md").read_text()
+
+
+@pytest.mark.parametrize("readme", [
+    "# no markers at all\n",
+    f"only the start\n{report.START}\n",
+    f"{report.END}\nreversed\n{report.START}\n",
+    f"{report.START}\n{report.START}\ntwice\n{report.END}\n",
+])
+def test_missing_or_broken_markers_exit_with_a_clear_error(project, capsys, readme):
+    (project / "README.md").write_text(readme)
+    assert report.main(["--root", str(project)]) == 1
+    err = capsys.readouterr().err
+    assert "report.py: error:" in err and report.START in err and report.END in err
+    assert (project / "README.md").read_text() == readme
+
+
+@pytest.mark.parametrize("broken, message", [
+    ("no results", "run Fashion_mnist_model.ipynb first"),
+    ("no log", "grid_search.csv not found"),
+    ("quick results", "quick run"),
+    ("bad json", "not valid JSON"),
+])
+def test_missing_inputs_exit_with_a_clear_error(project, capsys, broken, message):
+    if broken == "no results":
+        (project / "log" / "results.json").unlink()
+    elif broken == "no log":
+        (project / "log" / "grid_search.csv").unlink()
+    elif broken == "quick results":
+        (project / "log" / "results.json").write_text(json.dumps(dict(RESULTS, quick=True)))
+    else:
+        (project / "log" / "results.json").write_text("{not json")
+    assert report.main(["--root", str(project)]) == 1
+    assert message in capsys.readouterr().err
+    assert (project / "README.md").read_text() == README
+
+
+def test_duration():
+    assert report.duration(42.4) == "42 s"
+    assert report.duration(612) == "10.2 min"
+    assert report.duration(4 * 3600) == "4.00 h"
