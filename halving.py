@@ -23,13 +23,14 @@ memory. Model selection uses validation numbers only; the test set never enters 
 
 import math
 import pickle
+import sys
 from pathlib import Path
 
 import joblib
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from modules import MLP, atomic_write
 from tuning import append_rows, backup, blas_threads, layers_name, run_name, settings_from_row, settings_key
@@ -158,7 +159,8 @@ def halving_search(grid, X_train, y_train, X_val, y_val, log_path, factor=3, min
     models = {key: MLP(list(s["layers"]), lr=s["lr"], L2_lambda=s["L2_lambda"], max_epoch=max_epochs,
                        print_log=False, **model_kwargs) for key, s in settings.items()}
     postfix = {}
-    with tqdm(total=sum(runs for runs, _ in plan), desc="halving search", unit="run", disable=not progress) as bar:
+    with tqdm(total=sum(runs for runs, _ in plan), desc="halving search", unit="run", disable=not progress,
+              file=sys.stdout) as bar:
         for rung, (runs, epochs) in enumerate(plan):
             postfix.update(rung=f"{rung + 1}/{len(plan)}", runs=runs, epochs=epochs)
             bar.set_postfix(postfix)

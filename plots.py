@@ -152,11 +152,8 @@ def plot_class_samples(images, labels, class_names):
     return fig
 
 
-def plot_confusion_matrix(y_true, y_pred, class_names):
-    """Confusion matrix counts (rows: true class, columns: predicted class)."""
+def _draw_confusion_matrix(ax, cm, class_names, title):
     n = len(class_names)
-    cm = confusion_matrix(y_true, y_pred, n)
-    fig, ax = plt.subplots(figsize=(7, 6), layout="constrained")
     ax.imshow(cm, cmap="Blues")
     for (i, j), count in np.ndenumerate(cm):
         # White text on dark cells so every number stays readable.
@@ -166,7 +163,22 @@ def plot_confusion_matrix(y_true, y_pred, class_names):
     ax.set_yticks(range(n), class_names)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    ax.set_title("Confusion matrix")
+    ax.set_title(title)
+
+
+def plot_confusion_matrix(y_true, y_pred, class_names):
+    """Confusion matrix counts (rows: true class, columns: predicted class)."""
+    fig, ax = plt.subplots(figsize=(7, 6), layout="constrained")
+    _draw_confusion_matrix(ax, confusion_matrix(y_true, y_pred, len(class_names)), class_names, "Confusion matrix")
+    return fig
+
+
+def plot_confusion_matrices(y_true, predictions, class_names):
+    """Confusion matrices side by side, one per entry of ``predictions`` (title -> predicted labels)."""
+    fig, axes = plt.subplots(1, len(predictions), figsize=(6.5 * len(predictions), 6), layout="constrained",
+                             squeeze=False)
+    for ax, (title, y_pred) in zip(axes[0], predictions.items(), strict=True):
+        _draw_confusion_matrix(ax, confusion_matrix(y_true, y_pred, len(class_names)), class_names, title)
     return fig
 
 

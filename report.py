@@ -3,11 +3,11 @@
     python report.py [--root DIR]
 
 Reads ``log/results.json`` (written by the last cell of ``Fashion_mnist_model.ipynb``), ``log/grid_search.csv`` and,
-if present, ``bench/results.json`` (written by ``bench/bench_train.py``), all under ``--root`` (default: this
-folder), and replaces what lies between the two markers of ``README.md`` with: the top five runs of the grid, the
-test accuracy and loss, the wall times of the grid, of the final training and of the whole notebook, the machine,
-the benchmark if there is one, and links to a few figures. Everything outside the markers is left as it is; the
-file is replaced atomically.
+if present, the benchmarks' ``bench/results.json`` and ``bench/beyond_results.json``, all under ``--root``
+(default: this folder), and replaces what lies between the two markers of ``README.md`` with: the top five runs of
+the grid, the test accuracy and loss, successive halving beside the grid, section 7's comparison, the wall times of
+each part and of the whole notebook, the machine, the benchmarks, and links to a few figures. Everything outside
+the markers is left as it is; the file is replaced atomically.
 """
 
 import argparse
@@ -28,6 +28,7 @@ FIGURES = [
     ("confusion_matrix.png", "Confusion matrix on the test set"),
     ("first_layer_weight_changes.png", "What training changed in the first-layer weights"),
     ("mean_activation_per_class.png", "Mean first-hidden-layer activation per class"),
+    ("beyond_confusion_matrices.png", "Confusion matrices of the seed grid's best model and of section 7's"),
 ]
 
 
@@ -71,11 +72,18 @@ def machine_line(machine):
     return ", ".join(parts)
 
 
-def bench_section(bench):
-    """The benchmark's contenders as a table; a short note if the file has a shape this script does not know."""
+BENCHES = [  # (file in bench/, the script that writes it, what it times)
+    ("results.json", "bench/bench_train.py", "Training speed of the seed's network"),
+    ("beyond_results.json", "bench/bench_beyond.py", "Training speed of section 7's wide network"),
+]
+
+
+def bench_section(bench, script="bench/bench_train.py", what="Training speed of the seed's network"):
+    """A benchmark's contenders as a table, with the ratio of each to the first; a short note if the file has a
+    shape this script does not know."""
     contenders = bench.get("contenders") if isinstance(bench, dict) else None
     if not isinstance(contenders, dict) or not contenders:
-        return "`bench/results.json` is present but holds no `contenders` table this script can read."
+        return f"The results of `{script}` are present but hold no `contenders` table this script can read."
     columns = list(dict.fromkeys(key for numbers in contenders.values() for key in numbers))
 
     def cell(value):
@@ -83,22 +91,54 @@ def bench_section(bench):
 
     rows = [(name, *(cell(numbers.get(key, "")) for key in columns)) for name, numbers in contenders.items()]
     details = ", ".join(f"{key} {bench[key]}" for key in ("data", "epochs", "repeats") if key in bench)
-    text = "Training speed (`bench/bench_train.py`" + (f"; {details}" if details else "") + "):\n\n"
+    text = f"{what} (`{script}`" + (f"; {details}" if details else "") + "):\n\n"
     text += _table(["contender", *(key.replace("_", " ") for key in columns)], rows)
+    first, *others = contenders
+    seconds = {name: numbers.get("seconds_per_epoch") for name, numbers in contenders.items()}
+    if seconds[first] and all(seconds[name] for name in others):
+        text += "\n\n" + "; ".join(f"{first} / {name}: {seconds[first] / seconds[name]:.2f}" for name in others) + "."
     if isinstance(bench.get("machine"), dict):
         text += f"\n\nBenchmark machine: {machine_line(bench['machine'])}."
     return text
 
 
-def render(results, log, bench=None, figures=()):
+def halving_section(halving, grid, best_val_accuracy):
+    layers = "-".join(str(n) for n in halving["settings"]["layers"])
+    gap = 100 * (best_val_accuracy - halving["val_accuracy"])
+    return (f"**Successive halving** over the same {grid['runs']} settings ({halving['rungs']} rungs) picks layers "
+            f"{layers}, learning rate {halving['settings']['lr']:g}, L2 {halving['settings']['L2_lambda']:g}, whose "
+            f"40-epoch validation accuracy is {halving['val_accuracy']:.4f}, {gap:.2f} points below the grid's best, "
+            f"for {halving['epochs']} epochs instead of {halving['grid_epochs']} "
+            f"({halving['epochs'] / halving['grid_epochs']:.0%}) and {duration(halving['wall_time_s'])} instead of "
+            f"{duration(grid['wall_time_s'])}.")
+
+
+def beyond_section(beyond):
+    rows = [(r["model"], r["settings"], f"{r['val_accuracy']:.4f}", f"{r['test_accuracy']:.4f}",
+             f"{r['test_loss']:.4f}", r["epochs"], duration(r["train_time_s"])) for r in beyond["table"]]
+    table = _table(["model", "settings", "val accuracy", "test accuracy", "test loss", "epochs", "train time"], rows)
+    return (f"**Beyond the original study** (section 7; settings chosen on the validation set, the test set measured "
+            f"afterwards):\n\n{table}\n\n`weights/beyond_model.npz`, loaded into a fresh `MLP`: test accuracy "
+            f"**{beyond['test_accuracy']:.4f}**, cross-entropy loss {beyond['test_loss']:.4f}.")
+
+
+def render(results, log, benches=(), figures=()):
     """The markdown that goes between the markers."""
     test, best, grid, final = results["test"], results["best"], results["grid"], results["final_training"]
     layers = "-".join(str(n) for n in best["layers"])
-    wall_times = (
-        f"**Wall times**: grid search {duration(grid['wall_time_s'])} ({grid['runs']} runs on {grid['n_jobs']} "
-        f"processes; the runs' own training times add up to {duration(grid['sum_train_time_s'])}), "
-        f"final training {duration(final['wall_time_s'])}, whole notebook {duration(results['notebook_wall_time_s'])}."
-    )
+    times = [f"grid search {duration(grid['wall_time_s'])} ({grid['runs']} runs on {grid['n_jobs']} processes; the "
+             f"runs' own training times add up to {duration(grid['sum_train_time_s'])})"]
+    if "halving" in results:
+        times.append(f"successive halving {duration(results['halving']['wall_time_s'])}")
+    times.append(f"final training {duration(final['wall_time_s'])}")
+    notebook = results["notebook_wall_time_s"]
+    if "beyond" in results:
+        section7 = results["beyond"]["wall_time_s"]
+        times.append(f"section 7 {duration(section7)}")
+        times.append(f"whole notebook {duration(notebook)} ({duration(notebook - section7)} without section 7)")
+    else:
+        times.append(f"whole notebook {duration(notebook)}")
+    wall_times = "**Wall times**: " + ", ".join(times) + "."
     if grid.get("trained_now", grid["runs"]) < grid["runs"]:
         wall_times += (f" Only {grid['trained_now']} of the runs were trained in that execution, the others were "
                        "resumed from the log: the grid's wall time is not that of the whole grid.")
@@ -113,8 +153,11 @@ def render(results, log, bench=None, figures=()):
         wall_times,
         f"**Machine**: {machine_line(results.get('machine', {}))}.",
     ]
-    if bench is not None:
-        parts.append(bench_section(bench))
+    if "halving" in results:
+        parts.insert(4, halving_section(results["halving"], grid, best["val_accuracy"]))
+    if "beyond" in results:
+        parts.append(beyond_section(results["beyond"]))
+    parts += [bench_section(bench, script, what) for bench, script, what in benches]
     if figures:
         parts.append("\n\n".join(f"![{caption}](figures/{name})" for name, caption in figures))
     return "\n\n".join(parts)
@@ -157,14 +200,14 @@ def build(root):
     if not log_path.exists():
         raise ReportError(f"{log_path} not found: run the grid search of Fashion_mnist_model.ipynb first")
     log = tuning.read_log(log_path)
-    bench_path = root / "bench" / "results.json"
-    bench = _read_json(bench_path, "") if bench_path.exists() else None
+    benches = [(_read_json(root / "bench" / name, ""), script, what) for name, script, what in BENCHES
+               if (root / "bench" / name).exists()]
     figures = [(name, caption) for name, caption in FIGURES if (root / "figures" / name).exists()]
     try:
         text = readme.read_bytes().decode("utf-8")  # bytes: line endings stay as they are
     except FileNotFoundError:
         raise ReportError(f"{readme} not found") from None
-    return replace_block(text, render(results, log, bench, figures), source=str(readme))
+    return replace_block(text, render(results, log, benches, figures), source=str(readme))
 
 
 def main(argv=None):

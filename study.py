@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import beyond
 import mnist_reader
 import tuning
 from modules import ACTIVATIONS, atomic_write
@@ -50,6 +51,11 @@ class StudyConfig:
     seed: int = 0
     split_seed: int = 0
     val_fraction: float = 0.1
+    halving_factor: int = 3
+    halving_min_epochs: int = 2
+    momentum_lrs: tuple[float, ...] = (0.01, 0.02)  # momentum 0.9 multiplies the step by about 10
+    adam_lrs: tuple[float, ...] = (1e-3, 3e-4)
+    wide_recipe: dict = field(default_factory=lambda: dict(beyond.WIDE_RECIPE))
     grid: list = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -86,6 +92,24 @@ class StudyConfig:
                 "decay_factor": self.decay_factor, "decay_steps": self.decay_steps, "print_iter": self.print_iter,
                 "seed": self.seed}
 
+    @property
+    def halving_kwargs(self):
+        """Keyword arguments of ``halving.halving_search``: the grid's recipe, from ``halving_min_epochs`` to its
+        ``max_epoch`` epochs."""
+        recipe = {key: value for key, value in self.model_kwargs.items() if key != "max_epoch"}
+        return dict(recipe, factor=self.halving_factor, min_epochs=self.halving_min_epochs, max_epochs=self.max_epoch)
+
+    def beyond_candidates(self, best):
+        """Section 7's candidates on the grid's best settings ``best``: the same recipe with momentum, with Adam."""
+        same = dict(self.model_kwargs, layers=list(best["layers"]), L2_lambda=best["L2_lambda"])
+        return ([dict(same, optimizer="momentum", lr=lr) for lr in self.momentum_lrs],
+                [dict(same, optimizer="adam", lr=lr) for lr in self.adam_lrs])
+
+    @property
+    def wide_settings(self):
+        """Section 7's wider network with dropout and Adam, as ``MLP`` keyword arguments."""
+        return dict(self.wide_recipe, seed=self.seed, print_iter=self.print_iter)
+
 
 def _settings(layers, lr, l2):
     return {"layers": tuple(layers), "lr": float(lr), "L2_lambda": float(l2)}
@@ -107,7 +131,9 @@ def study_config(quick: bool, output_dir=None) -> StudyConfig:
         return StudyConfig(
             quick=True, output_dir=output_dir, learning_rates=(0.01, 0.1), layer_sizes=archs, l2_lambdas=(0.0, 0.01),
             example_runs=(_settings(archs[-1], 0.01, 0.01), _settings(archs[-1], 0.1, 0.0)),
-            max_epoch=2, print_iter=10, n_train=3000, n_val=1000, n_test=1000,
+            max_epoch=2, print_iter=10, n_train=3000, n_val=1000, n_test=1000, halving_min_epochs=1,
+            momentum_lrs=(0.05,), adam_lrs=(1e-3,),
+            wide_recipe=dict(beyond.WIDE_RECIPE, layers=[784, 64, 64, 10], max_epoch=2),
         )
     archs = ((784, 256, 128, 10), (784, 128, 64, 10), (784, 64, 32, 10))
     return StudyConfig(
@@ -321,3 +347,21 @@ def write_results(path, results):
     text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))
     return payload
+
+
+def compare_searches(grid_log, halving_found, grid_wall_s, halving_wall_s, max_epoch):
+    """The grid's best run beside successive halving's pick: settings, validation accuracy over the full
+    ``max_epoch`` epochs (the grid's log has it for every setting), epochs spent and wall time."""
+    picked = tuning.settings_key(tuning.layers_name(halving_found["settings"]["layers"]),
+                                 halving_found["settings"]["lr"], halving_found["settings"]["L2_lambda"])
+    keys = [tuning.settings_key(*row) for row in
+            grid_log[["layer_sizes", "learning_rate", "l2_lambda"]].itertuples(index=False)]
+    halving_row = grid_log.iloc[keys.index(picked)]
+    grid_row = tuning.top_k(grid_log, k=1).iloc[0]
+    return pd.DataFrame([
+        {"search": "grid", "settings": tuning.run_name(tuning.settings_from_row(grid_row)),
+         "val_accuracy": grid_row["val_accuracy"], "epochs": len(grid_log) * max_epoch, "wall_time_s": grid_wall_s},
+        {"search": "successive halving", "settings": tuning.run_name(halving_found["settings"]),
+         "val_accuracy": halving_row["val_accuracy"], "epochs": halving_found["epochs_spent"],
+         "wall_time_s": halving_wall_s},
+    ])

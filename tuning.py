@@ -8,6 +8,7 @@ validation numbers only; the test set never enters this module.
 
 import os
 import shutil
+import sys
 from functools import partial
 from itertools import product
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import joblib
 import pandas as pd
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from modules import MLP, atomic_write
 
@@ -254,6 +255,8 @@ def grid_search(
         desc="grid search",
         unit="run",
         disable=not progress,
+        # Plain text on stdout: a saved notebook then shows the finished bar wherever it is read, GitHub included.
+        file=sys.stdout,
     ) as bar:
         _postfix(bar, log)
         rows = log.to_dict("records")

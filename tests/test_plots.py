@@ -129,6 +129,15 @@ def test_plot_confusion_matrix_cells_and_labels():
     assert [t.get_text() for t in ax.get_yticklabels()] == list(names)
 
 
+def test_plot_confusion_matrices_side_by_side():
+    y_true = np.array([0, 0, 1, 1, 2, 2])
+    predictions = {"before": np.array([0, 1, 1, 0, 2, 2]), "after": np.array([0, 0, 1, 1, 2, 1])}
+    fig = plots.plot_confusion_matrices(y_true, predictions, ("a", "b", "c"))
+    assert [ax.get_title() for ax in fig.axes] == ["before", "after"]
+    for ax, y_pred in zip(fig.axes, predictions.values(), strict=True):
+        np.testing.assert_array_equal(_images(ax)[0].get_array(), plots.confusion_matrix(y_true, y_pred, 3))
+
+
 def test_plot_predictions_wrong_in_red(images):
     X, y = images
     y_pred = y.copy()

@@ -190,3 +190,25 @@ def test_duration():
     assert report.duration(42.4) == "42 s"
     assert report.duration(612) == "10.2 min"
     assert report.duration(4 * 3600) == "4.00 h"
+
+
+def test_halving_beyond_and_section_times_when_present(project):
+    results = dict(RESULTS)
+    results["halving"] = {"settings": {"layers": [784, 128, 64, 10], "lr": 0.1, "L2_lambda": 0.0},
+                          "val_accuracy": 0.9001, "epochs": 276, "grid_epochs": 1920, "rungs": 4, "wall_time_s": 80.0}
+    results["beyond"] = {"table": [{"model": "(c) wide", "settings": "784-1024-1024-10, adam", "val_accuracy": 0.913,
+                                    "test_accuracy": 0.9061, "test_loss": 0.33, "epochs": 60,
+                                    "train_time_s": 700.0}],
+                         "test_accuracy": 0.9061, "test_loss": 0.33, "wall_time_s": 300.0}
+    (project / "log" / "results.json").write_text(json.dumps(results))
+    (project / "bench").mkdir()
+    (project / "bench" / "beyond_results.json").write_text(json.dumps(
+        {"contenders": {"numpy MLP": {"seconds_per_epoch": 6.0}, "pytorch": {"seconds_per_epoch": 4.0}}}))
+    assert report.main(["--root", str(project)]) == 0
+    text = (project / "README.md").read_text()
+    assert "784-128-64-10, learning rate 0.1, L2 0" in text and "0.44 points below" in text
+    assert "276 epochs instead of 1920 (14%)" in text
+    assert "| (c) wide | 784-1024-1024-10, adam | 0.9130 | 0.9061 | 0.3300 | 60 | 11.7 min |" in text
+    assert "successive halving 80 s" in text
+    assert "section 7 5.0 min, whole notebook 11.7 min (6.7 min without section 7)" in text
+    assert "numpy MLP / pytorch: 1.50" in text

@@ -210,3 +210,17 @@ def test_write_results_is_plain_json(tmp_path):
     assert loaded["machine"]["cpu_count"] >= 1
     assert "written_at" in loaded
     assert [p.name for p in path.parent.iterdir()] == ["results.json"]
+
+
+def test_compare_searches_looks_the_halving_pick_up_in_the_grid():
+    log = pd.DataFrame({
+        "layer_sizes": ["4-3", "4-3", "4-5-3"], "learning_rate": [0.1, 0.01, 0.1], "l2_lambda": [0.0, 0.0, 0.01],
+        "val_accuracy": [0.8, 0.9, 0.85], "val_loss": [0.5, 0.3, 0.4], "train_time_s": [1.0, 1.0, 2.0],
+        "best_iteration": [10, 20, 30], "diverged": [False, False, False]})
+    found = {"settings": {"layers": (4, 5, 3), "lr": 0.1, "L2_lambda": 0.01}, "epochs_spent": 7}
+    table = study.compare_searches(log, found, grid_wall_s=60.0, halving_wall_s=9.0, max_epoch=40)
+    assert list(table["search"]) == ["grid", "successive halving"]
+    assert list(table["settings"]) == ["4-3_lr0.01_l2_0", "4-5-3_lr0.1_l2_0.01"]
+    assert list(table["val_accuracy"]) == [0.9, 0.85]
+    assert list(table["epochs"]) == [120, 7]
+    assert list(table["wall_time_s"]) == [60.0, 9.0]
