@@ -380,11 +380,11 @@ class MLP:
 
     def update(self):
         """One step of the optimizer with the current learning rate (plain SGD by default)."""
-        if self.L2_lambda and self.optimizer.decoupled_weight_decay:
-            for fc in self.fc_layers:
-                fc.W *= 1 - self.current_lr * self.L2_lambda
-        self.optimizer.step([pair for fc in self.fc_layers for pair in ((fc.W, fc.grad_W), (fc.b, fc.grad_b))],
-                            self.current_lr)
+        params = [pair for fc in self.fc_layers for pair in ((fc.W, fc.grad_W), (fc.b, fc.grad_b))]
+        if self.optimizer.decoupled_weight_decay:
+            self.optimizer.step(params, self.current_lr, weight_decay=self.L2_lambda)
+        else:
+            self.optimizer.step(params, self.current_lr)
 
     def objective(self, X, y):
         """The loss whose gradient ``backward`` computes: mean cross-entropy, plus the L2 penalty where it is one."""

@@ -6,17 +6,18 @@ State such as a velocity is kept per pair, in the same order, and made on the fi
 
 ``decoupled_weight_decay`` tells the model how ``L2_lambda`` applies. False (SGD, momentum): the model adds
 ``L2_lambda * W`` to ``grad_W``, which is the gradient of the L2 penalty. True (Adam): the model leaves the gradient
-alone and shrinks the weights directly, ``W *= 1 - lr * L2_lambda``, before the step, as AdamW does; Adam divides
+alone and passes ``weight_decay=L2_lambda`` to ``step``, which shrinks the weights directly, ``W *= 1 - lr *
+L2_lambda``, before the step, as AdamW does; Adam divides
 each gradient by its running size, so an L2 term added to the gradient would be scaled away for the very weights
 that most need the decay (Loshchilov and Hutter, 2019). Biases are never decayed.
 """
 
 import numpy as np
 
-# Elements per chunk in the stateful rules: a chunk of the parameter, its gradient and state (a few 64 KB float32
+# Elements per chunk in the stateful rules: a chunk of the parameter, its gradient and state (a few 128 KB float32
 # pieces) stays in the cache through all the arithmetic of one step, instead of every operation streaming whole
 # multi-megabyte arrays through memory again.
-CHUNK = 1 << 14
+CHUNK = 1 << 15
 
 
 def chunks(*arrays):
@@ -92,21 +93,38 @@ class Adam:
         self.t = 0
         self.m = self.v = None
 
-    def step(self, params, lr):
+    def step(self, params, lr, weight_decay=0.0):
+        """One step; with ``weight_decay``, first ``W *= 1 - lr * weight_decay`` for the weight matrices (AdamW),
+        never for the bias vectors."""
         if self.m is None:
             self.m = [np.zeros_like(param) for param, _ in params]
             self.v = [np.zeros_like(param) for param, _ in params]
+            self.scratch = np.empty(CHUNK, dtype=params[0][0].dtype)
         self.t += 1
         correction1 = 1 - self.beta1 ** self.t
         correction2 = 1 - self.beta2 ** self.t
         # Folding the bias corrections into the step size and eps saves two passes over every parameter.
         step_size = lr * np.sqrt(correction2) / correction1
         eps = self.eps * np.sqrt(correction2)
-        for (param, grad), m, v in zip(params, self.m, self.v, strict=True):
-            for p, g, m_part, v_part in chunks(param, grad, m, v):
-                m_part += (1 - self.beta1) * (g - m_part)
-                v_part += (1 - self.beta2) * (g * g - v_part)
-                p -= step_size * (m_part / (np.sqrt(v_part) + eps))
+        for (param, grad), m_all, v_all in zip(params, self.m, self.v, strict=True):
+            decay = 1 - lr * weight_decay if param.ndim > 1 else 1
+            # In place, through one scratch buffer: no array is allocated in the loop.
+            for p, g, m, v in chunks(param, grad, m_all, v_all):
+                tmp = self.scratch[:p.size]
+                if decay != 1:
+                    p *= decay
+                np.subtract(g, m, out=tmp)  # m = beta1 * m + (1 - beta1) * g
+                tmp *= 1 - self.beta1
+                m += tmp
+                np.multiply(g, g, out=tmp)  # v = beta2 * v + (1 - beta2) * g**2
+                tmp -= v
+                tmp *= 1 - self.beta2
+                v += tmp
+                np.sqrt(v, out=tmp)  # p -= step_size * m / (sqrt(v) + eps)
+                tmp += eps
+                np.divide(m, tmp, out=tmp)
+                tmp *= step_size
+                p -= tmp
 
     def config(self):
         return {"name": self.name, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}

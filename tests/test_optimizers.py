@@ -94,7 +94,7 @@ def test_optimizers_match_pytorch(name):
 
 def test_parameters_larger_than_a_chunk_are_updated_everywhere():
     rng = np.random.default_rng(1)
-    param = rng.standard_normal((300, 200))
+    param = rng.standard_normal((400, 300))
     assert param.size > 3 * CHUNK
     expected, m, v = param.copy(), np.zeros_like(param), np.zeros_like(param)
     adam = Adam()
