@@ -1,6 +1,7 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REAL_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -17,3 +18,16 @@ def fashion_mnist():
         env = os.environ.get("FASHION_MNIST_DIR")
         pytest.skip(f"Fashion-MNIST not found in {data_dir} (FASHION_MNIST_DIR={env!r}); see data/README.md")
     return mnist_reader.load_fashion_mnist(data_dir)
+
+
+@pytest.fixture(scope="module")
+def data():
+    """200 train and 100 validation rows of 20 features, 3 classes that a small MLP can learn."""
+    rng = np.random.default_rng(1)
+    centers = rng.normal(size=(3, 20))
+
+    def sample(n):
+        y = rng.integers(0, 3, size=n)
+        return (centers[y] + rng.normal(scale=1.5, size=(n, 20))).astype(np.float32), y
+
+    return *sample(200), *sample(100)

@@ -6,7 +6,6 @@ Starts a two-worker LocalCluster on this machine, which takes a few seconds; ski
 import os
 
 import joblib
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -31,19 +30,6 @@ def client():
         yield client
     os.environ.clear()
     os.environ.update(environ)
-
-
-@pytest.fixture(scope="module")
-def data():
-    """200 train and 100 validation rows of 20 features, 3 classes that a small MLP can learn."""
-    rng = np.random.default_rng(1)
-    centers = rng.normal(size=(3, 20))
-
-    def sample(n):
-        y = rng.integers(0, 3, size=n)
-        return (centers[y] + rng.normal(scale=1.5, size=(n, 20))).astype(np.float32), y
-
-    return *sample(200), *sample(100)
 
 
 def search(data, tmp_path, name, **kwargs):

@@ -15,19 +15,6 @@ KEY = ["layer_sizes", "learning_rate", "l2_lambda"]
 NUMBERS = ["epochs", "val_accuracy", "val_loss", "best_iteration", "diverged"]
 
 
-@pytest.fixture(scope="module")
-def data():
-    """200 train and 100 validation rows of 20 features, 3 classes that a small MLP can learn."""
-    rng = np.random.default_rng(1)
-    centers = rng.normal(size=(3, 20))
-
-    def sample(n):
-        y = rng.integers(0, 3, size=n)
-        return (centers[y] + rng.normal(scale=1.5, size=(n, 20))).astype(np.float32), y
-
-    return *sample(200), *sample(100)
-
-
 @pytest.fixture
 def grid():
     """9 settings: with factor 3, rungs of 9, 3 and 1 runs."""
@@ -231,7 +218,7 @@ def test_an_old_log_is_kept_as_backup(data, grid, tmp_path, capsys):
     log = halving.halving_search(grid[:2], *data, log_path, factor=2, min_epochs=1, max_epochs=2, **MODEL_KWARGS)
     assert log_path.with_name("halving.csv.bak").read_text() == "an older log\n"
     assert len(log) == 3
-    assert "halving search" in capsys.readouterr().err
+    assert "halving search" in capsys.readouterr().out
     assert not list(tmp_path.glob("*.tmp"))
 
 
