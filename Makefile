@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NOTEBOOK := Fashion_mnist_model.ipynb
 
-.PHONY: run test lint data bench report clean
+.PHONY: run test lint data bench bench-grid report clean
 
 run: $(VENV)/.run-deps data
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=-1 $(NOTEBOOK)
@@ -25,6 +25,10 @@ data: $(VENV)/.run-deps
 bench: $(VENV)/.test-deps
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install torch==2.13.0
 	$(PY) bench/bench_train.py
+	$(PY) bench/bench_beyond.py
+
+bench-grid: $(VENV)/.test-deps
+	$(PY) bench/bench_grid.py
 
 report: $(VENV)/.run-deps
 	$(PY) report.py

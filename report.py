@@ -3,11 +3,11 @@
     python report.py [--root DIR]
 
 Reads ``log/results.json`` (written by the last cell of ``Fashion_mnist_model.ipynb``), ``log/grid_search.csv`` and,
-if present, the benchmarks' ``bench/results.json`` and ``bench/beyond_results.json``, all under ``--root``
-(default: this folder), and replaces what lies between the two markers of ``README.md`` with: the top five runs of
-the grid, the test accuracy and loss, successive halving beside the grid, section 7's comparison, the wall times of
-each part and of the whole notebook, the machine, the benchmarks, and links to a few figures. Everything outside
-the markers is left as it is; the file is replaced atomically.
+if present, the benchmarks' ``results.json``, ``beyond_results.json`` and ``grid_results.json`` in ``bench/``, all
+under ``--root`` (default: this folder), and replaces what lies between the two markers of ``README.md`` with: the
+top five runs of the grid, the test accuracy and loss, successive halving beside the grid, section 7's comparison,
+the wall times of each part and of the whole notebook, the machine, the benchmarks, and links to a few figures.
+Everything outside the markers is left as it is; the file is replaced atomically.
 """
 
 import argparse
@@ -102,6 +102,22 @@ def bench_section(bench, script="bench/bench_train.py", what="Training speed of 
     return text
 
 
+def grid_bench_section(bench):
+    """What ``bench/bench_grid.py`` measured: the grid on one process and on two, and successive halving."""
+    grid, halving = bench["grid"], bench["halving"]
+    serial = grid.get("seconds_n_jobs_1")
+    text = f"The whole {bench['runs']}-run grid (`bench/bench_grid.py`, {bench['epochs']} epochs a run): "
+    text += f"{duration(grid['seconds_n_jobs_2'])} with `n_jobs=2`"
+    if serial:
+        same = (grid.get("n_jobs_1_against_2") or {}).get("same")
+        text += (f", {duration(serial)} with `n_jobs=1` ({serial / grid['seconds_n_jobs_2']:.2f} times as long; the "
+                 f"two logs hold {'the same' if same else 'different'} numbers)")
+    text += (f". Successive halving: {duration(halving['seconds'])}, {halving['epochs_spent']} epochs of the grid's "
+             f"{halving['grid_epochs']}, picking {halving['settings']}, {halving['gap_points']:.2f} points of "
+             f"validation accuracy below the grid's best.")
+    return text
+
+
 def halving_section(halving, grid, best_val_accuracy):
     layers = "-".join(str(n) for n in halving["settings"]["layers"])
     gap = 100 * (best_val_accuracy - halving["val_accuracy"])
@@ -122,7 +138,7 @@ def beyond_section(beyond):
             f"**{beyond['test_accuracy']:.4f}**, cross-entropy loss {beyond['test_loss']:.4f}.")
 
 
-def render(results, log, benches=(), figures=()):
+def render(results, log, benches=(), figures=(), grid_bench=None):
     """The markdown that goes between the markers."""
     test, best, grid, final = results["test"], results["best"], results["grid"], results["final_training"]
     layers = "-".join(str(n) for n in best["layers"])
@@ -158,6 +174,8 @@ def render(results, log, benches=(), figures=()):
     if "beyond" in results:
         parts.append(beyond_section(results["beyond"]))
     parts += [bench_section(bench, script, what) for bench, script, what in benches]
+    if grid_bench is not None:
+        parts.append(grid_bench_section(grid_bench))
     if figures:
         parts.append("\n\n".join(f"![{caption}](figures/{name})" for name, caption in figures))
     return "\n\n".join(parts)
@@ -202,12 +220,14 @@ def build(root):
     log = tuning.read_log(log_path)
     benches = [(_read_json(root / "bench" / name, ""), script, what) for name, script, what in BENCHES
                if (root / "bench" / name).exists()]
+    grid_bench_path = root / "bench" / "grid_results.json"
+    grid_bench = _read_json(grid_bench_path, "") if grid_bench_path.exists() else None
     figures = [(name, caption) for name, caption in FIGURES if (root / "figures" / name).exists()]
     try:
         text = readme.read_bytes().decode("utf-8")  # bytes: line endings stay as they are
     except FileNotFoundError:
         raise ReportError(f"{readme} not found") from None
-    return replace_block(text, render(results, log, benches, figures), source=str(readme))
+    return replace_block(text, render(results, log, benches, figures, grid_bench), source=str(readme))
 
 
 def main(argv=None):

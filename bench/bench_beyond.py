@@ -8,13 +8,9 @@ A run here trains only the first few epochs of it: the time per epoch does not d
 """
 
 import argparse
-import math
-import time
-from itertools import pairwise
 from pathlib import Path
 
-import numpy as np
-from harness import best_of, load_data, torch_available, write_results
+from harness import best_of, load_data, torch_available, train_torch, write_results
 
 LAYERS = [784, 1024, 1024, 10]
 DROPOUT, LR, WEIGHT_DECAY, PLANNED_EPOCHS, BATCH, VAL_EVERY = 0.3, 1e-3, 1e-4, 60, 128, 100
@@ -33,40 +29,12 @@ def run_numpy_mlp(epochs):
 def run_torch(epochs):
     import torch
 
-    X_train, y_train, X_val, y_val, _ = load_data()
-    torch.manual_seed(0)
-    X_train, X_val = torch.from_numpy(X_train), torch.from_numpy(X_val)
-    y_train, y_val = torch.from_numpy(y_train.astype(np.int64)), torch.from_numpy(y_val.astype(np.int64))
-    modules = []
-    for a, b in pairwise(LAYERS):
-        linear = torch.nn.Linear(a, b)
-        torch.nn.init.kaiming_normal_(linear.weight, nonlinearity="relu")
-        torch.nn.init.zeros_(linear.bias)
-        modules += [linear, torch.nn.ReLU(), torch.nn.Dropout(DROPOUT)]
-    net = torch.nn.Sequential(*modules[:-2])
-    optimizer = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-    total = PLANNED_EPOCHS * math.ceil(len(X_train) / BATCH)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    best, iteration = 0.0, 0
-    started = time.perf_counter()
-    for _ in range(epochs):
-        net.train()
-        order = torch.randperm(len(X_train))
-        for start in range(0, len(X_train), BATCH):
-            batch = order[start:start + BATCH]
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(net(X_train[batch]), y_train[batch])
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            iteration += 1
-            if iteration % VAL_EVERY == 0:
-                net.eval()
-                with torch.no_grad():
-                    best = max(best, (net(X_val).argmax(1) == y_val).float().mean().item())
-                net.train()
-    return (time.perf_counter() - started) / epochs, best
+    def make_schedule(optimizer, batches_per_epoch):
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=PLANNED_EPOCHS * batches_per_epoch)
+
+    return train_torch(LAYERS, epochs, BATCH, VAL_EVERY,
+                       lambda params: torch.optim.AdamW(params, lr=LR, weight_decay=WEIGHT_DECAY), make_schedule,
+                       dropout=DROPOUT)
 
 
 def main():

@@ -17,7 +17,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
-from harness import best_of, load_data, torch_available, write_results
+from harness import best_of, load_data, torch_available, train_torch, write_results
 
 LAYERS = [784, 256, 128, 10]
 BATCH, LR, DECAY_FACTOR, DECAY_STEPS, VAL_EVERY = 100, 0.1, 0.95, 500, 100
@@ -94,36 +94,8 @@ def run_bare_numpy(epochs):
 def run_torch(epochs):
     import torch
 
-    X_train, y_train, X_val, y_val, _ = load_data()
-    torch.manual_seed(0)
-    X_train, X_val = torch.from_numpy(X_train), torch.from_numpy(X_val)
-    y_train, y_val = torch.from_numpy(y_train.astype(np.int64)), torch.from_numpy(y_val.astype(np.int64))
-    modules = []
-    for a, b in pairwise(LAYERS):
-        linear = torch.nn.Linear(a, b)
-        torch.nn.init.kaiming_normal_(linear.weight, nonlinearity="relu")
-        torch.nn.init.zeros_(linear.bias)
-        modules += [linear, torch.nn.ReLU()]
-    net = torch.nn.Sequential(*modules[:-1])
-    optimizer = torch.optim.SGD(net.parameters(), lr=LR)
-    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=DECAY_STEPS, gamma=DECAY_FACTOR)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    best, iteration = 0.0, 0
-    started = time.perf_counter()
-    for _ in range(epochs):
-        order = torch.randperm(len(X_train))
-        for start in range(0, len(X_train), BATCH):
-            batch = order[start:start + BATCH]
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(net(X_train[batch]), y_train[batch])
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            iteration += 1
-            if iteration % VAL_EVERY == 0:
-                with torch.no_grad():
-                    best = max(best, (net(X_val).argmax(1) == y_val).float().mean().item())
-    return (time.perf_counter() - started) / epochs, best
+    return train_torch(LAYERS, epochs, BATCH, VAL_EVERY, lambda params: torch.optim.SGD(params, lr=LR),
+                       lambda optimizer, _: torch.optim.lr_scheduler.StepLR(optimizer, DECAY_STEPS, DECAY_FACTOR))
 
 
 def main():

@@ -11,6 +11,8 @@ import os
 import platform
 import resource
 import sys
+import time
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +43,50 @@ def torch_available():
         print("torch is not installed: no PyTorch reference (pip install torch==2.13.0)")
         return False
     return True
+
+
+def train_torch(layers, epochs, batch_size, val_every, make_optimizer, make_schedule, dropout=0.0):
+    """The same network trained in PyTorch on the same data, the reference measured in the same run.
+
+    He-initialised ``Linear`` layers with ReLU (and ``Dropout`` after each hidden one), cross-entropy, shuffled
+    mini-batches, the validation set evaluated every ``val_every`` batches. ``make_optimizer(parameters)`` and
+    ``make_schedule(optimizer, batches_per_epoch)`` give the recipe. Returns (seconds per epoch, best val accuracy).
+    """
+    import torch
+
+    X_train, y_train, X_val, y_val, _ = load_data()
+    torch.manual_seed(0)
+    X_train, X_val = torch.from_numpy(X_train), torch.from_numpy(X_val)
+    y_train, y_val = torch.from_numpy(y_train.astype(np.int64)), torch.from_numpy(y_val.astype(np.int64))
+    modules = []
+    for a, b in pairwise(layers):
+        linear = torch.nn.Linear(a, b)
+        torch.nn.init.kaiming_normal_(linear.weight, nonlinearity="relu")
+        torch.nn.init.zeros_(linear.bias)
+        modules += [linear, torch.nn.ReLU()] + ([torch.nn.Dropout(dropout)] if dropout else [])
+    net = torch.nn.Sequential(*modules[:-2 if dropout else -1])
+    optimizer = make_optimizer(net.parameters())
+    schedule = make_schedule(optimizer, -(-len(X_train) // batch_size))
+    loss_fn = torch.nn.CrossEntropyLoss()
+    best, iteration = 0.0, 0
+    started = time.perf_counter()
+    for _ in range(epochs):
+        net.train()
+        order = torch.randperm(len(X_train))
+        for start in range(0, len(X_train), batch_size):
+            batch = order[start:start + batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(net(X_train[batch]), y_train[batch])
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            iteration += 1
+            if iteration % val_every == 0:
+                net.eval()
+                with torch.no_grad():
+                    best = max(best, (net(X_val).argmax(1) == y_val).float().mean().item())
+                net.train()
+    return (time.perf_counter() - started) / epochs, best
 
 
 def _child(fn, epochs, queue):

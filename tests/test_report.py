@@ -212,3 +212,16 @@ def test_halving_beyond_and_section_times_when_present(project):
     assert "successive halving 80 s" in text
     assert "section 7 5.0 min, whole notebook 11.7 min (6.7 min without section 7)" in text
     assert "numpy MLP / pytorch: 1.50" in text
+
+
+def test_grid_benchmark_when_present(project):
+    (project / "bench").mkdir()
+    (project / "bench" / "grid_results.json").write_text(json.dumps({
+        "runs": 48, "epochs": 40,
+        "grid": {"seconds_n_jobs_1": 900.0, "seconds_n_jobs_2": 450.0, "n_jobs_1_against_2": {"same": True}},
+        "halving": {"seconds": 60.0, "epochs_spent": 276, "grid_epochs": 1920, "settings": "784-256-128-10_lr0.1_l2_0",
+                    "gap_points": 0.0}}))
+    assert report.main(["--root", str(project)]) == 0
+    text = (project / "README.md").read_text()
+    assert "7.5 min with `n_jobs=2`, 15.0 min with `n_jobs=1` (2.00 times as long; the two logs hold the same" in text
+    assert "276 epochs of the grid's 1920, picking 784-256-128-10_lr0.1_l2_0, 0.00 points" in text
