@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from modules import MLP, atomic_write
-from tuning import append_rows, backup, blas_threads, layers_name, run_name, settings_from_row, settings_key
+from tuning import append_rows, backup, blas_threads, layers_name, log_row, run_name, settings_from_row, settings_key
 
 HALVING_COLUMNS = [
     "rung",
@@ -99,18 +99,7 @@ def train_rung(model, epochs, X_train, y_train, X_val, y_val, n_threads):
 
 
 def _row(rung, settings, model):
-    return {
-        "rung": rung,
-        "layer_sizes": layers_name(settings["layers"]),
-        "learning_rate": float(settings["lr"]),
-        "l2_lambda": float(settings["L2_lambda"]),
-        "epochs": int(model.epoch),
-        "val_accuracy": float(model.best_val_acc),
-        "val_loss": float(model.best_val_loss),
-        "best_iteration": int(model.best_iteration),
-        "diverged": bool(model.diverged),
-        "train_time_s": float(model.train_time_s),
-    }
+    return dict(log_row(settings, model), rung=rung, epochs=int(model.epoch))
 
 
 def _rank_key(row, order):

@@ -100,7 +100,12 @@ def train_run(settings, X_train, y_train, X_val, y_val, n_threads, **model_kwarg
             **model_kwargs,
         )
         history = model.train(X_train, y_train, X_val, y_val)
-    row = {
+    return log_row(settings, model), history
+
+
+def log_row(settings, model):
+    """The log's row of a trained model: its settings and its best validation numbers, as plain Python values."""
+    return {
         "layer_sizes": layers_name(settings["layers"]),
         "learning_rate": float(settings["lr"]),
         "l2_lambda": float(settings["L2_lambda"]),
@@ -110,7 +115,6 @@ def train_run(settings, X_train, y_train, X_val, y_val, n_threads, **model_kwarg
         "best_iteration": int(model.best_iteration),
         "diverged": bool(model.diverged),
     }
-    return row, history
 
 
 def read_log(log_path):
