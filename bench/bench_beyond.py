@@ -10,7 +10,7 @@ A run here trains only the first few epochs of it: the time per epoch does not d
 import argparse
 from pathlib import Path
 
-from harness import best_of, load_data, torch_available, train_torch, write_results
+from harness import load_data, run_benchmark, train_torch
 
 LAYERS = [784, 1024, 1024, 10]
 DROPOUT, LR, WEIGHT_DECAY, PLANNED_EPOCHS, BATCH, VAL_EVERY = 0.3, 1e-3, 1e-4, 60, 128, 100
@@ -44,20 +44,9 @@ def main():
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("beyond_results.json"))
     args = parser.parse_args()
 
-    contenders = {"numpy MLP": run_numpy_mlp}
-    if torch_available():
-        contenders["pytorch"] = run_torch
-    data = load_data()[-1]
-    print(f"data: {data}; {args.epochs} epochs a run, best of {args.repeats} runs")
-    best = best_of(contenders, args.epochs, args.repeats)
+    best = run_benchmark({"numpy MLP": run_numpy_mlp}, run_torch, args.epochs, args.repeats, args.output)
     if "pytorch" in best:
         print(f"numpy MLP / pytorch: {best['numpy MLP'][0] / best['pytorch'][0]:.2f}  (target at most 0.8)")
-    write_results(args.output, {
-        "data": data, "epochs": args.epochs, "repeats": args.repeats,
-        "contenders": {name: {"seconds_per_epoch": seconds, "peak_rss_mb": rss}
-                       for name, (seconds, _, rss) in best.items()},
-    })
-
 
 if __name__ == "__main__":
     main()

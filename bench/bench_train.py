@@ -17,7 +17,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
-from harness import best_of, load_data, torch_available, train_torch, write_results
+from harness import load_data, run_benchmark, train_torch
 
 LAYERS = [784, 256, 128, 10]
 BATCH, LR, DECAY_FACTOR, DECAY_STEPS, VAL_EVERY = 100, 0.1, 0.95, 500, 100
@@ -106,24 +106,13 @@ def main():
     args = parser.parse_args()
 
     contenders = {"numpy MLP": run_numpy_mlp, "bare numpy loop": run_bare_numpy, "matmul floor": run_matmul_floor}
-    if torch_available():
-        contenders["pytorch"] = run_torch
-    data = load_data()[-1]
-    print(f"data: {data}; {args.epochs} epochs a run, best of {args.repeats} runs")
-    best = best_of(contenders, args.epochs, args.repeats)
-
+    best = run_benchmark(contenders, run_torch, args.epochs, args.repeats, args.output)
     numpy_seconds = best["numpy MLP"][0]
     print(f"numpy MLP / matmul floor: {numpy_seconds / best['matmul floor'][0]:.2f}")
     print(f"numpy MLP / bare numpy loop: {numpy_seconds / best['bare numpy loop'][0]:.2f}")
     if "pytorch" in best:
         print(f"numpy MLP / pytorch: {numpy_seconds / best['pytorch'][0]:.2f}  (target at most 0.75)")
     print(f"numpy MLP peak memory: {best['numpy MLP'][2]:.0f} MB  (target under 700 MB)")
-    write_results(args.output, {
-        "data": data, "epochs": args.epochs, "repeats": args.repeats,
-        "contenders": {name: {"seconds_per_epoch": seconds, "peak_rss_mb": rss}
-                       for name, (seconds, _, rss) in best.items()},
-    })
-
 
 if __name__ == "__main__":
     main()

@@ -117,6 +117,23 @@ def best_of(contenders, epochs, repeats):
     return best
 
 
+def run_benchmark(contenders, torch_reference, epochs, repeats, output):
+    """Time ``contenders`` (plus ``torch_reference`` as "pytorch" when torch imports), write the figures to ``output``
+    and return ``best_of``'s dict."""
+    contenders = dict(contenders)
+    if torch_available():
+        contenders["pytorch"] = torch_reference
+    data = load_data()[-1]
+    print(f"data: {data}; {epochs} epochs a run, best of {repeats} runs")
+    best = best_of(contenders, epochs, repeats)
+    write_results(output, {
+        "data": data, "epochs": epochs, "repeats": repeats,
+        "contenders": {name: {"seconds_per_epoch": seconds, "peak_rss_mb": rss}
+                       for name, (seconds, _, rss) in best.items()},
+    })
+    return best
+
+
 def write_results(path, payload):
     """Write ``payload`` and a description of this machine to ``path`` as JSON, atomically."""
     payload = dict(payload, machine={"processor": platform.processor() or platform.machine(),
