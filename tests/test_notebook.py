@@ -10,8 +10,10 @@ from idx_files import write_fake_fashion_mnist
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+import halving
 import study
 import tuning
+from modules import MLP
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +31,8 @@ FIGURES = [
     "second_layer_units.png",
     "activation_heatmap.png",
     "mean_activation_per_class.png",
+    "beyond_history.png",
+    "beyond_confusion_matrices.png",
 ]
 
 
@@ -87,6 +91,11 @@ def test_quick_run_produces_every_artefact(quick_env, monkeypatch):
         history = pd.read_csv(out / "log" / "histories" / f"{tuning.run_name(settings)}.csv")
         assert len(history) > 1
     assert (out / "weights" / "best_model.npz").stat().st_size > 0
+    beyond_model = MLP.from_file(out / "weights" / "beyond_model.npz")
+    assert beyond_model.layers == list(cfg.wide_settings["layers"]) and beyond_model.dropout == 0.3
+    halving_log = halving.read_halving_log(out / "log" / "halving_search.csv")
+    assert [len(rung) for _, rung in halving_log.groupby("rung")] == [runs for runs, _ in halving.rung_plan(
+        len(cfg.grid), cfg.halving_factor, cfg.halving_min_epochs, cfg.max_epoch)]
     for name in FIGURES:
         assert (out / "figures" / name).read_bytes().startswith(b"\x89PNG"), name
     assert sorted(p.name for p in (out / "figures").iterdir()) == sorted(FIGURES)
@@ -107,6 +116,10 @@ def test_quick_run_produces_every_artefact(quick_env, monkeypatch):
     assert results["final_training"]["best_val_accuracy"] == pytest.approx(results["best"]["val_accuracy"], abs=1e-12)
     assert results["final_training"]["best_iteration"] == results["top5"][0]["best_iteration"]
     assert results["machine"]["cpu_count"] >= 1 and results["machine"]["numpy"]
+    assert results["halving"]["epochs"] < results["halving"]["grid_epochs"] == 8 * cfg.max_epoch
+    assert [row["model"] for row in results["beyond"]["table"]] == [
+        "seed grid's best (SGD)", "(a) momentum", "(b) Adam", "(c) wide, dropout, AdamW"]
+    assert results["beyond"]["table"][-1]["test_accuracy"] == results["beyond"]["test_accuracy"]
 
     assert_repository_untouched(cfg)
 
