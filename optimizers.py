@@ -100,6 +100,7 @@ class Adam:
             self.m = [np.zeros_like(param) for param, _ in params]
             self.v = [np.zeros_like(param) for param, _ in params]
             self.scratch = np.empty(CHUNK, dtype=params[0][0].dtype)
+            self.tiny = np.finfo(params[0][0].dtype).tiny
         self.t += 1
         correction1 = 1 - self.beta1 ** self.t
         correction2 = 1 - self.beta2 ** self.t
@@ -120,6 +121,10 @@ class Adam:
                 tmp -= v
                 tmp *= 1 - self.beta2
                 v += tmp
+                # Where the gradient stays 0 (a pixel that is always blank, a dead unit) v decays into subnormal
+                # numbers, on which every operation is many times slower. Below the smallest normal number,
+                # sqrt(v) is 1e-19 and vanishes beside eps, so the floor leaves every step exactly as it was.
+                np.maximum(v, self.tiny, out=v)
                 np.sqrt(v, out=tmp)  # p -= step_size * m / (sqrt(v) + eps)
                 tmp += eps
                 np.divide(m, tmp, out=tmp)

@@ -111,3 +111,17 @@ def test_non_contiguous_parameters_are_refused():
     param = np.zeros((4, 6))[:, ::2]
     with pytest.raises(ValueError, match="C-contiguous"):
         Adam().step([(param, np.ones_like(param))], lr=0.1)
+
+
+def test_adam_keeps_its_second_moment_out_of_the_subnormal_range():
+    param, ones = np.ones(1000, dtype=np.float32), np.ones(1000, dtype=np.float32)
+    adam = Adam()
+    adam.step([(param, ones)], lr=1e-3)
+    adam.v[0][:] = 1e-40  # subnormal: what a gradient that stays 0 leaves after many steps
+    m, before = adam.m[0].astype(np.float64), param.astype(np.float64)
+    adam.step([(param, np.zeros_like(param))], lr=1e-3)
+    assert np.all(adam.v[0] >= np.finfo(np.float32).tiny)
+    m = 0.9 * m
+    v = 0.999 * 1e-40
+    expected = before - 1e-3 * (m / (1 - 0.9**2)) / (np.sqrt(v / (1 - 0.999**2)) + 1e-8)
+    np.testing.assert_allclose(param, expected, rtol=1e-6)
