@@ -64,8 +64,9 @@ def machine_line(machine):
     parts = [f"{machine.get('processor') or machine.get('machine') or 'unknown processor'}"]
     if machine.get("machine") and machine.get("machine") != parts[0]:
         parts[0] += f" ({machine['machine']})"
-    if machine.get("cpu_count"):
-        parts.append(f"{machine['cpu_count']} CPUs")
+    cpus = machine.get("cpu_count") or machine.get("cpus")
+    if cpus:
+        parts.append(f"{cpus} CPUs")
     for key, name in (("python", "Python"), ("numpy", "NumPy"), ("blas", "BLAS")):
         if machine.get(key):
             parts.append(f"{name} {machine[key]}")
@@ -86,10 +87,12 @@ def bench_section(bench, script="bench/bench_train.py", what="Training speed of 
         return f"The results of `{script}` are present but hold no `contenders` table this script can read."
     columns = list(dict.fromkeys(key for numbers in contenders.values() for key in numbers))
 
-    def cell(value):
-        return f"{value:.3f}" if isinstance(value, float) else str(value)
+    def cell(key, value):
+        if not isinstance(value, float):
+            return str(value)
+        return f"{value:.0f}" if key.endswith("_mb") else f"{value:.3f}"
 
-    rows = [(name, *(cell(numbers.get(key, "")) for key in columns)) for name, numbers in contenders.items()]
+    rows = [(name, *(cell(key, numbers.get(key, "")) for key in columns)) for name, numbers in contenders.items()]
     details = ", ".join(f"{key} {bench[key]}" for key in ("data", "epochs", "repeats") if key in bench)
     text = f"{what} (`{script}`" + (f"; {details}" if details else "") + "):\n\n"
     text += _table(["contender", *(key.replace("_", " ") for key in columns)], rows)

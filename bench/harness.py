@@ -7,8 +7,6 @@ turns, and each keeps its fastest repeat: on a shared machine the minimum is the
 
 import json
 import multiprocessing
-import os
-import platform
 import resource
 import sys
 import time
@@ -136,7 +134,8 @@ def run_benchmark(contenders, torch_reference, epochs, repeats, output):
 
 def write_results(path, payload):
     """Write ``payload`` and a description of this machine to ``path`` as JSON, atomically."""
-    payload = dict(payload, machine={"processor": platform.processor() or platform.machine(),
-                                     "cpus": os.cpu_count(), "numpy": np.__version__})
+    from study import machine_info
+
+    payload = dict(payload, machine=machine_info())
     atomic_write(path, lambda f: f.write(json.dumps(payload, indent=2).encode()))
     print(f"written to {path}")
