@@ -5,14 +5,13 @@ rates), the one with the best validation accuracy is kept; the test set is measu
 comparison table, and never chooses anything.
 """
 
-import os
-
 import joblib
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from modules import MLP
 from plots import per_class_accuracy
+from tuning import blas_threads
 
 # PyTorch reached 0.9050 test accuracy with this recipe on the study's split (issue "Beyond the original study").
 WIDE_RECIPE = {"layers": [784, 1024, 1024, 10], "optimizer": "adam", "lr": 1e-3, "L2_lambda": 1e-4, "dropout": 0.3,
@@ -28,8 +27,9 @@ def fit(settings, X_train, y_train, X_val, y_val, n_threads=None, save_path=None
 
 
 def fit_candidates(candidates, X_train, y_train, X_val, y_val, n_jobs=1):
-    """Train one model per settings dict, ``n_jobs`` at a time, each worker with its share of the BLAS threads."""
-    n_threads = max(1, (os.cpu_count() or 1) // joblib.effective_n_jobs(n_jobs))
+    """Train one model per settings dict, ``n_jobs`` at a time, with the search's BLAS threads per run
+    (``tuning.blas_threads``), so that the results do not depend on ``n_jobs``."""
+    n_threads = blas_threads(n_jobs)
     return joblib.Parallel(n_jobs=n_jobs)(
         joblib.delayed(fit)(settings, X_train, y_train, X_val, y_val, n_threads) for settings in candidates)
 
