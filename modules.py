@@ -10,6 +10,7 @@ the number of classes. Everything runs on whole batches with matrix products; no
 """
 
 import json
+import math
 import os
 import tempfile
 import time
@@ -263,12 +264,14 @@ class MLP:
         if lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"unknown lr_schedule {lr_schedule!r}: choose one of {LR_SCHEDULES}")
         self.layers = [int(size) for size in layers]
-        self.lr = lr
+        # Python floats, even when given NumPy scalars (read from a DataFrame, say): a float64 scalar times a float32
+        # array is a float64 array, and every update would run in float64 at a fraction of the speed.
+        self.lr = float(lr)
         self.activation = activation
         self.max_epoch = max_epoch
         self.batch_size = batch_size
-        self.L2_lambda = L2_lambda
-        self.decay_factor = decay_factor
+        self.L2_lambda = float(L2_lambda)
+        self.decay_factor = float(decay_factor)
         self.decay_steps = decay_steps
         self.print_log = print_log
         self.print_iter = print_iter
@@ -426,7 +429,7 @@ class MLP:
         if total_batches is None:
             return self.lr
         progress = (iteration - self.warmup_steps) / max(total_batches - self.warmup_steps, 1)
-        return self.lr * 0.5 * (1 + np.cos(np.pi * progress))
+        return self.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
     def train_step(self, X, y):
         """One mini-batch at the current learning rate: forward (dropout active), backward, update.

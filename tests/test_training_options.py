@@ -90,6 +90,14 @@ def test_training_uses_the_cosine_schedule_per_batch():
     np.testing.assert_allclose(history["lr"], expected)
 
 
+@pytest.mark.parametrize("schedule", ["step", "cosine"])
+def test_learning_rates_are_python_floats_even_from_numpy_settings(schedule):
+    # A float64 scalar would turn every update of the float32 weights into float64 arithmetic.
+    model = MLP([2, 3], lr=np.float64(0.4), L2_lambda=np.float64(1e-3), decay_factor=np.float64(0.5),
+                lr_schedule=schedule, warmup_steps=2)
+    assert type(model.L2_lambda) is float
+    assert all(type(model.lr_at(i, 10)) is float for i in range(10))
+
 def test_weight_init_is_selectable():
     he = MLP([1000, 400, 10], activation="tanh", weight_init="he").fc_layers[0].W
     default = MLP([1000, 400, 10], activation="tanh").fc_layers[0].W
