@@ -5,6 +5,8 @@ rates), the one with the best validation accuracy is kept; the test set is measu
 comparison table, and never chooses anything.
 """
 
+from pathlib import Path
+
 import joblib
 import pandas as pd
 from threadpoolctl import threadpool_limits
@@ -18,11 +20,23 @@ WIDE_RECIPE = {"layers": [784, 1024, 1024, 10], "optimizer": "adam", "lr": 1e-3,
                "lr_schedule": "cosine", "max_epoch": 60, "batch_size": 128}
 
 
-def fit(settings, X_train, y_train, X_val, y_val, n_threads=None, save_path=None):
-    """Train ``MLP(**settings)`` quietly and return the trained model (it holds its best-validation weights)."""
+def fit(settings, X_train, y_train, X_val, y_val, n_threads=None, save_path=None, checkpoint_path=None):
+    """Train ``MLP(**settings)`` quietly and return the trained model (it holds its best-validation weights).
+
+    With ``checkpoint_path`` the run writes its state there after every epoch and, when a checkpoint of the same
+    settings is already there, resumes it instead of starting over: an interrupted run loses at most one epoch, and
+    a finished one is not trained again.
+    """
+    settings = dict(settings, print_log=False)
     with threadpool_limits(limits=n_threads):
-        model = MLP(**dict(settings, print_log=False))
-        model.train(X_train, y_train, X_val, y_val, save_path=save_path)
+        model = MLP(**settings)
+        if checkpoint_path is not None and Path(checkpoint_path).exists():
+            resumed = MLP.from_checkpoint(checkpoint_path, print_log=False)
+            if resumed.config() != model.config():
+                raise ValueError(f"{checkpoint_path} holds a run of other settings ({resumed.config()}); delete it "
+                                 f"to train {model.config()} from the start")
+            model = resumed
+        model.train(X_train, y_train, X_val, y_val, save_path=save_path, checkpoint_path=checkpoint_path)
     return model
 
 

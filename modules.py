@@ -455,7 +455,7 @@ class MLP:
         history["diverged"] = history["diverged"].astype(bool)
         return history
 
-    def train(self, X_train, y_train, X_val, y_val, save_path=None, epochs=None):
+    def train(self, X_train, y_train, X_val, y_val, save_path=None, epochs=None, checkpoint_path=None):
         """Train up to ``max_epoch`` epochs and return the history of the run as a DataFrame.
 
         Every ``print_iter`` batches (and after the run's last one) a row is recorded with the iteration, epoch,
@@ -468,6 +468,9 @@ class MLP:
         stopped, from the parameters it had reached (not the best ones), with the same generator, schedule, optimizer
         state and best-so-far: a run trained in pieces is identical to one trained at once.
 
+        ``checkpoint_path`` writes the whole state of the run there after every epoch (see ``save_checkpoint``):
+        a run that crashes loses at most the epoch in progress, and ``MLP.from_checkpoint`` resumes it.
+
         Afterwards ``best_val_acc``, ``best_val_loss``, ``best_iteration``, ``diverged``, ``stopped_early`` and
         ``train_time_s`` describe the run.
         """
@@ -475,6 +478,7 @@ class MLP:
         X_val, y_val = self._check_data(X_val, y_val, "validation")
         if self._last_params is not None:
             self.load_param(self._last_params)
+            self._last_params = None
         last_epoch = self.max_epoch if epochs is None else min(self.max_epoch, self.epoch + epochs)
         total_batches = self.max_epoch * -(-len(X_train) // self.batch_size)
         started = time.perf_counter()
@@ -483,6 +487,11 @@ class MLP:
             while self.epoch < last_epoch and not (self.diverged or self.stopped_early):
                 self.epoch += 1
                 self._train_epoch(X_train, y_train, X_val, y_val, total_batches, save_path)
+                if checkpoint_path is not None:
+                    # The checkpoint carries the training time so far, which a resumed run goes on adding to.
+                    self.train_time_s += time.perf_counter() - started
+                    started = time.perf_counter()
+                    self.save_checkpoint(checkpoint_path)
         self.train_time_s += time.perf_counter() - started
         self.clear_cache()
         self._last_params = self.get_parameters()
@@ -610,9 +619,56 @@ class MLP:
         model.load_model(path)
         return model
 
+    # -- checkpoints ------------------------------------------------------------------------------------------
 
-def read_archive(path):
-    """All arrays of a model archive as a dict, loaded without pickle; ValueError if it is not such an archive."""
+    def save_checkpoint(self, path):
+        """Write the whole state of the run to one ``.npz`` archive, atomically: the settings, the parameters reached
+        and the best ones, the optimizer's state, the generator's state, the history and the counters.
+
+        ``MLP.from_checkpoint(path)`` rebuilds the model from it, and its ``train`` then goes on exactly as the
+        run would have, bit for bit.
+        """
+        current = self.get_parameters() if self._last_params is None else self._last_params
+        arrays = {f"params.{name}": array for name, array in current.items()}
+        arrays.update({f"best.{name}": array for name, array in (self._best_params or {}).items()})
+        arrays.update({f"optimizer.{name}": array for name, array in self.optimizer.state_dict().items()})
+        run = {"iteration": self.iteration, "epoch": self.epoch, "current_lr": self.current_lr,
+               "best_val_acc": self.best_val_acc, "best_val_loss": self.best_val_loss,
+               "best_iteration": self.best_iteration, "diverged": self.diverged, "stopped_early": self.stopped_early,
+               "train_time_s": self.train_time_s, "rows": self._rows, "meter": self._meter,
+               "checks_without_improvement": self._checks_without_improvement,
+               "generator": self.rng.bit_generator.state}
+        arrays["config"] = np.array(json.dumps(self.config()))
+        arrays["run"] = np.array(json.dumps(run))
+        atomic_write(path, lambda f: np.savez(f, **arrays))
+
+    @classmethod
+    def from_checkpoint(cls, path, **kwargs):
+        """The model of a run saved by ``save_checkpoint``, ready to go on with ``train``; ``kwargs`` override
+        settings that do not change the run, such as ``print_log``."""
+        arrays = read_archive(path, required=("config", "run"), kind="training checkpoint",
+                              writer="MLP.save_checkpoint or train(..., checkpoint_path=...)")
+        model = cls(**dict(json.loads(str(arrays["config"])), **kwargs))
+        run = json.loads(str(arrays["run"]))
+
+        def group(prefix):
+            return {name[len(prefix):]: array for name, array in arrays.items() if name.startswith(prefix)}
+
+        model.load_param(group("params."))
+        model._best_params = group("best.") or None
+        model.optimizer.load_state_dict(group("optimizer."))
+        model.rng.bit_generator.state = run.pop("generator")
+        model._rows = run.pop("rows")
+        model._meter = run.pop("meter")
+        model._checks_without_improvement = run.pop("checks_without_improvement")
+        for name, value in run.items():
+            setattr(model, name, value)
+        return model
+
+
+def read_archive(path, required=("layers", "activation"), kind="model archive", writer="MLP.save_param"):
+    """All arrays of an ``.npz`` archive as a dict, loaded without pickle; ValueError if it is not a ``kind``
+    (an archive holding the ``required`` arrays), naming the ``writer`` that makes one."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             if not isinstance(archive, np.lib.npyio.NpzFile):
@@ -621,10 +677,10 @@ def read_archive(path):
     except FileNotFoundError:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as error:
-        raise ValueError(f"{path} is not a readable model archive ({error}); write it with MLP.save_param") from None
-    missing = {"layers", "activation"} - set(arrays)
+        raise ValueError(f"{path} is not a readable {kind} ({error}); write it with {writer}") from None
+    missing = set(required) - set(arrays)
     if missing:
-        raise ValueError(f"{path} is not a model archive: it lacks {sorted(missing)}; write it with MLP.save_param")
+        raise ValueError(f"{path} is not a {kind}: it lacks {sorted(missing)}; write it with {writer}")
     return arrays
 
 

@@ -2,7 +2,8 @@
 
 Each optimizer has ``step(params, lr)``, where ``params`` is a list of ``(param, grad)`` pairs in a fixed order (the
 model's ``W1, b1, W2, b2, ...``) and ``lr`` the learning rate of this step; it changes every ``param`` in place.
-State such as a velocity is kept per pair, in the same order, and made on the first step.
+State such as a velocity is kept per pair, in the same order, and made on the first step. ``state_dict()`` returns
+it as a dict of named arrays and ``load_state_dict()`` puts it back, so a checkpoint can resume a run exactly.
 
 ``decoupled_weight_decay`` tells the model how ``L2_lambda`` applies. False (SGD, momentum): the model adds
 ``L2_lambda * W`` to ``grad_W``, which is the gradient of the L2 penalty. True (Adam): the model leaves the gradient
@@ -11,6 +12,8 @@ L2_lambda``, before the step, as AdamW does; Adam divides
 each gradient by its running size, so an L2 term added to the gradient would be scaled away for the very weights
 that most need the decay (Loshchilov and Hutter, 2019). Biases are never decayed.
 """
+
+import copy
 
 import numpy as np
 
@@ -29,6 +32,19 @@ def chunks(*arrays):
         yield [part[start:start + CHUNK] for part in flat]
 
 
+def named(prefix, arrays):
+    """``[a, b]`` -> ``{"prefix.0": a, "prefix.1": b}``: per-pair state as named arrays, in the order of the pairs."""
+    return {f"{prefix}.{i}": array for i, array in enumerate(arrays)}
+
+
+def unnamed(prefix, state):
+    """The inverse of :func:`named` (copies, in order), or None when ``state`` holds no such arrays."""
+    arrays = []
+    while f"{prefix}.{len(arrays)}" in state:
+        arrays.append(np.array(state[f"{prefix}.{len(arrays)}"]))
+    return arrays or None
+
+
 class SGD:
     """Plain stochastic gradient descent: ``param -= lr * grad``."""
 
@@ -38,6 +54,12 @@ class SGD:
     def step(self, params, lr):
         for param, grad in params:
             param -= lr * grad
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
 
     def config(self):
         return {"name": self.name}
@@ -73,6 +95,12 @@ class Momentum:
                 v += g
                 p -= lr * (g + self.momentum * v if self.nesterov else v)
 
+    def state_dict(self):
+        return {} if self.velocities is None else named("velocity", self.velocities)
+
+    def load_state_dict(self, state):
+        self.velocities = unnamed("velocity", state)
+
     def config(self):
         return {"name": self.name, "momentum": self.momentum}
 
@@ -92,6 +120,7 @@ class Adam:
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.t = 0
         self.m = self.v = None
+        self.scratch = None
 
     def step(self, params, lr, weight_decay=0.0):
         """One step; with ``weight_decay``, first ``W *= 1 - lr * weight_decay`` for the weight matrices (AdamW),
@@ -99,6 +128,7 @@ class Adam:
         if self.m is None:
             self.m = [np.zeros_like(param) for param, _ in params]
             self.v = [np.zeros_like(param) for param, _ in params]
+        if self.scratch is None:
             self.scratch = np.empty(CHUNK, dtype=params[0][0].dtype)
             self.tiny = np.finfo(params[0][0].dtype).tiny
         self.t += 1
@@ -133,15 +163,24 @@ class Adam:
                 tmp *= step_size
                 p -= tmp
 
+    def state_dict(self):
+        if self.m is None:
+            return {}
+        return {"t": np.array(self.t), **named("m", self.m), **named("v", self.v)}
+
+    def load_state_dict(self, state):
+        self.t = int(state["t"]) if "t" in state else 0
+        self.m, self.v = unnamed("m", state), unnamed("v", state)
+
     def config(self):
         return {"name": self.name, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
 
 def make_optimizer(spec):
     """An optimizer from a name (``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"``), a ``config()`` dict, or
-    an optimizer object, which is returned as it is."""
+    an optimizer object, of which it returns a copy: two models given the same object must not share a state."""
     if hasattr(spec, "step"):
-        return spec
+        return copy.deepcopy(spec)
     config = {"name": spec} if isinstance(spec, str) else dict(spec)
     name = config.pop("name", None)
     if name == "sgd":

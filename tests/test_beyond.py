@@ -1,8 +1,10 @@
 import numpy as np
+import pandas as pd
 import pytest
 from test_modules import small_problem
 
 import beyond
+from modules import MLP
 
 
 def candidates():
@@ -34,6 +36,19 @@ def test_comparison_row_measures_the_test_set_after_the_fact():
     assert row["test_accuracy"] == model.evaluate(X_val, y_val)[0]
     assert row["val_accuracy"] == model.best_val_acc
     assert row["epochs"] == 3
+
+
+def test_fit_resumes_an_interrupted_run_from_its_checkpoint(tmp_path):
+    data = small_problem()
+    settings = candidates()[1]
+    at_once = beyond.fit(settings, *data)
+    checkpoint = tmp_path / "run.npz"
+    MLP(**dict(settings, print_log=False)).train(*data, epochs=1, checkpoint_path=checkpoint)  # then interrupted
+    resumed = beyond.fit(settings, *data, checkpoint_path=checkpoint)
+    pd.testing.assert_frame_equal(resumed.history, at_once.history)
+    np.testing.assert_array_equal(resumed.get_parameters()["W1"], at_once.get_parameters()["W1"])
+    with pytest.raises(ValueError, match="holds a run of other settings"):
+        beyond.fit(dict(settings, lr=0.02), *data, checkpoint_path=checkpoint)
 
 
 def test_class_changes_lists_the_largest_gain_first():

@@ -65,7 +65,8 @@ def test_make_optimizer_from_names_configs_and_objects():
     assert make_optimizer("nesterov").nesterov
     assert make_optimizer({"name": "momentum", "momentum": 0.5}).momentum == 0.5
     adam = Adam(beta1=0.8)
-    assert make_optimizer(adam) is adam
+    copy = make_optimizer(adam)
+    assert copy is not adam and copy.config() == adam.config()  # two models never share one state
     assert make_optimizer(adam.config()).beta1 == 0.8
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
         make_optimizer("rmsprop")
@@ -125,3 +126,20 @@ def test_adam_keeps_its_second_moment_out_of_the_subnormal_range():
     v = 0.999 * 1e-40
     expected = before - 1e-3 * (m / (1 - 0.9**2)) / (np.sqrt(v / (1 - 0.999**2)) + 1e-8)
     np.testing.assert_allclose(param, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("make", [SGD, Momentum, lambda: Momentum(nesterov=True), Adam])
+def test_state_dict_carries_a_run_over_to_a_new_optimizer(make):
+    params = [np.array([1.0, 2.0]), np.array([[0.5]])]
+    grads = [[np.array([0.5, -1.0]), np.array([[2.0]])], [np.array([0.25, 2.0]), np.array([[-1.0]])]]
+    first = make()
+    assert first.state_dict() == {}
+    first.step(list(zip(params, grads[0], strict=True)), lr=0.1)
+    state = {name: array.copy() for name, array in first.state_dict().items()}
+    assert all(isinstance(array, np.ndarray) for array in state.values())
+    second, copies = make(), [param.copy() for param in params]
+    second.load_state_dict(state)
+    first.step(list(zip(params, grads[1], strict=True)), lr=0.1)
+    second.step(list(zip(copies, grads[1], strict=True)), lr=0.1)
+    for param, copy in zip(params, copies, strict=True):
+        np.testing.assert_array_equal(copy, param)
