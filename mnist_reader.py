@@ -42,6 +42,7 @@ __all__ = [
     "download_fashion_mnist",
     "load_fashion_mnist",
     "load_mnist",
+    "require_files",
     "resolve_data_dir",
 ]
 
@@ -107,6 +108,19 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     if from_env:
         return Path(from_env).expanduser()
     return DEFAULT_DATA_DIR
+
+
+def require_files(data_dir: str | os.PathLike[str]) -> Path:
+    """Return `data_dir` as a Path if it holds all four files, gzipped or not.
+
+    Raises the FileNotFoundError that `load_mnist` would, which says how to get
+    the data. Cheap (nothing is read), so that a notebook without data stops in
+    its first cell rather than at its first load.
+    """
+    folder = Path(data_dir)
+    for name in FILES:
+        _find_file(folder, name.removesuffix(".gz"))
+    return folder
 
 
 def load_mnist(path: str | os.PathLike[str], kind: str = "train") -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 
 import beyond
-import mnist_reader
 import tuning
 from modules import ACTIVATIONS, atomic_write
 
@@ -142,20 +141,6 @@ def study_config(quick: bool, output_dir=None) -> StudyConfig:
         example_runs=(_settings(archs[-1], 0.01, 0.01), _settings(archs[-1], 0.1, 0.0)),
         max_epoch=40, print_iter=100,
     )
-
-
-def require_data(data_dir):
-    """Raise mnist_reader's FileNotFoundError, which says how to get the data, unless all four files are there.
-
-    A cheap check (the files are not read) so that a notebook without data stops in its first cell.
-    """
-    folder = Path(data_dir)
-    for kind in ("train", "t10k"):
-        for stem in (f"{kind}-images-idx3-ubyte", f"{kind}-labels-idx1-ubyte"):
-            if not any((folder / name).is_file() for name in (f"{stem}.gz", stem)):
-                raise FileNotFoundError(f"Neither {stem}.gz nor {stem} found in {folder}. "
-                                        + mnist_reader.HOW_TO_GET_DATA.format(folder=folder))
-    return folder
 
 
 def subsample(data, config):

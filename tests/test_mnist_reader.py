@@ -485,3 +485,28 @@ def test_real_data_loads(real_dir):
     np.testing.assert_array_equal(np.bincount(y_test, minlength=10), [1000] * 10)
     assert X_train.dtype == np.float32
     assert (X_train.min(), X_train.max()) == (0.0, 1.0)
+
+
+def _touch_data(folder, names):
+    folder.mkdir(exist_ok=True)
+    for name in names:
+        (folder / name).write_bytes(b"")
+
+
+ALL_FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte",
+             "t10k-labels-idx1-ubyte.gz"]
+
+
+def test_require_files_accepts_gz_or_raw(tmp_path):
+    _touch_data(tmp_path / "d", ALL_FILES)
+    assert mnist_reader.require_files(tmp_path / "d") == tmp_path / "d"
+
+
+@pytest.mark.parametrize("missing", ALL_FILES)
+def test_require_files_says_how_to_get_the_data(tmp_path, missing):
+    _touch_data(tmp_path / "d", [n for n in ALL_FILES if n != missing])
+    stem = missing.removesuffix(".gz")
+    with pytest.raises(FileNotFoundError, match=re.escape(stem)) as error:
+        mnist_reader.require_files(tmp_path / "d")
+    for hint in ("download_fashion_mnist", "FASHION_MNIST_DIR", str(tmp_path / "d")):
+        assert hint in str(error.value)

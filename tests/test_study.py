@@ -1,5 +1,4 @@
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -59,31 +58,6 @@ def test_example_runs_must_be_in_the_grid(tmp_path):
         study.StudyConfig(quick=True, output_dir=tmp_path, learning_rates=(0.1,), layer_sizes=((784, 10),),
                           l2_lambdas=(0.0,), example_runs=({"layers": (784, 10), "lr": 0.5, "L2_lambda": 0.0},),
                           max_epoch=1, print_iter=1)
-
-
-def _touch_data(folder, names):
-    folder.mkdir(exist_ok=True)
-    for name in names:
-        (folder / name).write_bytes(b"")
-
-
-ALL_FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte",
-             "t10k-labels-idx1-ubyte.gz"]
-
-
-def test_require_data_accepts_gz_or_raw(tmp_path):
-    _touch_data(tmp_path / "d", ALL_FILES)
-    assert study.require_data(tmp_path / "d") == tmp_path / "d"
-
-
-@pytest.mark.parametrize("missing", ALL_FILES)
-def test_require_data_says_how_to_get_the_data(tmp_path, missing):
-    _touch_data(tmp_path / "d", [n for n in ALL_FILES if n != missing])
-    stem = missing.removesuffix(".gz")
-    with pytest.raises(FileNotFoundError, match=re.escape(stem)) as error:
-        study.require_data(tmp_path / "d")
-    for hint in ("download_fashion_mnist", "FASHION_MNIST_DIR", str(tmp_path / "d")):
-        assert hint in str(error.value)
 
 
 def test_subsample_keeps_leading_rows(tmp_path):
