@@ -332,11 +332,10 @@ class MLP:
 
     def config(self):
         """The constructor's arguments as a dict of plain values, enough to rebuild this model: ``MLP(**config)``."""
-        optimizer = make_optimizer(self.optimizer_spec).config()
         return {"layers": self.layers, "lr": self.lr, "activation": self.activation, "max_epoch": self.max_epoch,
                 "batch_size": self.batch_size, "L2_lambda": self.L2_lambda, "decay_factor": self.decay_factor,
                 "decay_steps": self.decay_steps, "print_iter": self.print_iter, "seed": self.seed,
-                "dtype": self.dtype.name, "optimizer": optimizer, "dropout": self.dropout,
+                "dtype": self.dtype.name, "optimizer": self.optimizer.config(), "dropout": self.dropout,
                 "lr_schedule": self.lr_schedule, "warmup_steps": self.warmup_steps, "weight_init": self.weight_init,
                 "patience": self.patience}
 

@@ -157,7 +157,8 @@ def render(results, log, benches=(), figures=(), grid_bench=None):
         times.append(f"whole notebook {duration(notebook)} ({duration(notebook - section7)} without section 7)")
     else:
         times.append(f"whole notebook {duration(notebook)}")
-    wall_times = "**Wall times**: " + ", ".join(times) + "."
+    wall_times = ("**Wall times**: " + ", ".join(times) + ". They are those of one execution: on a shared virtual "
+                  "machine the same code can take markedly longer from one execution to the next.")
     if grid.get("trained_now", grid["runs"]) < grid["runs"]:
         wall_times += (f" Only {grid['trained_now']} of the runs were trained in that execution, the others were "
                        "resumed from the log: the grid's wall time is not that of the whole grid.")
