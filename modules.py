@@ -642,12 +642,12 @@ class MLP:
         atomic_write(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
-    def from_checkpoint(cls, path, **kwargs):
-        """The model of a run saved by ``save_checkpoint``, ready to go on with ``train``; ``kwargs`` override
-        settings that do not change the run, such as ``print_log``."""
+    def from_checkpoint(cls, path, print_log=True):
+        """The model of a run saved by ``save_checkpoint``, ready to go on with ``train``. Its settings are the
+        run's own: only whether it prints its log can be chosen anew."""
         arrays = read_archive(path, required=("config", "run"), kind="training checkpoint",
                               writer="MLP.save_checkpoint or train(..., checkpoint_path=...)")
-        model = cls(**dict(json.loads(str(arrays["config"])), **kwargs))
+        model = cls(**json.loads(str(arrays["config"])), print_log=print_log)
         run = json.loads(str(arrays["run"]))
 
         def group(prefix):
