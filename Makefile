@@ -8,7 +8,7 @@ NOTEBOOK := Fashion_mnist_model.ipynb
 
 run: $(VENV)/.run-deps data
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=-1 $(NOTEBOOK)
-	$(PY) report.py
+	$(PY) -m study.report
 
 test: $(VENV)/.test-deps
 	$(VENV)/bin/ruff check .
@@ -31,7 +31,7 @@ bench-grid: $(VENV)/.test-deps
 	$(PY) bench/bench_grid.py
 
 report: $(VENV)/.run-deps
-	$(PY) report.py
+	$(PY) -m study.report
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)

@@ -34,7 +34,7 @@ NUMBERS = ["val_accuracy", "val_loss", "best_iteration", "diverged"]
 
 def grid_row(log, settings):
     """The row of ``settings`` in a grid log, as a dict."""
-    import tuning
+    from study import grid as tuning
 
     wanted = tuning.settings_key(tuning.layers_name(settings["layers"]), settings["lr"], settings["L2_lambda"])
     for row in log.to_dict("records"):
@@ -65,8 +65,8 @@ def main():
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("grid_results.json"))
     args = parser.parse_args()
 
-    import halving
-    import tuning
+    from study import grid as tuning
+    from study import halving
 
     X_train, y_train, X_val, y_val, data = load_data()
     grid = tuning.make_grid(LEARNING_RATES, LAYER_SIZES, L2_LAMBDAS)

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 from test_modules import small_problem
 
-import beyond
 from modules import MLP
+from study import beyond
 
 
 def candidates():

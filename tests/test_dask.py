@@ -9,7 +9,7 @@ import joblib
 import pandas as pd
 import pytest
 
-import tuning
+from study import grid as tuning
 
 distributed = pytest.importorskip("dask.distributed")
 
@@ -77,7 +77,7 @@ def test_workers_keep_their_own_blas_threads(client, data, tmp_path, monkeypatch
 
 def test_halving_on_dask_matches_serial(client, data, tmp_path):
     """The halving search's models travel to the cluster's workers and back, and continue as they would here."""
-    import halving
+    from study import halving
 
     grid = tuning.make_grid([0.01, 0.05, 0.2], [(20, 8, 3)], [0.0, 1e-3, 1e-2])
     options = {"factor": 3, "min_epochs": 1, "max_epochs": 9, "progress": False, "batch_size": 50, "print_iter": 2,

@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import halving
 import modules
-import tuning
 from modules import MLP
+from study import grid as tuning
+from study import halving
 
 # 4 batches an epoch; the step schedule decays every 3 batches, so decay steps straddle the rungs' boundaries.
 MODEL_KWARGS = {"batch_size": 50, "print_iter": 2, "seed": 0, "decay_steps": 3, "decay_factor": 0.9}

@@ -10,10 +10,10 @@ from idx_files import write_fake_fashion_mnist
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-import halving
-import study
-import tuning
 from modules import MLP
+from study import config as study
+from study import grid as tuning
+from study import halving
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import pytest
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-import plots
+from study import plots
 
 CLASS_NAMES = tuple(f"class {i}" for i in range(10))
 

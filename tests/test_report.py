@@ -7,8 +7,8 @@ import stat
 import pandas as pd
 import pytest
 
-import report
-import tuning
+from study import grid as tuning
+from study import report
 
 README = """# Project
 

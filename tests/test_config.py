@@ -5,14 +5,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import study
-import tuning
 from modules import MLP
+from study import config as study
+from study import grid as tuning
 
 
 def test_full_config_is_the_studys_grid_and_recipe():
     cfg = study.study_config(quick=False)
-    assert cfg.output_dir == Path(study.__file__).resolve().parent
+    assert cfg.output_dir == Path(__file__).resolve().parent.parent  # the repository
     assert cfg.log_dir == cfg.output_dir / "log"
     assert cfg.weights_dir == cfg.output_dir / "weights"
     assert cfg.fig_dir == cfg.output_dir / "figures"

@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import beyond
-import tuning
 from modules import ACTIVATIONS, atomic_write
+from study import beyond, grid
 
-REPO_DIR = Path(__file__).resolve().parent
+REPO_DIR = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -58,9 +57,9 @@ class StudyConfig:
     grid: list = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "grid", tuning.make_grid(self.learning_rates, self.layer_sizes, self.l2_lambdas))
-        names = {tuning.run_name(s) for s in self.grid}
-        missing = [tuning.run_name(s) for s in self.example_runs if tuning.run_name(s) not in names]
+        object.__setattr__(self, "grid", grid.make_grid(self.learning_rates, self.layer_sizes, self.l2_lambdas))
+        names = {grid.run_name(s) for s in self.grid}
+        missing = [grid.run_name(s) for s in self.example_runs if grid.run_name(s) not in names]
         if missing:
             raise ValueError(f"example runs {missing} are not in the grid")
 
@@ -337,16 +336,16 @@ def write_results(path, results):
 def compare_searches(grid_log, halving_found, grid_wall_s, halving_wall_s, max_epoch):
     """The grid's best run beside successive halving's pick: settings, validation accuracy over the full
     ``max_epoch`` epochs (the grid's log has it for every setting), epochs spent and wall time."""
-    picked = tuning.settings_key(tuning.layers_name(halving_found["settings"]["layers"]),
+    picked = grid.settings_key(grid.layers_name(halving_found["settings"]["layers"]),
                                  halving_found["settings"]["lr"], halving_found["settings"]["L2_lambda"])
-    keys = [tuning.settings_key(*row) for row in
+    keys = [grid.settings_key(*row) for row in
             grid_log[["layer_sizes", "learning_rate", "l2_lambda"]].itertuples(index=False)]
     halving_row = grid_log.iloc[keys.index(picked)]
-    grid_row = tuning.top_k(grid_log, k=1).iloc[0]
+    grid_row = grid.top_k(grid_log, k=1).iloc[0]
     return pd.DataFrame([
-        {"search": "grid", "settings": tuning.run_name(tuning.settings_from_row(grid_row)),
+        {"search": "grid", "settings": grid.run_name(grid.settings_from_row(grid_row)),
          "val_accuracy": grid_row["val_accuracy"], "epochs": len(grid_log) * max_epoch, "wall_time_s": grid_wall_s},
-        {"search": "successive halving", "settings": tuning.run_name(halving_found["settings"]),
+        {"search": "successive halving", "settings": grid.run_name(halving_found["settings"]),
          "val_accuracy": halving_row["val_accuracy"], "epochs": halving_found["epochs_spent"],
          "wall_time_s": halving_wall_s},
     ])

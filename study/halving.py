@@ -33,7 +33,16 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from modules import MLP, atomic_write
-from tuning import append_rows, backup, blas_threads, layers_name, log_row, run_name, settings_from_row, settings_key
+from study.grid import (
+    append_rows,
+    backup,
+    blas_threads,
+    layers_name,
+    log_row,
+    run_name,
+    settings_from_row,
+    settings_key,
+)
 
 HALVING_COLUMNS = [
     "rung",

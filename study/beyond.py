@@ -12,8 +12,8 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from modules import MLP
-from plots import per_class_accuracy
-from tuning import blas_threads
+from study.grid import blas_threads
+from study.plots import per_class_accuracy
 
 # PyTorch reached 0.9050 test accuracy with this recipe on the study's split (issue "Beyond the original study").
 WIDE_RECIPE = {"layers": [784, 1024, 1024, 10], "optimizer": "adam", "lr": 1e-3, "L2_lambda": 1e-4, "dropout": 0.3,

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import tuning
+from study import grid as tuning
 
 MODEL_KWARGS = {"max_epoch": 2, "batch_size": 50, "print_iter": 2, "seed": 0}
 KEY = ["layer_sizes", "learning_rate", "l2_lambda"]

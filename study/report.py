@@ -1,10 +1,10 @@
 """Copy the study's results into README.md, between ``<!-- results:start -->`` and ``<!-- results:end -->``.
 
-    python report.py [--root DIR]
+    python -m study.report [--root DIR]
 
 Reads ``log/results.json`` (written by the last cell of ``Fashion_mnist_model.ipynb``), ``log/grid_search.csv`` and,
 if present, the benchmarks' ``results.json``, ``beyond_results.json`` and ``grid_results.json`` in ``bench/``, all
-under ``--root`` (default: this folder), and replaces what lies between the two markers of ``README.md`` with: the
+under ``--root`` (default: the repository), and replaces what lies between the two markers of ``README.md`` with: the
 top five runs of the grid, the test accuracy and loss, successive halving beside the grid, section 7's comparison,
 the wall times of each part and of the whole notebook, the machine, the benchmarks, and links to a few figures.
 Everything outside the markers is left as it is; the file is replaced atomically.
@@ -15,8 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-import tuning
 from modules import atomic_write
+from study import grid
 
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
@@ -52,7 +52,7 @@ def _table(header, rows):
 
 
 def top_five_table(log):
-    top = tuning.top_k(log, k=5)
+    top = grid.top_k(log, k=5)
     rows = [(rank, r.layer_sizes, f"{r.learning_rate:g}", f"{r.l2_lambda:g}", f"{r.val_accuracy:.4f}",
              f"{r.val_loss:.4f}", int(r.best_iteration), f"{r.train_time_s:.0f}")
             for rank, r in enumerate(top.itertuples(index=False), start=1)]
@@ -221,7 +221,7 @@ def build(root):
     log_path = root / "log" / "grid_search.csv"
     if not log_path.exists():
         raise ReportError(f"{log_path} not found: run the grid search of Fashion_mnist_model.ipynb first")
-    log = tuning.read_log(log_path)
+    log = grid.read_log(log_path)
     benches = [(_read_json(root / "bench" / name, ""), script, what) for name, script, what in BENCHES
                if (root / "bench" / name).exists()]
     grid_bench_path = root / "bench" / "grid_results.json"
@@ -236,8 +236,8 @@ def build(root):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent,
-                        help="folder holding README.md, log/, figures/ and bench/ (default: this script's)")
+    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent,
+                        help="folder holding README.md, log/, figures/ and bench/ (default: the repository's)")
     args = parser.parse_args(argv)
     try:
         text = build(args.root)
