@@ -65,11 +65,11 @@ def main():
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("grid_results.json"))
     args = parser.parse_args()
 
+    from study import config, halving
     from study import grid as tuning
-    from study import halving
 
     X_train, y_train, X_val, y_val, data = load_data()
-    grid = tuning.make_grid(LEARNING_RATES, LAYER_SIZES, L2_LAMBDAS)
+    grid = config.make_grid(LEARNING_RATES, LAYER_SIZES, L2_LAMBDAS)
     grid_epochs = len(grid) * args.epochs
     print(f"data: {data}; {len(grid)} runs of {args.epochs} epoch(s), {grid_epochs} epochs in all")
 

@@ -10,7 +10,6 @@ import os
 import shutil
 import sys
 from functools import partial
-from itertools import product
 from pathlib import Path
 
 import joblib
@@ -41,17 +40,6 @@ _LOG_DTYPES = {
     "best_iteration": int,
     "diverged": bool,
 }
-
-
-def make_grid(learning_rates, layer_sizes, l2_lambdas):
-    """All combinations as ``dict(layers=tuple, lr=float, L2_lambda=float)``.
-
-    Order: layer sizes outermost, then learning rate, then L2 strength.
-    """
-    return [
-        {"layers": tuple(int(n) for n in layers), "lr": float(lr), "L2_lambda": float(l2)}
-        for layers, lr, l2 in product(layer_sizes, learning_rates, l2_lambdas)
-    ]
 
 
 def _fmt(x):
@@ -158,6 +146,18 @@ def append_rows(path, df, header):
         df.to_csv(f, index=False, header=header)
         f.flush()
         os.fsync(f.fileno())
+
+
+def logged_runs(log_path):
+    """How many finished runs a grid-search log holds (0 if there is none), i.e. how many a resume skips.
+
+    Counts complete lines after the header, so a row torn by a crash, which the grid search drops and trains
+    again, is not counted.
+    """
+    log_path = Path(log_path)
+    if not log_path.exists():
+        return 0
+    return max(0, log_path.read_bytes().count(b"\n") - 1)
 
 
 def _prepare_log(log_path):

@@ -42,6 +42,7 @@ from study.grid import (
     run_name,
     settings_from_row,
     settings_key,
+    top_k,
 )
 
 HALVING_COLUMNS = [
@@ -206,3 +207,21 @@ def halving_result(log):
         "epochs_spent": int(per_run.sum()),
         "rungs": int(log["rung"].nunique()),
     }
+
+
+def compare_searches(grid_log, halving_found, grid_wall_s, halving_wall_s, max_epoch):
+    """The grid's best run beside successive halving's pick: settings, validation accuracy over the full
+    ``max_epoch`` epochs (the grid's log has it for every setting), epochs spent and wall time."""
+    picked = settings_key(layers_name(halving_found["settings"]["layers"]), halving_found["settings"]["lr"],
+                          halving_found["settings"]["L2_lambda"])
+    keys = [settings_key(*row) for row in
+            grid_log[["layer_sizes", "learning_rate", "l2_lambda"]].itertuples(index=False)]
+    halving_row = grid_log.iloc[keys.index(picked)]
+    grid_row = top_k(grid_log, k=1).iloc[0]
+    return pd.DataFrame([
+        {"search": "grid", "settings": run_name(settings_from_row(grid_row)),
+         "val_accuracy": grid_row["val_accuracy"], "epochs": len(grid_log) * max_epoch, "wall_time_s": grid_wall_s},
+        {"search": "successive halving", "settings": run_name(halving_found["settings"]),
+         "val_accuracy": halving_row["val_accuracy"], "epochs": halving_found["epochs_spent"],
+         "wall_time_s": halving_wall_s},
+    ])

@@ -1,4 +1,4 @@
-"""Figures for the Fashion-MNIST MLP study, plus the two metrics they need.
+"""Figures for the Fashion-MNIST MLP study; the numbers they show come from ``study.metrics``.
 
 Every ``plot_*`` function returns a matplotlib Figure and never shows or saves it;
 :func:`save_figure` writes one to PNG.
@@ -11,23 +11,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from modules import atomic_write
+from study.metrics import class_mean_activations, confusion_matrix
 
 WEIGHT_CMAP = "RdBu_r"  # diverging: red = positive, blue = negative, white = 0
-
-
-def confusion_matrix(y_true, y_pred, n_classes):
-    """Counts ``C[i, j]`` of samples with true class ``i`` predicted as ``j``."""
-    y_true = np.asarray(y_true, dtype=np.intp)
-    y_pred = np.asarray(y_pred, dtype=np.intp)
-    flat = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes)
-    return flat.reshape(n_classes, n_classes)
-
-
-def per_class_accuracy(y_true, y_pred, n_classes):
-    """Fraction of each true class predicted correctly (NaN for a class with no sample)."""
-    cm = confusion_matrix(y_true, y_pred, n_classes)
-    support = cm.sum(axis=1)
-    return np.divide(np.diag(cm), support, out=np.full(n_classes, np.nan), where=support > 0)
 
 
 def save_figure(fig, path, dpi=100):
@@ -259,13 +245,8 @@ def plot_activation_heatmap(activations, labels, class_names, n_per_class=10):
 
 def plot_mean_activation_per_class(activations, labels, class_names):
     """Mean hidden activation of each unit for each class (classes x units)."""
-    activations = np.asarray(activations, dtype=np.float64)
-    labels = np.asarray(labels, dtype=np.intp)
     n = len(class_names)
-    sums = np.zeros((n, activations.shape[1]))
-    np.add.at(sums, labels, activations)
-    counts = np.bincount(labels, minlength=n)[:, None]
-    means = np.divide(sums, counts, out=np.full_like(sums, np.nan), where=counts > 0)
+    means = class_mean_activations(activations, labels, n)
     fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
     _class_rows_heatmap(fig, ax, means, np.arange(n), class_names, "hidden unit")
     ax.set_title("Mean hidden activation per class")

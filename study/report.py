@@ -12,8 +12,14 @@ Everything outside the markers is left as it is; the file is replaced atomically
 
 import argparse
 import json
+import os
+import platform
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from modules import atomic_write
 from study import grid
@@ -30,6 +36,67 @@ FIGURES = [
     ("mean_activation_per_class.png", "Mean first-hidden-layer activation per class"),
     ("beyond_confusion_matrices.png", "Confusion matrices of the seed grid's best model and of section 7's"),
 ]
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def _blas():
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    except Exception:  # older NumPy has no mode="dicts"; the description is a nicety, never a failure
+        return None
+    return " ".join(str(blas[key]) for key in ("name", "version") if blas.get(key)) or None
+
+
+def machine_info():
+    """Processor, architecture, core count, Python, NumPy and BLAS of this machine, as a JSON-ready dict."""
+    return {
+        "processor": platform.processor() or _cpu_model() or platform.machine(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "system": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "blas": _blas(),
+    }
+
+
+def _json_ready(value):
+    """NumPy scalars and arrays, tuples, Paths and DataFrames made plain JSON values; NaN becomes null."""
+    if isinstance(value, pd.DataFrame):
+        return [_json_ready(row) for row in value.to_dict("records")]
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_results(path, results):
+    """Write ``results`` (plus the machine and a UTC timestamp) as JSON to ``path``, atomically; return it."""
+    payload = _json_ready({**results, "machine": machine_info(),
+                           "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
+    return payload
+
+
+# -- the README's results ----------------------------------------------------------------------------------------
 
 
 class ReportError(Exception):

@@ -9,6 +9,7 @@ import joblib
 import pandas as pd
 import pytest
 
+from study import config
 from study import grid as tuning
 
 distributed = pytest.importorskip("dask.distributed")
@@ -33,7 +34,7 @@ def client():
 
 
 def search(data, tmp_path, name, **kwargs):
-    grid = tuning.make_grid([0.01, 0.1], [(20, 8, 3)], [0.0, 1e-3])
+    grid = config.make_grid([0.01, 0.1], [(20, 8, 3)], [0.0, 1e-3])
     return tuning.grid_search(grid, *data, tmp_path / f"{name}.csv", tmp_path / name, progress=False,
                               **MODEL_KWARGS, **kwargs)
 
@@ -79,7 +80,7 @@ def test_halving_on_dask_matches_serial(client, data, tmp_path):
     """The halving search's models travel to the cluster's workers and back, and continue as they would here."""
     from study import halving
 
-    grid = tuning.make_grid([0.01, 0.05, 0.2], [(20, 8, 3)], [0.0, 1e-3, 1e-2])
+    grid = config.make_grid([0.01, 0.05, 0.2], [(20, 8, 3)], [0.0, 1e-3, 1e-2])
     options = {"factor": 3, "min_epochs": 1, "max_epochs": 9, "progress": False, "batch_size": 50, "print_iter": 2,
                "optimizer": "momentum", "dropout": 0.2}
     serial = halving.halving_search(grid, *data, tmp_path / "serial.csv", n_jobs=1, **options)

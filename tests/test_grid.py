@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from study import config
 from study import grid as tuning
 
 MODEL_KWARGS = {"max_epoch": 2, "batch_size": 50, "print_iter": 2, "seed": 0}
@@ -10,7 +11,7 @@ KEY = ["layer_sizes", "learning_rate", "l2_lambda"]
 
 @pytest.fixture
 def grid():
-    return tuning.make_grid([0.01, 0.1], [(20, 8, 3)], [0.0, 1e-3])
+    return config.make_grid([0.01, 0.1], [(20, 8, 3)], [0.0, 1e-3])
 
 
 @pytest.fixture
@@ -36,22 +37,12 @@ def search(grid, data, paths, **kwargs):
     return tuning.grid_search(grid, *data, *paths, progress=False, **MODEL_KWARGS, **kwargs)
 
 
-def test_make_grid_order_and_types():
-    grid = tuning.make_grid([0.1, 0.01], [[784, 10], (784, 64, 10)], [0, 1e-4])
-    assert len(grid) == 8
-    assert grid[0] == {"layers": (784, 10), "lr": 0.1, "L2_lambda": 0.0}
-    assert grid[1] == {"layers": (784, 10), "lr": 0.1, "L2_lambda": 1e-4}
-    assert grid[2] == {"layers": (784, 10), "lr": 0.01, "L2_lambda": 0.0}
-    assert grid[4]["layers"] == (784, 64, 10)
-    assert all(isinstance(s["layers"], tuple) and isinstance(s["lr"], float) for s in grid)
-
-
 def test_run_name_format_and_unique():
     assert tuning.run_name({"layers": (784, 256, 128, 10), "lr": 0.01, "L2_lambda": 0.001}) == (
         "784-256-128-10_lr0.01_l2_0.001"
     )
     archs = [(784, 10), (784, 100, 10), (784, 10, 10)]
-    grid = tuning.make_grid([1e-3, 0.003, 0.01, 0.1], archs, [0, 1e-5, 1e-4])
+    grid = config.make_grid([1e-3, 0.003, 0.01, 0.1], archs, [0, 1e-5, 1e-4])
     names = [tuning.run_name(s) for s in grid]
     assert len(set(names)) == len(grid)
     assert all("/" not in n and " " not in n for n in names)
@@ -162,7 +153,7 @@ def test_parallel_gives_same_numbers(data, grid, tmp_path):
 
 
 def test_diverged_run_is_logged_and_not_selected(data, paths):
-    grid = tuning.make_grid([0.1, 1e5], [(20, 8, 3)], [0.0])
+    grid = config.make_grid([0.1, 1e5], [(20, 8, 3)], [0.0])
     log = search(grid, data, paths)
     assert list(log["diverged"]) == [False, True]
     history = pd.read_csv(paths[1] / f"{tuning.run_name(grid[1])}.csv")
@@ -214,3 +205,17 @@ def test_best_settings_without_usable_run_raises():
 def test_every_local_run_gets_one_blas_thread_whatever_n_jobs():
     # Another thread count sums in another order: the log's numbers would depend on n_jobs.
     assert {tuning.blas_threads(n) for n in (1, 2, -1)} == {1}
+
+
+def test_logged_runs(tmp_path):
+    path = tmp_path / "grid.csv"
+    assert tuning.logged_runs(path) == 0
+    pd.DataFrame([{"layer_sizes": "784-10", "learning_rate": 0.1, "l2_lambda": 0.0, "val_accuracy": 0.8,
+                   "val_loss": 0.5, "train_time_s": 1.0, "best_iteration": 3, "diverged": False}] * 3,
+                 columns=tuning.LOG_COLUMNS).to_csv(path, index=False)
+    assert tuning.logged_runs(path) == 3
+    with open(path, "a") as f:
+        f.write("784-10,0.1,0.0,0.5")  # a row torn by a crash
+    assert tuning.logged_runs(path) == 3
+    path.write_text("")
+    assert tuning.logged_runs(path) == 0

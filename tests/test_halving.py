@@ -6,8 +6,8 @@ import pytest
 
 import modules
 from modules import MLP
+from study import config, halving
 from study import grid as tuning
-from study import halving
 
 # 4 batches an epoch; the step schedule decays every 3 batches, so decay steps straddle the rungs' boundaries.
 MODEL_KWARGS = {"batch_size": 50, "print_iter": 2, "seed": 0, "decay_steps": 3, "decay_factor": 0.9}
@@ -18,7 +18,7 @@ NUMBERS = ["epochs", "val_accuracy", "val_loss", "best_iteration", "diverged"]
 @pytest.fixture
 def grid():
     """9 settings: with factor 3, rungs of 9, 3 and 1 runs."""
-    return tuning.make_grid([0.01, 0.05, 0.2], [(20, 8, 3)], [0.0, 1e-3, 1e-2])
+    return config.make_grid([0.01, 0.05, 0.2], [(20, 8, 3)], [0.0, 1e-3, 1e-2])
 
 
 def search(grid, data, log_path, **kwargs):
@@ -155,7 +155,7 @@ def test_halving_result_skips_diverged_and_breaks_ties_on_loss():
 
 
 def test_diverged_runs_rank_last(data, tmp_path):
-    grid = tuning.make_grid([1e5, 0.1, 2e5], [(20, 8, 3)], [0.0])
+    grid = config.make_grid([1e5, 0.1, 2e5], [(20, 8, 3)], [0.0])
     log = search(grid, data, tmp_path / "halving.csv", factor=2, min_epochs=1, max_epochs=2)
     assert log.groupby("rung").size().tolist() == [3, 2]
     assert list(log.loc[log["rung"] == 0, "diverged"]) == [True, False, True]
@@ -186,7 +186,7 @@ def test_parallel_with_a_layer_over_a_megabyte(tmp_path):
     """joblib hands arrays over 1 MB to loky workers as read-only memory maps; the models must still train."""
     rng = np.random.default_rng(2)
     X, y = rng.normal(size=(100, 300)).astype(np.float32), rng.integers(0, 3, 100)
-    grid = tuning.make_grid([0.01, 0.05], [(300, 1000, 3)], [0.0])  # W1: 300 x 1000 float32 = 1.2 MB
+    grid = config.make_grid([0.01, 0.05], [(300, 1000, 3)], [0.0])  # W1: 300 x 1000 float32 = 1.2 MB
     options = {"factor": 2, "min_epochs": 1, "max_epochs": 2, "progress": False, "batch_size": 50, "print_iter": 1}
     serial = halving.halving_search(grid, X, y, X, y, tmp_path / "serial.csv", n_jobs=1, **options)
     parallel = halving.halving_search(grid, X, y, X, y, tmp_path / "parallel.csv", n_jobs=2, **options)
@@ -226,3 +226,17 @@ def test_max_epoch_is_set_by_the_search(data, grid, tmp_path):
     with pytest.raises(TypeError, match="max_epochs"):
         search(grid, data, tmp_path / "halving.csv", max_epoch=5)
     assert not (tmp_path / "halving.csv").exists()
+
+
+def test_compare_searches_looks_the_halving_pick_up_in_the_grid():
+    log = pd.DataFrame({
+        "layer_sizes": ["4-3", "4-3", "4-5-3"], "learning_rate": [0.1, 0.01, 0.1], "l2_lambda": [0.0, 0.0, 0.01],
+        "val_accuracy": [0.8, 0.9, 0.85], "val_loss": [0.5, 0.3, 0.4], "train_time_s": [1.0, 1.0, 2.0],
+        "best_iteration": [10, 20, 30], "diverged": [False, False, False]})
+    found = {"settings": {"layers": (4, 5, 3), "lr": 0.1, "L2_lambda": 0.01}, "epochs_spent": 7}
+    table = halving.compare_searches(log, found, grid_wall_s=60.0, halving_wall_s=9.0, max_epoch=40)
+    assert list(table["search"]) == ["grid", "successive halving"]
+    assert list(table["settings"]) == ["4-3_lr0.01_l2_0", "4-5-3_lr0.1_l2_0.01"]
+    assert list(table["val_accuracy"]) == [0.9, 0.85]
+    assert list(table["epochs"]) == [120, 7]
+    assert list(table["wall_time_s"]) == [60.0, 9.0]

@@ -11,9 +11,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from modules import MLP
-from study import config as study
+from study import config, halving
 from study import grid as tuning
-from study import halving
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +80,7 @@ def test_quick_run_produces_every_artefact(quick_env, monkeypatch):
     assert sum("image/png" in o.get("data", {}) for o in outputs) == len(FIGURES)
 
     out = quick_env / "out"
-    cfg = study.study_config(quick=True, output_dir=out)
+    cfg = config.study_config(quick=True, output_dir=out)
     log = tuning.read_log(out / "log" / "grid_search.csv")
     assert len(log) == len(cfg.grid) == 8
     assert sorted(p.name for p in (out / "log" / "histories").iterdir()) == sorted(

@@ -9,7 +9,7 @@ import pytest
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from study import plots
+from study import metrics, plots
 
 CLASS_NAMES = tuple(f"class {i}" for i in range(10))
 
@@ -99,30 +99,13 @@ def test_plot_class_samples_shows_first_of_each_class(images):
         np.testing.assert_array_equal(_images(ax)[0].get_array(), X[c].reshape(28, 28))
 
 
-def test_confusion_matrix_and_per_class_accuracy():
-    y_true = np.array([0, 0, 1, 1, 1, 2, 2, 0])
-    y_pred = np.array([0, 1, 1, 1, 2, 2, 0, 0])
-    expected = np.array([[2, 1, 0], [0, 2, 1], [1, 0, 1]])
-    np.testing.assert_array_equal(plots.confusion_matrix(y_true, y_pred, 3), expected)
-    np.testing.assert_allclose(plots.per_class_accuracy(y_true, y_pred, 4)[:3], [2 / 3, 2 / 3, 1 / 2])
-    assert np.isnan(plots.per_class_accuracy(y_true, y_pred, 4)[3])  # class without samples
-
-
-def test_per_class_accuracy_matches_loop():
-    rng = np.random.default_rng(3)
-    y_true, y_pred = rng.integers(0, 10, 500), rng.integers(0, 10, 500)
-    reference = [np.mean(y_pred[y_true == c] == c) for c in range(10)]
-    np.testing.assert_allclose(plots.per_class_accuracy(y_true, y_pred, 10), reference)
-    assert plots.confusion_matrix(y_true, y_pred, 10).sum() == 500
-
-
 def test_plot_confusion_matrix_cells_and_labels():
     y_true = np.array([0, 0, 1, 1, 1, 2, 2, 0])
     y_pred = np.array([0, 1, 1, 1, 2, 2, 0, 0])
     names = ("a", "b", "c")
     fig = plots.plot_confusion_matrix(y_true, y_pred, names)
     (ax,) = fig.axes
-    np.testing.assert_array_equal(_images(ax)[0].get_array(), plots.confusion_matrix(y_true, y_pred, 3))
+    np.testing.assert_array_equal(_images(ax)[0].get_array(), metrics.confusion_matrix(y_true, y_pred, 3))
     texts = {(t.get_position()[1], t.get_position()[0]): t.get_text() for t in ax.texts}
     assert texts[(0, 0)] == "2" and texts[(2, 0)] == "1" and texts[(1, 0)] == "0"
     assert [t.get_text() for t in ax.get_xticklabels()] == list(names)
@@ -135,7 +118,7 @@ def test_plot_confusion_matrices_side_by_side():
     fig = plots.plot_confusion_matrices(y_true, predictions, ("a", "b", "c"))
     assert [ax.get_title() for ax in fig.axes] == ["before", "after"]
     for ax, y_pred in zip(fig.axes, predictions.values(), strict=True):
-        np.testing.assert_array_equal(_images(ax)[0].get_array(), plots.confusion_matrix(y_true, y_pred, 3))
+        np.testing.assert_array_equal(_images(ax)[0].get_array(), metrics.confusion_matrix(y_true, y_pred, 3))
 
 
 def test_plot_predictions_wrong_in_red(images):

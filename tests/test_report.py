@@ -4,6 +4,7 @@ import json
 import os
 import stat
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -225,3 +226,27 @@ def test_grid_benchmark_when_present(project):
     text = (project / "README.md").read_text()
     assert "7.5 min with `n_jobs=2`, 15.0 min with `n_jobs=1` (2.00 times as long; the two logs hold the same" in text
     assert "276 epochs of the grid's 1920, picking 784-256-128-10_lr0.1_l2_0, 0.00 points" in text
+
+
+def test_machine_info():
+    info = report.machine_info()
+    assert info["cpu_count"] >= 1
+    assert info["numpy"] == np.__version__
+    assert info["processor"] and info["machine"]
+    json.dumps(info)
+
+
+def test_write_results_is_plain_json(tmp_path):
+    path = tmp_path / "log" / "results.json"
+    top = pd.DataFrame({"layer_sizes": ["784-10"], "val_accuracy": [np.float64(0.9)]})
+    written = report.write_results(path, {"test": {"accuracy": np.float32(0.5), "loss": float("nan")},
+                                         "layers": (784, 10), "top5": top, "path": tmp_path})
+    loaded = json.loads(path.read_text())
+    assert loaded == written
+    assert loaded["test"] == {"accuracy": 0.5, "loss": None}
+    assert loaded["layers"] == [784, 10]
+    assert loaded["top5"] == [{"layer_sizes": "784-10", "val_accuracy": 0.9}]
+    assert loaded["path"] == str(tmp_path)
+    assert loaded["machine"]["cpu_count"] >= 1
+    assert "written_at" in loaded
+    assert [p.name for p in path.parent.iterdir()] == ["results.json"]
