@@ -28,17 +28,17 @@ MODEL = {"activation": "relu", "batch_size": 100, "decay_factor": 0.95, "decay_s
          "seed": 0}
 FACTOR, MIN_EPOCHS = 3, 2
 GRID_TARGET_S, GAP_TARGET_POINTS, EPOCHS_TARGET_FRACTION = 6.5 * 60, 0.3, 1 / 3
-KEY = ["layer_sizes", "learning_rate", "l2_lambda"]
-NUMBERS = ["val_accuracy", "val_loss", "best_iteration", "diverged"]
+KEY = ["layers", "lr", "L2_lambda"]
+NUMBERS = ["best_val_acc", "best_val_loss", "best_iteration", "diverged"]
 
 
 def grid_row(log, settings):
     """The row of ``settings`` in a grid log, as a dict."""
     from study import grid as tuning
 
-    wanted = tuning.settings_key(tuning.layers_name(settings["layers"]), settings["lr"], settings["L2_lambda"])
+    wanted = tuning.settings_key(settings)
     for row in log.to_dict("records"):
-        if tuning.settings_key(row["layer_sizes"], row["learning_rate"], row["l2_lambda"]) == wanted:
+        if tuning.settings_key(row) == wanted:
             return row
     raise KeyError(f"{tuning.run_name(settings)} is not in the grid's log")
 
@@ -53,8 +53,8 @@ def compare(a, b):
     if not a[KEY].equals(b[KEY]):
         raise ValueError("the two logs do not hold the same runs")
     return {"same": bool(a.equals(b)),
-            "max_abs_val_loss_difference": float((a["val_loss"] - b["val_loss"]).abs().max()),
-            "runs_with_other_val_accuracy": int((a["val_accuracy"] != b["val_accuracy"]).sum()),
+            "max_abs_val_loss_difference": float((a["best_val_loss"] - b["best_val_loss"]).abs().max()),
+            "runs_with_other_val_accuracy": int((a["best_val_acc"] != b["best_val_acc"]).sum()),
             "runs_with_other_best_iteration": int((a["best_iteration"] != b["best_iteration"]).sum())}
 
 
@@ -102,18 +102,19 @@ def main():
 
     grid_log = logs[2]  # trained with the same BLAS threads per run as the halving search
     best = tuning.best_settings(grid_log)
-    best_accuracy = float(grid_row(grid_log, best)["val_accuracy"])
+    best_accuracy = float(grid_row(grid_log, best)["best_val_acc"])
     result = halving.halving_result(halving_log)
     picked = result["settings"]
     picked_row = grid_row(grid_log, picked)
-    picked_accuracy = float(picked_row["val_accuracy"])
+    picked_accuracy = float(picked_row["best_val_acc"])
     # A survivor continued rung after rung ends where the same settings trained at once end.
-    continued_exactly = (result["val_accuracy"], result["val_loss"]) == (picked_accuracy, picked_row["val_loss"])
+    continued_exactly = ((result["best_val_acc"], result["best_val_loss"])
+                         == (picked_accuracy, picked_row["best_val_loss"]))
     gap = 100 * (best_accuracy - picked_accuracy)
     fraction = result["epochs_spent"] / grid_epochs
     print(f"grid's best: {tuning.run_name(best)}  val acc {best_accuracy:.4f}")
     print(f"halving picks: {tuning.run_name(picked)}  val acc {picked_accuracy:.4f} in the grid "
-          f"({result['val_accuracy']:.4f} in its own last rung, {'the same' if continued_exactly else 'NOT the same'}"
+          f"({result['best_val_acc']:.4f} in its own last rung, {'the same' if continued_exactly else 'NOT the same'}"
           f" numbers), {result['rungs']} rung(s), {halving_seconds:.1f} s")
     print(f"gap to the grid's best: {gap:.2f} points  (target at most {GAP_TARGET_POINTS})")
     print(f"epochs: {result['epochs_spent']} against the grid's {grid_epochs} = {fraction:.1%}  "
@@ -125,7 +126,7 @@ def main():
                  "target_seconds_n_jobs_2": GRID_TARGET_S, "n_jobs_1_against_2": comparison,
                  "best_settings": tuning.run_name(best), "best_val_accuracy": best_accuracy},
         "halving": {"factor": FACTOR, "min_epochs": min(MIN_EPOCHS, args.epochs), "seconds": halving_seconds,
-                    "settings": tuning.run_name(picked), "val_accuracy": result["val_accuracy"],
+                    "settings": tuning.run_name(picked), "val_accuracy": result["best_val_acc"],
                     "grid_val_accuracy": picked_accuracy, "same_numbers_as_grid_run": continued_exactly,
                     "gap_points": gap, "target_gap_points": GAP_TARGET_POINTS,
                     "epochs_spent": result["epochs_spent"], "grid_epochs": grid_epochs, "epochs_fraction": fraction,

@@ -18,24 +18,19 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from modules import MLP, atomic_write
+from study import config
 
-LOG_COLUMNS = [
-    "layer_sizes",
-    "learning_rate",
-    "l2_lambda",
-    "val_accuracy",
-    "val_loss",
-    "train_time_s",
-    "best_iteration",
-    "diverged",
-]
+# A run's settings under the names of the MLP constructor's arguments, then its outcome under the model's attribute
+# names: one vocabulary from the constructor to the log.
+SETTINGS = ["layers", "lr", "L2_lambda"]
+LOG_COLUMNS = [*SETTINGS, "best_val_acc", "best_val_loss", "train_time_s", "best_iteration", "diverged"]
 
 _LOG_DTYPES = {
-    "layer_sizes": str,
-    "learning_rate": float,
-    "l2_lambda": float,
-    "val_accuracy": float,
-    "val_loss": float,
+    "layers": str,
+    "lr": float,
+    "L2_lambda": float,
+    "best_val_acc": float,
+    "best_val_loss": float,
     "train_time_s": float,
     "best_iteration": int,
     "diverged": bool,
@@ -49,27 +44,23 @@ def _fmt(x):
 
 
 def layers_name(layers):
-    """``[784, 256, 128, 10]`` -> ``"784-256-128-10"``, as the log writes layer sizes."""
-    return "-".join(str(int(n)) for n in layers)
+    """``[784, 256, 128, 10]`` -> ``"784-256-128-10"``, as the log writes layer sizes (a name passes through)."""
+    return layers if isinstance(layers, str) else "-".join(str(int(n)) for n in layers)
 
 
 def run_name(settings):
-    """Filesystem-safe name of one run, e.g. ``"784-256-128-10_lr0.01_l2_0.001"``."""
-    return f"{layers_name(settings['layers'])}_lr{_fmt(settings['lr'])}_l2_{_fmt(settings['L2_lambda'])}"
+    """Filesystem-safe name of one run, e.g. ``"784-256-128-10_lr0.01_L2_lambda0.001"``: the constructor's names."""
+    return f"{layers_name(settings['layers'])}_lr{_fmt(settings['lr'])}_L2_lambda{_fmt(settings['L2_lambda'])}"
 
 
-def settings_key(layer_sizes, lr, l2):
-    """Hashable identity of a run, robust to float formatting differences."""
-    return (layer_sizes, _fmt(lr), _fmt(l2))
+def settings_key(settings):
+    """Hashable identity of a run's settings (a settings dict or a log row), robust to float formatting."""
+    return (layers_name(settings["layers"]), _fmt(settings["lr"]), _fmt(settings["L2_lambda"]))
 
 
 def settings_from_row(row):
-    """The settings dict of a log row, the inverse of how a run's row is written."""
-    return {
-        "layers": tuple(int(n) for n in str(row["layer_sizes"]).split("-")),
-        "lr": float(row["learning_rate"]),
-        "L2_lambda": float(row["l2_lambda"]),
-    }
+    """The settings dict of a log row: its ``layers`` name back to a tuple of sizes."""
+    return config.settings(str(row["layers"]).split("-"), row["lr"], row["L2_lambda"])
 
 
 def train_run(settings, X_train, y_train, X_val, y_val, n_threads, **model_kwargs):
@@ -94,11 +85,11 @@ def train_run(settings, X_train, y_train, X_val, y_val, n_threads, **model_kwarg
 def log_row(settings, model):
     """The log's row of a trained model: its settings and its best validation numbers, as plain Python values."""
     return {
-        "layer_sizes": layers_name(settings["layers"]),
-        "learning_rate": float(settings["lr"]),
-        "l2_lambda": float(settings["L2_lambda"]),
-        "val_accuracy": float(model.best_val_acc),
-        "val_loss": float(model.best_val_loss),
+        "layers": layers_name(settings["layers"]),
+        "lr": float(settings["lr"]),
+        "L2_lambda": float(settings["L2_lambda"]),
+        "best_val_acc": float(model.best_val_acc),
+        "best_val_loss": float(model.best_val_loss),
         "train_time_s": float(model.train_time_s),
         "best_iteration": int(model.best_iteration),
         "diverged": bool(model.diverged),
@@ -107,7 +98,7 @@ def log_row(settings, model):
 
 def read_log(log_path):
     """Read a grid-search log, checking that its columns are :data:`LOG_COLUMNS`."""
-    log = pd.read_csv(log_path, dtype={"layer_sizes": str})
+    log = pd.read_csv(log_path, dtype={"layers": str})
     if list(log.columns) != LOG_COLUMNS:
         raise ValueError(
             f"{log_path} was written by an older or different grid search: found columns "
@@ -120,8 +111,8 @@ def read_log(log_path):
 
 def _ranked(log):
     """Non-diverged runs, best validation accuracy first (ties: lower validation loss)."""
-    ok = log[~log["diverged"].astype(bool) & log["val_accuracy"].notna()]
-    return ok.sort_values(["val_accuracy", "val_loss"], ascending=[False, True], kind="mergesort")
+    ok = log[~log["diverged"].astype(bool) & log["best_val_acc"].notna()]
+    return ok.sort_values(["best_val_acc", "best_val_loss"], ascending=[False, True], kind="mergesort")
 
 
 def best_settings(log):
@@ -184,7 +175,7 @@ def _postfix(bar, log):
     ranked = _ranked(log)
     if not ranked.empty:
         best = ranked.iloc[0]
-        bar.set_postfix(best_val_acc=f"{best['val_accuracy']:.4f}", best=run_name(settings_from_row(best)))
+        bar.set_postfix(best_val_acc=f"{best['best_val_acc']:.4f}", best=run_name(settings_from_row(best)))
 
 
 def blas_threads(n_jobs):
@@ -237,10 +228,10 @@ def grid_search(
     _prepare_log(log_path)
     log = read_log(log_path)
 
-    done = {settings_key(*r) for r in log[["layer_sizes", "learning_rate", "l2_lambda"]].itertuples(index=False)}
+    done = {settings_key(row) for row in log.to_dict("records")}
     todo = {}  # dict keeps grid order and drops duplicate settings
     for s in grid:
-        todo.setdefault(settings_key(layers_name(s["layers"]), s["lr"], s["L2_lambda"]), s)
+        todo.setdefault(settings_key(s), s)
     pending = [s for k, s in todo.items() if k not in done]
 
     n_threads = blas_threads(n_jobs)

@@ -34,10 +34,10 @@ from tqdm import tqdm
 
 from modules import MLP, atomic_write
 from study.grid import (
+    SETTINGS,
     append_rows,
     backup,
     blas_threads,
-    layers_name,
     log_row,
     run_name,
     settings_from_row,
@@ -47,12 +47,12 @@ from study.grid import (
 
 HALVING_COLUMNS = [
     "rung",
-    "layer_sizes",
-    "learning_rate",
-    "l2_lambda",
+    "layers",
+    "lr",
+    "L2_lambda",
     "epochs",
-    "val_accuracy",
-    "val_loss",
+    "best_val_acc",
+    "best_val_loss",
     "best_iteration",
     "diverged",
     "train_time_s",
@@ -60,12 +60,12 @@ HALVING_COLUMNS = [
 
 _HALVING_DTYPES = {
     "rung": int,
-    "layer_sizes": str,
-    "learning_rate": float,
-    "l2_lambda": float,
+    "layers": str,
+    "lr": float,
+    "L2_lambda": float,
     "epochs": int,
-    "val_accuracy": float,
-    "val_loss": float,
+    "best_val_acc": float,
+    "best_val_loss": float,
     "best_iteration": int,
     "diverged": bool,
     "train_time_s": float,
@@ -114,15 +114,15 @@ def _row(rung, settings, model):
 
 def _rank_key(row, order):
     """Sort key: runs with validation numbers first, then higher accuracy, lower loss, earlier in the grid."""
-    usable = not row["diverged"] and np.isfinite(row["val_accuracy"]) and np.isfinite(row["val_loss"])
+    usable = not row["diverged"] and np.isfinite(row["best_val_acc"]) and np.isfinite(row["best_val_loss"])
     if not usable:
         return (1, 0.0, 0.0, order)
-    return (0, -row["val_accuracy"], row["val_loss"], order)
+    return (0, -row["best_val_acc"], row["best_val_loss"], order)
 
 
 def read_halving_log(log_path):
     """Read a halving-search log, checking that its columns are :data:`HALVING_COLUMNS`."""
-    log = pd.read_csv(log_path, dtype={"layer_sizes": str})
+    log = pd.read_csv(log_path, dtype={"layers": str})
     if list(log.columns) != HALVING_COLUMNS:
         raise ValueError(f"{log_path} is not a halving-search log: found columns {list(log.columns)}, "
                          f"expected {HALVING_COLUMNS}")
@@ -144,7 +144,7 @@ def halving_search(grid, X_train, y_train, X_val, y_val, log_path, factor=3, min
         raise TypeError("halving_search sets max_epoch itself: pass max_epochs")
     settings = {}  # dict keeps grid order and drops duplicate settings
     for s in grid:
-        settings.setdefault(settings_key(layers_name(s["layers"]), s["lr"], s["L2_lambda"]), s)
+        settings.setdefault(settings_key(s), s)
     plan = rung_plan(len(settings), factor, min_epochs, max_epochs)
 
     log_path = Path(log_path)
@@ -173,7 +173,7 @@ def halving_search(grid, X_train, y_train, X_val, y_val, log_path, factor=3, min
                 )
             rows = {}
             for model in results:
-                key = settings_key(layers_name(model.layers), model.lr, model.L2_lambda)
+                key = settings_key(model.config())
                 models[key], rows[key] = model, _row(rung, settings[key], model)
                 append_rows(log_path, pd.DataFrame([rows[key]], columns=HALVING_COLUMNS), header=False)
                 bar.update()
@@ -181,7 +181,7 @@ def halving_search(grid, X_train, y_train, X_val, y_val, log_path, factor=3, min
                 ranked = sorted(rows, key=lambda key: _rank_key(rows[key], order[key]))
                 models = {key: models[key] for key in ranked[: plan[rung + 1][0]]}
                 best = rows[ranked[0]]
-                postfix.update(best_val_acc=f"{best['val_accuracy']:.4f}", best=run_name(settings_from_row(best)))
+                postfix.update(best_val_acc=f"{best['best_val_acc']:.4f}", best=run_name(settings_from_row(best)))
     return read_halving_log(log_path)
 
 
@@ -189,21 +189,21 @@ def halving_result(log):
     """What a halving search found, from its log: a dict with
 
     - ``settings``: the best run of the last rung, ``dict(layers=tuple, lr=, L2_lambda=)``;
-    - ``val_accuracy``, ``val_loss``: its best validation numbers;
+    - ``best_val_acc``, ``best_val_loss``: its best validation numbers;
     - ``epochs_spent``: the epochs trained over the whole search, each run counted up to where it stopped;
     - ``rungs``: the number of rungs.
     """
     # Sorted by settings first, so that an exact tie goes the same way whatever order the runs finished in.
-    last = log[log["rung"] == log["rung"].max()].sort_values(["layer_sizes", "learning_rate", "l2_lambda"])
+    last = log[log["rung"] == log["rung"].max()].sort_values(SETTINGS)
     ranked = sorted(last.to_dict("records"), key=lambda row: _rank_key(row, 0))
     if not ranked or _rank_key(ranked[0], 0)[0]:
         raise ValueError("the last rung holds no finished, non-diverged run")
     best = ranked[0]
-    per_run = log.groupby(["layer_sizes", "learning_rate", "l2_lambda"])["epochs"].max()
+    per_run = log.groupby(SETTINGS)["epochs"].max()
     return {
         "settings": settings_from_row(best),
-        "val_accuracy": float(best["val_accuracy"]),
-        "val_loss": float(best["val_loss"]),
+        "best_val_acc": float(best["best_val_acc"]),
+        "best_val_loss": float(best["best_val_loss"]),
         "epochs_spent": int(per_run.sum()),
         "rungs": int(log["rung"].nunique()),
     }
@@ -212,16 +212,14 @@ def halving_result(log):
 def compare_searches(grid_log, halving_found, grid_wall_s, halving_wall_s, max_epoch):
     """The grid's best run beside successive halving's pick: settings, validation accuracy over the full
     ``max_epoch`` epochs (the grid's log has it for every setting), epochs spent and wall time."""
-    picked = settings_key(layers_name(halving_found["settings"]["layers"]), halving_found["settings"]["lr"],
-                          halving_found["settings"]["L2_lambda"])
-    keys = [settings_key(*row) for row in
-            grid_log[["layer_sizes", "learning_rate", "l2_lambda"]].itertuples(index=False)]
+    picked = settings_key(halving_found["settings"])
+    keys = [settings_key(row) for row in grid_log.to_dict("records")]
     halving_row = grid_log.iloc[keys.index(picked)]
     grid_row = top_k(grid_log, k=1).iloc[0]
     return pd.DataFrame([
         {"search": "grid", "settings": run_name(settings_from_row(grid_row)),
-         "val_accuracy": grid_row["val_accuracy"], "epochs": len(grid_log) * max_epoch, "wall_time_s": grid_wall_s},
+         "best_val_acc": grid_row["best_val_acc"], "epochs": len(grid_log) * max_epoch, "wall_time_s": grid_wall_s},
         {"search": "successive halving", "settings": run_name(halving_found["settings"]),
-         "val_accuracy": halving_row["val_accuracy"], "epochs": halving_found["epochs_spent"],
+         "best_val_acc": halving_row["best_val_acc"], "epochs": halving_found["epochs_spent"],
          "wall_time_s": halving_wall_s},
     ])

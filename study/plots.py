@@ -92,21 +92,21 @@ def plot_grid_results(log):
     One line per L2 strength. Diverged runs are left out of the lines and marked with
     an ``x`` at the bottom of the panel.
     """
-    archs = list(dict.fromkeys(log["layer_sizes"]))
-    l2s = sorted(log["l2_lambda"].unique())
+    archs = list(dict.fromkeys(log["layers"]))
+    l2s = sorted(log["L2_lambda"].unique())
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, axes = _grid(len(archs), ncols=3, size=4, sharey=True, layout="constrained")
     for ax, arch in zip(axes, archs, strict=True):
-        runs = log[log["layer_sizes"] == arch]
+        runs = log[log["layers"] == arch]
         for i, l2 in enumerate(l2s):
             color = colors[i % len(colors)]
-            sel = runs[runs["l2_lambda"] == l2].sort_values("learning_rate")
+            sel = runs[runs["L2_lambda"] == l2].sort_values("lr")
             ok = sel[~sel["diverged"].astype(bool)]
             bad = sel[sel["diverged"].astype(bool)]
-            ax.plot(ok["learning_rate"], ok["val_accuracy"], "o-", color=color, label=f"L2 = {l2:g}")
+            ax.plot(ok["lr"], ok["best_val_acc"], "o-", color=color, label=f"L2 = {l2:g}")
             # x in data coordinates, y in axes coordinates: the marker sits at the panel's bottom.
             ax.plot(
-                bad["learning_rate"],
+                bad["lr"],
                 np.full(len(bad), 0.03),
                 "x",
                 color=color,

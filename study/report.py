@@ -120,8 +120,8 @@ def _table(header, rows):
 
 def top_five_table(log):
     top = grid.top_k(log, k=5)
-    rows = [(rank, r.layer_sizes, f"{r.learning_rate:g}", f"{r.l2_lambda:g}", f"{r.val_accuracy:.4f}",
-             f"{r.val_loss:.4f}", int(r.best_iteration), f"{r.train_time_s:.0f}")
+    rows = [(rank, r.layers, f"{r.lr:g}", f"{r.L2_lambda:g}", f"{r.best_val_acc:.4f}",
+             f"{r.best_val_loss:.4f}", int(r.best_iteration), f"{r.train_time_s:.0f}")
             for rank, r in enumerate(top.itertuples(index=False), start=1)]
     header = ["rank", "layers", "learning rate", "L2", "val accuracy", "val loss", "best iteration", "train time (s)"]
     return _table(header, rows)
@@ -188,12 +188,12 @@ def grid_bench_section(bench):
     return text
 
 
-def halving_section(halving, grid, best_val_accuracy):
+def halving_section(halving, grid, best_val_acc):
     layers = "-".join(str(n) for n in halving["settings"]["layers"])
-    gap = 100 * (best_val_accuracy - halving["val_accuracy"])
+    gap = 100 * (best_val_acc - halving["best_val_acc"])
     return (f"**Successive halving** over the same {grid['runs']} settings ({halving['rungs']} rungs) picks layers "
             f"{layers}, learning rate {halving['settings']['lr']:g}, L2 {halving['settings']['L2_lambda']:g}, whose "
-            f"40-epoch validation accuracy is {halving['val_accuracy']:.4f}, {gap:.2f} points below the grid's best, "
+            f"40-epoch validation accuracy is {halving['best_val_acc']:.4f}, {gap:.2f} points below the grid's best, "
             f"for {halving['epochs']} epochs instead of {halving['grid_epochs']} "
             f"({halving['epochs'] / halving['grid_epochs']:.0%}) and {duration(halving['wall_time_s'])} instead of "
             f"{duration(grid['wall_time_s'])}.")
@@ -235,13 +235,13 @@ def render(results, log, benches=(), figures=(), grid_bench=None):
         f"**Test set** ({test.get('images', 10000):,} images): accuracy **{test['accuracy']:.4f}**, "
         f"cross-entropy loss {test['loss']:.4f}.",
         f"**Best settings** (chosen on the validation set): layers {layers}, learning rate {best['lr']:g}, "
-        f"L2 {best['L2_lambda']:g}; validation accuracy {best['val_accuracy']:.4f}.",
+        f"L2 {best['L2_lambda']:g}; validation accuracy {best['best_val_acc']:.4f}.",
         f"**Top five** of the {len(log)}-run grid search, by validation accuracy:\n\n{top_five_table(log)}",
         wall_times,
         f"**Machine**: {machine_line(results.get('machine', {}))}.",
     ]
     if "halving" in results:
-        parts.insert(4, halving_section(results["halving"], grid, best["val_accuracy"]))
+        parts.insert(4, halving_section(results["halving"], grid, best["best_val_acc"]))
     if "beyond" in results:
         parts.append(beyond_section(results["beyond"]))
     parts += [bench_section(bench, script, what) for bench, script, what in benches]

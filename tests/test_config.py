@@ -22,8 +22,8 @@ def test_full_config_is_the_studys_grid_and_recipe():
     assert cfg.model_kwargs == {"activation": "relu", "max_epoch": 40, "batch_size": 100, "decay_factor": 0.95,
                                 "decay_steps": 500, "print_iter": 100, "seed": 0}
     assert (cfg.n_train, cfg.n_val, cfg.n_test) == (None, None, None)
-    assert [tuning.run_name(s) for s in cfg.example_runs] == ["784-64-32-10_lr0.01_l2_0.01",
-                                                              "784-64-32-10_lr0.1_l2_0"]
+    assert [tuning.run_name(s) for s in cfg.example_runs] == ["784-64-32-10_lr0.01_L2_lambda0.01",
+                                                              "784-64-32-10_lr0.1_L2_lambda0"]
 
 
 def test_quick_config_is_small_and_writes_outside_the_repo(tmp_path):

@@ -15,8 +15,8 @@ from study import grid as tuning
 distributed = pytest.importorskip("dask.distributed")
 
 MODEL_KWARGS = {"max_epoch": 2, "batch_size": 50, "print_iter": 2, "seed": 0}
-KEY = ["layer_sizes", "learning_rate", "l2_lambda"]
-NUMBERS = ["val_accuracy", "val_loss", "best_iteration", "diverged"]
+KEY = ["layers", "lr", "L2_lambda"]
+NUMBERS = ["best_val_acc", "best_val_loss", "best_iteration", "diverged"]
 
 
 @pytest.fixture(scope="module")

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -6,7 +8,7 @@ from study import config
 from study import grid as tuning
 
 MODEL_KWARGS = {"max_epoch": 2, "batch_size": 50, "print_iter": 2, "seed": 0}
-KEY = ["layer_sizes", "learning_rate", "l2_lambda"]
+KEY = ["layers", "lr", "L2_lambda"]
 
 
 @pytest.fixture
@@ -39,7 +41,7 @@ def search(grid, data, paths, **kwargs):
 
 def test_run_name_format_and_unique():
     assert tuning.run_name({"layers": (784, 256, 128, 10), "lr": 0.01, "L2_lambda": 0.001}) == (
-        "784-256-128-10_lr0.01_l2_0.001"
+        "784-256-128-10_lr0.01_L2_lambda0.001"
     )
     archs = [(784, 10), (784, 100, 10), (784, 10, 10)]
     grid = config.make_grid([1e-3, 0.003, 0.01, 0.1], archs, [0, 1e-5, 1e-4])
@@ -53,18 +55,18 @@ def test_log_has_one_row_per_setting_and_histories(data, grid, paths, counter):
     log_path, history_dir = paths
     assert list(log.columns) == tuning.LOG_COLUMNS
     assert len(log) == len(grid) == len(counter)
-    assert set(log["layer_sizes"]) == {"20-8-3"}
-    pairs = sorted(zip(log["learning_rate"], log["l2_lambda"], strict=True))
+    assert set(log["layers"]) == {"20-8-3"}
+    pairs = sorted(zip(log["lr"], log["L2_lambda"], strict=True))
     assert pairs == [(0.01, 0.0), (0.01, 1e-3), (0.1, 0.0), (0.1, 1e-3)]
-    assert log["val_accuracy"].between(0, 1).all()
+    assert log["best_val_acc"].between(0, 1).all()
     assert (log["best_iteration"] > 0).all()
     assert not log["diverged"].any()
     pd.testing.assert_frame_equal(tuning.read_log(log_path), log)
     for s in grid:
         history = pd.read_csv(history_dir / f"{tuning.run_name(s)}.csv")
         assert {"iteration", "train_loss", "val_acc", "diverged"} <= set(history.columns)
-        row = log[(log["learning_rate"] == s["lr"]) & (log["l2_lambda"] == s["L2_lambda"])].iloc[0]
-        assert history["val_acc"].max() == pytest.approx(row["val_accuracy"])
+        row = log[(log["lr"] == s["lr"]) & (log["L2_lambda"] == s["L2_lambda"])].iloc[0]
+        assert history["val_acc"].max() == pytest.approx(row["best_val_acc"])
     assert not list(history_dir.glob("*.tmp"))
 
 
@@ -81,7 +83,7 @@ def test_rows_are_on_disk_when_a_later_run_fails(data, grid, paths, monkeypatch)
         search(grid, data, paths)
     log = tuning.read_log(paths[0])
     assert len(log) == 2
-    assert list(zip(log["learning_rate"], log["l2_lambda"], strict=True)) == [(0.01, 0.0), (0.01, 1e-3)]
+    assert list(zip(log["lr"], log["L2_lambda"], strict=True)) == [(0.01, 0.0), (0.01, 1e-3)]
     assert sorted(p.name for p in paths[1].iterdir()) == sorted(f"{tuning.run_name(s)}.csv" for s in grid[:2])
 
 
@@ -125,17 +127,18 @@ def test_rerun_trains_everything_and_keeps_backup(data, grid, paths, counter):
     assert log_path.with_name("grid.csv.bak").exists()
     assert len(list(history_dir.iterdir())) == 2
     # Same seed, same settings: identical numbers.
-    cols = ["val_accuracy", "val_loss", "best_iteration"]
+    cols = ["best_val_acc", "best_val_loss", "best_iteration"]
     pd.testing.assert_frame_equal(first[cols], log[cols])
 
 
 def test_log_with_other_columns_raises(data, grid, paths, counter):
     log_path = paths[0]
     log_path.parent.mkdir(parents=True)
-    pd.DataFrame({"layers": ["20-8-3"], "lr": [0.1], "val_acc": [0.5]}).to_csv(log_path, index=False)
+    # A log of an older grid search, in the names the log used before it took the model's.
+    pd.DataFrame({"layers": ["20-8-3"], "lr": [0.1], "best_val_acc": [0.5]}).to_csv(log_path, index=False)
     with pytest.raises(ValueError, match="rerun=True") as error:
         search(grid, data, paths)
-    assert "val_acc" in str(error.value) and "val_accuracy" in str(error.value)
+    assert "best_val_acc" in str(error.value) and "best_val_acc" in str(error.value)
     with pytest.raises(ValueError, match="rerun=True"):
         tuning.read_log(log_path)
     assert counter == []
@@ -143,7 +146,7 @@ def test_log_with_other_columns_raises(data, grid, paths, counter):
 
 
 def test_parallel_gives_same_numbers(data, grid, tmp_path):
-    cols = [*KEY, "val_accuracy", "val_loss", "best_iteration", "diverged"]
+    cols = [*KEY, "best_val_acc", "best_val_loss", "best_iteration", "diverged"]
     serial = search(grid, data, (tmp_path / "a.csv", tmp_path / "ha"), n_jobs=1)
     parallel = search(grid, data, (tmp_path / "b.csv", tmp_path / "hb"), n_jobs=2)
     serial = serial[cols].sort_values(KEY).reset_index(drop=True)
@@ -159,7 +162,7 @@ def test_diverged_run_is_logged_and_not_selected(data, paths):
     history = pd.read_csv(paths[1] / f"{tuning.run_name(grid[1])}.csv")
     assert history["diverged"].iloc[-1] and not history["diverged"].iloc[:-1].any()
     assert tuning.best_settings(log) == grid[0]
-    assert list(tuning.top_k(log)["learning_rate"]) == [0.1]
+    assert list(tuning.top_k(log)["lr"]) == [0.1]
 
 
 def test_progress_bar_goes_to_stdout(data, grid, paths, capsys):
@@ -173,7 +176,7 @@ def test_progress_bar_goes_to_stdout(data, grid, paths, capsys):
 def _log(rows):
     return pd.DataFrame(
         [
-            {"layer_sizes": ls, "learning_rate": lr, "l2_lambda": l2, "val_accuracy": acc, "val_loss": loss,
+            {"layers": ls, "lr": lr, "L2_lambda": l2, "best_val_acc": acc, "best_val_loss": loss,
              "train_time_s": 1.0, "best_iteration": 10, "diverged": div}
             for ls, lr, l2, acc, loss, div in rows
         ],
@@ -191,10 +194,10 @@ def test_best_settings_skips_diverged_and_breaks_ties_on_loss():
     ])
     assert tuning.best_settings(log) == {"layers": (784, 64, 10), "lr": 0.01, "L2_lambda": 0.0}
     top = tuning.top_k(log, k=2)
-    assert list(top["val_accuracy"]) == [0.88, 0.88]
-    assert list(top["learning_rate"]) == [0.01, 0.1]
+    assert list(top["best_val_acc"]) == [0.88, 0.88]
+    assert list(top["lr"]) == [0.01, 0.1]
     assert len(tuning.top_k(log)) == 3
-    assert tuning.top_k(log)["val_accuracy"].is_monotonic_decreasing
+    assert tuning.top_k(log)["best_val_acc"].is_monotonic_decreasing
 
 
 def test_best_settings_without_usable_run_raises():
@@ -210,8 +213,8 @@ def test_every_local_run_gets_one_blas_thread_whatever_n_jobs():
 def test_logged_runs(tmp_path):
     path = tmp_path / "grid.csv"
     assert tuning.logged_runs(path) == 0
-    pd.DataFrame([{"layer_sizes": "784-10", "learning_rate": 0.1, "l2_lambda": 0.0, "val_accuracy": 0.8,
-                   "val_loss": 0.5, "train_time_s": 1.0, "best_iteration": 3, "diverged": False}] * 3,
+    pd.DataFrame([{"layers": "784-10", "lr": 0.1, "L2_lambda": 0.0, "best_val_acc": 0.8,
+                   "best_val_loss": 0.5, "train_time_s": 1.0, "best_iteration": 3, "diverged": False}] * 3,
                  columns=tuning.LOG_COLUMNS).to_csv(path, index=False)
     assert tuning.logged_runs(path) == 3
     with open(path, "a") as f:
@@ -219,3 +222,13 @@ def test_logged_runs(tmp_path):
     assert tuning.logged_runs(path) == 3
     path.write_text("")
     assert tuning.logged_runs(path) == 0
+
+
+def test_the_committed_log_names_its_histories():
+    """The repository's grid log and its histories speak the same vocabulary: one history per row, found by name."""
+    log_dir = Path(__file__).resolve().parent.parent / "log"
+    log = tuning.read_log(log_dir / "grid_search.csv")
+    names = [f"{tuning.run_name(tuning.settings_from_row(row))}.csv" for _, row in log.iterrows()]
+    assert sorted(names) == sorted(p.name for p in (log_dir / "histories").glob("*.csv"))
+    for name, best_val_acc in zip(names, log["best_val_acc"], strict=True):
+        assert pd.read_csv(log_dir / "histories" / name)["val_acc"].max() == best_val_acc

@@ -11,8 +11,8 @@ from study import grid as tuning
 
 # 4 batches an epoch; the step schedule decays every 3 batches, so decay steps straddle the rungs' boundaries.
 MODEL_KWARGS = {"batch_size": 50, "print_iter": 2, "seed": 0, "decay_steps": 3, "decay_factor": 0.9}
-KEY = ["layer_sizes", "learning_rate", "l2_lambda"]
-NUMBERS = ["epochs", "val_accuracy", "val_loss", "best_iteration", "diverged"]
+KEY = ["layers", "lr", "L2_lambda"]
+NUMBERS = ["epochs", "best_val_acc", "best_val_loss", "best_iteration", "diverged"]
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def epochs_trained(monkeypatch):
 
 def ranked(rows):
     """Best first by the search's rule, computed here independently: accuracy down, then loss up."""
-    return rows.sort_values(["val_accuracy", "val_loss"], ascending=[False, True], kind="mergesort")
+    return rows.sort_values(["best_val_acc", "best_val_loss"], ascending=[False, True], kind="mergesort")
 
 
 def test_rung_plan():
@@ -72,12 +72,12 @@ def test_log_holds_a_row_per_run_per_rung(data, grid, tmp_path):
     assert log.groupby("rung")["epochs"].unique().map(list).tolist() == [[2], [6], [18]]
     assert not log.duplicated(["rung", *KEY]).any()
     first = log[log["rung"] == 0]
-    assert sorted(zip(first["learning_rate"], first["l2_lambda"], strict=True)) == sorted(
+    assert sorted(zip(first["lr"], first["L2_lambda"], strict=True)) == sorted(
         (s["lr"], s["L2_lambda"]) for s in grid)
-    assert log["val_accuracy"].between(0, 1).all()
+    assert log["best_val_acc"].between(0, 1).all()
     assert not log["diverged"].any()
     # The best-so-far numbers of a run never get worse from one rung to the next.
-    by_run = log.sort_values("rung").groupby(KEY)["val_accuracy"]
+    by_run = log.sort_values("rung").groupby(KEY)["best_val_acc"]
     assert by_run.apply(lambda acc: acc.is_monotonic_increasing).all()
 
 
@@ -108,8 +108,8 @@ def test_survivor_equals_an_uninterrupted_run(data, grid, tmp_path, epochs_train
                 **MODEL_KWARGS, **options)
     model.train(*data)
     assert model.epoch == final["epochs"] == 18
-    assert model.best_val_acc == final["val_accuracy"]
-    assert model.best_val_loss == final["val_loss"]
+    assert model.best_val_acc == final["best_val_acc"]
+    assert model.best_val_loss == final["best_val_loss"]
     assert model.best_iteration == final["best_iteration"]
 
 
@@ -119,8 +119,8 @@ def test_halving_result(data, grid, tmp_path):
     final = log[log["rung"] == 2].iloc[0]
     assert result["settings"] == tuning.settings_from_row(final)
     assert result["settings"] in grid
-    assert result["val_accuracy"] == final["val_accuracy"]
-    assert result["val_loss"] == final["val_loss"]
+    assert result["best_val_acc"] == final["best_val_acc"]
+    assert result["best_val_loss"] == final["best_val_loss"]
     assert result["rungs"] == 3
     # 6 runs stopped at 2 epochs, 2 at 6, 1 went on to 18.
     assert result["epochs_spent"] == 6 * 2 + 2 * 6 + 18
@@ -128,8 +128,8 @@ def test_halving_result(data, grid, tmp_path):
 
 def _log(rows):
     return pd.DataFrame(
-        [{"rung": rung, "layer_sizes": "20-8-3", "learning_rate": lr, "l2_lambda": 0.0, "epochs": epochs,
-          "val_accuracy": acc, "val_loss": loss, "best_iteration": 4, "diverged": div, "train_time_s": 0.1}
+        [{"rung": rung, "layers": "20-8-3", "lr": lr, "L2_lambda": 0.0, "epochs": epochs,
+          "best_val_acc": acc, "best_val_loss": loss, "best_iteration": 4, "diverged": div, "train_time_s": 0.1}
          for rung, lr, epochs, acc, loss, div in rows],
         columns=halving.HALVING_COLUMNS,
     )
@@ -147,11 +147,11 @@ def test_halving_result_skips_diverged_and_breaks_ties_on_loss():
     ])
     result = halving.halving_result(log)
     assert result["settings"] == {"layers": (20, 8, 3), "lr": 0.1, "L2_lambda": 0.0}
-    assert result["val_accuracy"] == 0.85 and result["val_loss"] == 0.5
+    assert result["best_val_acc"] == 0.85 and result["best_val_loss"] == 0.5
     assert result["epochs_spent"] == 3 + 3 + 2 + 1
     assert result["rungs"] == 2
     with pytest.raises(ValueError, match="non-diverged"):
-        halving.halving_result(log[log["learning_rate"].isin([0.3, 9.0])])
+        halving.halving_result(log[log["lr"].isin([0.3, 9.0])])
 
 
 def test_diverged_runs_rank_last(data, tmp_path):
@@ -159,7 +159,7 @@ def test_diverged_runs_rank_last(data, tmp_path):
     log = search(grid, data, tmp_path / "halving.csv", factor=2, min_epochs=1, max_epochs=2)
     assert log.groupby("rung").size().tolist() == [3, 2]
     assert list(log.loc[log["rung"] == 0, "diverged"]) == [True, False, True]
-    last = log[log["rung"] == 1].set_index("learning_rate")
+    last = log[log["rung"] == 1].set_index("lr")
     # The run that learns comes first; a diverged one fills the second place (the first in grid order), and a
     # diverged run trains no further.
     assert set(last.index) == {0.1, 1e5}
@@ -230,13 +230,13 @@ def test_max_epoch_is_set_by_the_search(data, grid, tmp_path):
 
 def test_compare_searches_looks_the_halving_pick_up_in_the_grid():
     log = pd.DataFrame({
-        "layer_sizes": ["4-3", "4-3", "4-5-3"], "learning_rate": [0.1, 0.01, 0.1], "l2_lambda": [0.0, 0.0, 0.01],
-        "val_accuracy": [0.8, 0.9, 0.85], "val_loss": [0.5, 0.3, 0.4], "train_time_s": [1.0, 1.0, 2.0],
+        "layers": ["4-3", "4-3", "4-5-3"], "lr": [0.1, 0.01, 0.1], "L2_lambda": [0.0, 0.0, 0.01],
+        "best_val_acc": [0.8, 0.9, 0.85], "best_val_loss": [0.5, 0.3, 0.4], "train_time_s": [1.0, 1.0, 2.0],
         "best_iteration": [10, 20, 30], "diverged": [False, False, False]})
     found = {"settings": {"layers": (4, 5, 3), "lr": 0.1, "L2_lambda": 0.01}, "epochs_spent": 7}
     table = halving.compare_searches(log, found, grid_wall_s=60.0, halving_wall_s=9.0, max_epoch=40)
     assert list(table["search"]) == ["grid", "successive halving"]
-    assert list(table["settings"]) == ["4-3_lr0.01_l2_0", "4-5-3_lr0.1_l2_0.01"]
-    assert list(table["val_accuracy"]) == [0.9, 0.85]
+    assert list(table["settings"]) == ["4-3_lr0.01_L2_lambda0", "4-5-3_lr0.1_L2_lambda0.01"]
+    assert list(table["best_val_acc"]) == [0.9, 0.85]
     assert list(table["epochs"]) == [120, 7]
     assert list(table["wall_time_s"]) == [60.0, 9.0]

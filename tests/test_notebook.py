@@ -106,13 +106,13 @@ def test_quick_run_produces_every_artefact(quick_env, monkeypatch):
     assert results["test"]["loss"] > 0
     assert tuple(results["best"]["layers"]) == tuning.best_settings(log)["layers"]
     assert len(results["top5"]) == 5
-    assert results["top5"][0]["val_accuracy"] == results["best"]["val_accuracy"]
+    assert results["top5"][0]["best_val_acc"] == results["best"]["best_val_acc"]
     assert results["grid"]["runs"] == results["grid"]["trained_now"] == 8
     for key in ("wall_time_s", "sum_train_time_s"):
         assert results["grid"][key] > 0
     assert 0 < results["final_training"]["wall_time_s"] < results["notebook_wall_time_s"]
     # Retrained with the grid workers' thread count, the best run repeats itself exactly.
-    assert results["final_training"]["best_val_accuracy"] == pytest.approx(results["best"]["val_accuracy"], abs=1e-12)
+    assert results["final_training"]["best_val_acc"] == pytest.approx(results["best"]["best_val_acc"], abs=1e-12)
     assert results["final_training"]["best_iteration"] == results["top5"][0]["best_iteration"]
     assert results["machine"]["cpu_count"] >= 1 and results["machine"]["numpy"]
     assert results["halving"]["epochs"] < results["halving"]["grid_epochs"] == 8 * cfg.max_epoch

@@ -64,8 +64,8 @@ def _grid_log():
         for lr in [0.01, 0.1, 1.0]:
             for l2 in [0.0, 1e-4]:
                 diverged = lr == 1.0 and arch == "784-64-10"
-                rows.append({"layer_sizes": arch, "learning_rate": lr, "l2_lambda": l2,
-                             "val_accuracy": np.nan if diverged else 0.8 + lr / 10, "val_loss": 0.5,
+                rows.append({"layers": arch, "lr": lr, "L2_lambda": l2,
+                             "best_val_acc": np.nan if diverged else 0.8 + lr / 10, "best_val_loss": 0.5,
                              "train_time_s": 1.0, "best_iteration": 10, "diverged": diverged})
     return pd.DataFrame(rows)
 
@@ -85,7 +85,7 @@ def test_plot_grid_results():
 
 
 def test_plot_grid_results_many_architectures_wraps():
-    log = pd.concat([_grid_log().assign(layer_sizes=f"784-{h}-10") for h in (8, 16, 32, 64)])
+    log = pd.concat([_grid_log().assign(layers=f"784-{h}-10") for h in (8, 16, 32, 64)])
     fig = plots.plot_grid_results(log)
     assert len(fig.axes) == 4  # 2 rows of 3 with the two unused cells removed
 

@@ -3,6 +3,7 @@
 import json
 import os
 import stat
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,11 +30,11 @@ More text | with a table-like line.
 RESULTS = {
     "quick": False,
     "test": {"accuracy": 0.8934, "loss": 0.3012, "images": 10000},
-    "best": {"layers": [784, 256, 128, 10], "lr": 0.05, "L2_lambda": 0.001, "val_accuracy": 0.9045,
-             "val_loss": 0.27},
+    "best": {"layers": [784, 256, 128, 10], "lr": 0.05, "L2_lambda": 0.001, "best_val_acc": 0.9045,
+             "best_val_loss": 0.27},
     "top5": [],
     "grid": {"runs": 6, "trained_now": 6, "n_jobs": 2, "wall_time_s": 612.0, "sum_train_time_s": 1180.0},
-    "final_training": {"wall_time_s": 47.3, "best_val_accuracy": 0.9045, "best_iteration": 19800},
+    "final_training": {"wall_time_s": 47.3, "best_val_acc": 0.9045, "best_iteration": 19800},
     "notebook_wall_time_s": 700.2,
     "machine": {"processor": "Test CPU 3000", "machine": "x86_64", "cpu_count": 2, "python": "3.11.7",
                 "numpy": "2.4.6", "blas": "scipy-openblas 0.3.31"},
@@ -50,8 +51,8 @@ def _log():
         ("784-64-32-10", 0.1, 0.0, 0.8990, 0.30, False),
         ("784-64-32-10", 0.5, 0.0, float("nan"), float("nan"), True),
     ]
-    return pd.DataFrame([{"layer_sizes": ls, "learning_rate": lr, "l2_lambda": l2, "val_accuracy": acc,
-                          "val_loss": loss, "train_time_s": 200.0, "best_iteration": 1000, "diverged": div}
+    return pd.DataFrame([{"layers": ls, "lr": lr, "L2_lambda": l2, "best_val_acc": acc,
+                          "best_val_loss": loss, "train_time_s": 200.0, "best_iteration": 1000, "diverged": div}
                          for ls, lr, l2, acc, loss, div in rows], columns=tuning.LOG_COLUMNS)
 
 
@@ -196,7 +197,7 @@ def test_duration():
 def test_halving_beyond_and_section_times_when_present(project):
     results = dict(RESULTS)
     results["halving"] = {"settings": {"layers": [784, 128, 64, 10], "lr": 0.1, "L2_lambda": 0.0},
-                          "val_accuracy": 0.9001, "epochs": 276, "grid_epochs": 1920, "rungs": 4, "wall_time_s": 80.0}
+                          "best_val_acc": 0.9001, "epochs": 276, "grid_epochs": 1920, "rungs": 4, "wall_time_s": 80.0}
     results["beyond"] = {"table": [{"model": "(c) wide", "settings": "784-1024-1024-10, adam", "val_accuracy": 0.913,
                                     "test_accuracy": 0.9061, "test_loss": 0.33, "epochs": 60,
                                     "train_time_s": 700.0}],
@@ -220,12 +221,12 @@ def test_grid_benchmark_when_present(project):
     (project / "bench" / "grid_results.json").write_text(json.dumps({
         "runs": 48, "epochs": 40,
         "grid": {"seconds_n_jobs_1": 900.0, "seconds_n_jobs_2": 450.0, "n_jobs_1_against_2": {"same": True}},
-        "halving": {"seconds": 60.0, "epochs_spent": 276, "grid_epochs": 1920, "settings": "784-256-128-10_lr0.1_l2_0",
-                    "gap_points": 0.0}}))
+        "halving": {"seconds": 60.0, "epochs_spent": 276, "grid_epochs": 1920,
+                    "settings": "784-256-128-10_lr0.1_L2_lambda0", "gap_points": 0.0}}))
     assert report.main(["--root", str(project)]) == 0
     text = (project / "README.md").read_text()
     assert "7.5 min with `n_jobs=2`, 15.0 min with `n_jobs=1` (2.00 times as long; the two logs hold the same" in text
-    assert "276 epochs of the grid's 1920, picking 784-256-128-10_lr0.1_l2_0, 0.00 points" in text
+    assert "276 epochs of the grid's 1920, picking 784-256-128-10_lr0.1_L2_lambda0, 0.00 points" in text
 
 
 def test_machine_info():
@@ -238,15 +239,21 @@ def test_machine_info():
 
 def test_write_results_is_plain_json(tmp_path):
     path = tmp_path / "log" / "results.json"
-    top = pd.DataFrame({"layer_sizes": ["784-10"], "val_accuracy": [np.float64(0.9)]})
+    top = pd.DataFrame({"layers": ["784-10"], "best_val_acc": [np.float64(0.9)]})
     written = report.write_results(path, {"test": {"accuracy": np.float32(0.5), "loss": float("nan")},
                                          "layers": (784, 10), "top5": top, "path": tmp_path})
     loaded = json.loads(path.read_text())
     assert loaded == written
     assert loaded["test"] == {"accuracy": 0.5, "loss": None}
     assert loaded["layers"] == [784, 10]
-    assert loaded["top5"] == [{"layer_sizes": "784-10", "val_accuracy": 0.9}]
+    assert loaded["top5"] == [{"layers": "784-10", "best_val_acc": 0.9}]
     assert loaded["path"] == str(tmp_path)
     assert loaded["machine"]["cpu_count"] >= 1
     assert "written_at" in loaded
     assert [p.name for p in path.parent.iterdir()] == ["results.json"]
+
+
+def test_the_committed_results_are_those_of_the_readme():
+    """The README's results section is what the report makes of the committed log, results.json and benchmarks."""
+    root = Path(__file__).resolve().parent.parent
+    assert _block(report.build(root)) == _block((root / "README.md").read_bytes().decode("utf-8"))
