@@ -18,7 +18,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from modules import atomic_write  # noqa: E402
+from fileio import atomic_write  # noqa: E402
 
 
 def load_data():
@@ -134,7 +134,7 @@ def run_benchmark(contenders, torch_reference, epochs, repeats, output):
 
 def write_results(path, payload):
     """Write ``payload`` and a description of this machine to ``path`` as JSON, atomically."""
-    from study.config import machine_info
+    from study.report import machine_info
 
     payload = dict(payload, machine=machine_info())
     atomic_write(path, lambda f: f.write(json.dumps(payload, indent=2).encode()))

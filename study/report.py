@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from modules import atomic_write
+from fileio import atomic_write
 from study import grid
 
 START = "<!-- results:start -->"
