@@ -1,64 +1,42 @@
 """Section 7 of the study, "Beyond the original study": other update rules and a wider network with dropout.
 
 Every contender trains on the same split as the seed grid. Where a contender has candidate settings (a few learning
-rates), the one with the best validation accuracy is kept; the test set is measured only afterwards, to fill the
-comparison table, and never chooses anything.
+rates), the one with the best validation accuracy is kept (``runs.ranked``, the rule the searches use); the test set
+is measured only afterwards, to fill the comparison table, and never chooses anything. Section 7's wide network is
+``config.WIDE_RECIPE``; a single run trains with ``runs.fit``, which resumes it from a checkpoint.
 """
 
-from pathlib import Path
-
-import joblib
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
-from modules import MLP
-from study.grid import blas_threads
+from study import runs
 from study.metrics import per_class_accuracy
 
 
-def fit(settings, X_train, y_train, X_val, y_val, n_threads=None, save_path=None, checkpoint_path=None):
-    """Train ``MLP(**settings)`` quietly and return the trained model (it holds its best-validation weights).
-
-    With ``checkpoint_path`` the run writes its state there after every epoch and, when a checkpoint of the same
-    settings is already there, resumes it instead of starting over: an interrupted run loses at most one epoch, and
-    a finished one is not trained again.
-    """
-    settings = dict(settings, print_log=False)
-    with threadpool_limits(limits=n_threads):
-        model = MLP(**settings)
-        if checkpoint_path is not None and Path(checkpoint_path).exists():
-            resumed = MLP.from_checkpoint(checkpoint_path, print_log=False)
-            if resumed.config() != model.config():
-                raise ValueError(f"{checkpoint_path} holds a run of other settings ({resumed.config()}); delete it "
-                                 f"to train {model.config()} from the start")
-            model = resumed
-        model.train(X_train, y_train, X_val, y_val, save_path=save_path, checkpoint_path=checkpoint_path)
-    return model
-
-
 def fit_candidates(candidates, X_train, y_train, X_val, y_val, n_jobs=1):
-    """Train one model per settings dict, ``n_jobs`` at a time, with the search's BLAS threads per run
-    (``tuning.blas_threads``), so that the results do not depend on ``n_jobs``."""
-    n_threads = blas_threads(n_jobs)
-    return joblib.Parallel(n_jobs=n_jobs)(
-        joblib.delayed(fit)(settings, X_train, y_train, X_val, y_val, n_threads) for settings in candidates)
+    """Train one model per settings dict (``MLP`` keyword arguments), ``n_jobs`` at a time through
+    ``runs.dispatch`` (one BLAS thread per run, so that the results do not depend on ``n_jobs``); the trained models
+    in the candidates' order."""
+    return list(runs.dispatch(runs.fit, candidates, X_train, y_train, X_val, y_val, n_jobs=n_jobs, ordered=True))
 
 
 def best_on_validation(models):
-    """The model with the best validation accuracy (lower validation loss breaks ties); diverged runs never win."""
-    finished = [model for model in models if not model.diverged]
-    if not finished:
+    """The model with the best validation numbers by ``runs.ranked`` (accuracy, then lower loss; the first of equal
+    ones); diverged runs never win."""
+    ranked = runs.ranked(pd.DataFrame([runs.outcome(model) for model in models]))
+    if ranked.empty:
         raise ValueError("every candidate diverged: try smaller learning rates")
-    return max(finished, key=lambda model: (model.best_val_acc, -model.best_val_loss))
+    return models[ranked.index[0]]
 
 
 def describe(model):
     """The settings that tell the contenders apart, in a few words."""
-    optimizer = model.optimizer.config()
-    words = ["-".join(map(str, model.layers)), optimizer.pop("name"), f"lr {model.lr:g}",
-             f"{model.lr_schedule} schedule", f"L2 {model.L2_lambda:g}" if model.L2_lambda else "no L2"]
-    if model.dropout:
-        words.append(f"dropout {model.dropout:g}")
+    settings = model.config()
+    optimizer = dict(settings["optimizer"])
+    L2 = f"L2 {settings['L2_lambda']:g}" if settings["L2_lambda"] else "no L2"
+    words = [runs.layers_name(settings["layers"]), optimizer.pop("name"), f"lr {settings['lr']:g}",
+             f"{settings['lr_schedule']} schedule", L2]
+    if settings["dropout"]:
+        words.append(f"dropout {settings['dropout']:g}")
     return ", ".join(words)
 
 

@@ -1,12 +1,12 @@
 """Successive halving over the grid: many settings trained briefly, the best few trained on, one trained to the end.
 
 As scikit-learn's ``HalvingGridSearchCV`` does it, with epochs as the resource. Rung 0 trains every setting of the
-grid for ``min_epochs`` epochs; each later rung keeps the best ``ceil(n / factor)`` runs of the rung before (by
-validation accuracy; ties: lower validation loss; diverged runs rank last) and trains them to ``factor`` times as
-many epochs, ``min_epochs * factor**k``, until a rung reaches ``max_epochs``: that last rung trains to exactly
-``max_epochs`` (so does a rung that holds a single run, since nothing is left to compare it with). With 48 settings,
-``factor=3`` and 2 to 40 epochs the rungs hold 48, 16, 6 and 2 runs trained to 2, 6, 18 and 40 epochs: 276 epochs
-instead of the 1,920 of the full grid.
+grid for ``min_epochs`` epochs; each later rung keeps the best ``ceil(n / factor)`` runs of the rung before
+(``runs.ranked``: validation accuracy, then lower validation loss; diverged runs rank last) and trains them to
+``factor`` times as many epochs, ``min_epochs * factor**k``, until a rung reaches ``max_epochs``: that last rung
+trains to exactly ``max_epochs`` (so does a rung that holds a single run, since nothing is left to compare it with).
+With 48 settings, ``factor=3`` and 2 to 40 epochs the rungs hold 48, 16, 6 and 2 runs trained to 2, 6, 18 and 40
+epochs: 276 epochs instead of the 1,920 of the full grid.
 
 A survivor is not trained again from scratch: the same ``MLP`` object continues where it stopped, through
 ``train(..., epochs=k)``, with its generator, optimizer state and best-so-far. Every model is created with
@@ -26,50 +26,13 @@ import pickle
 import sys
 from pathlib import Path
 
-import joblib
-import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from modules import MLP, atomic_write
-from study.grid import (
-    SETTINGS,
-    append_rows,
-    backup,
-    blas_threads,
-    log_row,
-    run_name,
-    settings_from_row,
-    settings_key,
-    top_k,
-)
+from study import runs
 
-HALVING_COLUMNS = [
-    "rung",
-    "layers",
-    "lr",
-    "L2_lambda",
-    "epochs",
-    "best_val_acc",
-    "best_val_loss",
-    "best_iteration",
-    "diverged",
-    "train_time_s",
-]
-
-_HALVING_DTYPES = {
-    "rung": int,
-    "layers": str,
-    "lr": float,
-    "L2_lambda": float,
-    "epochs": int,
-    "best_val_acc": float,
-    "best_val_loss": float,
-    "best_iteration": int,
-    "diverged": bool,
-    "train_time_s": float,
-}
+HALVING_COLUMNS = ["rung", *runs.SETTINGS, "epochs", "best_val_acc", "best_val_loss", "best_iteration", "diverged",
+                   "train_time_s"]
 
 
 def rung_plan(n_settings, factor=3, min_epochs=2, max_epochs=40):
@@ -84,49 +47,32 @@ def rung_plan(n_settings, factor=3, min_epochs=2, max_epochs=40):
         raise ValueError(f"factor must be an integer of at least 2, got {factor!r}")
     if not 1 <= min_epochs <= max_epochs:
         raise ValueError(f"need 1 <= min_epochs <= max_epochs, got min_epochs={min_epochs}, max_epochs={max_epochs}")
-    plan, runs, rung = [], n_settings, 0
+    plan, n_runs, rung = [], n_settings, 0
     while True:
-        epochs = max_epochs if runs == 1 else min(min_epochs * factor**rung, max_epochs)
-        plan.append((runs, epochs))
+        epochs = max_epochs if n_runs == 1 else min(min_epochs * factor**rung, max_epochs)
+        plan.append((n_runs, epochs))
         if epochs == max_epochs:
             return plan
-        runs, rung = math.ceil(runs / factor), rung + 1
+        n_runs, rung = math.ceil(n_runs / factor), rung + 1
 
 
-def train_rung(model, epochs, X_train, y_train, X_val, y_val, n_threads):
+def train_rung(model, epochs, X_train, y_train, X_val, y_val):
     """Train ``model`` on until it has ``epochs`` epochs in all (or has diverged or stopped early); return it.
 
-    Module-level so joblib can send it to workers. ``model`` is an ``MLP`` or, on its way to a worker, its pickle:
-    joblib's loky backend hands arrays over 1 MB (the first layer of a 784-512 network, say) to its workers as
-    read-only memory maps, which a model that trains in place cannot use; out of a pickle they come as ordinary
-    arrays. ``n_threads`` caps the BLAS threads as in ``tuning.train_run``.
+    Module-level so that ``runs.dispatch`` can send it to joblib's workers. ``model`` is an ``MLP`` or, on its way
+    to a worker, its pickle: joblib's loky backend hands arrays over 1 MB (the first layer of a 784-512 network, say)
+    to its workers as read-only memory maps, which a model that trains in place cannot use; out of a pickle they come
+    as ordinary arrays.
     """
     if isinstance(model, bytes):
         model = pickle.loads(model)
-    with threadpool_limits(limits=n_threads):
-        model.train(X_train, y_train, X_val, y_val, epochs=epochs - model.epoch)
+    model.train(X_train, y_train, X_val, y_val, epochs=epochs - model.epoch)
     return model
-
-
-def _row(rung, settings, model):
-    return dict(log_row(settings, model), rung=rung, epochs=int(model.epoch))
-
-
-def _rank_key(row, order):
-    """Sort key: runs with validation numbers first, then higher accuracy, lower loss, earlier in the grid."""
-    usable = not row["diverged"] and np.isfinite(row["best_val_acc"]) and np.isfinite(row["best_val_loss"])
-    if not usable:
-        return (1, 0.0, 0.0, order)
-    return (0, -row["best_val_acc"], row["best_val_loss"], order)
 
 
 def read_halving_log(log_path):
     """Read a halving-search log, checking that its columns are :data:`HALVING_COLUMNS`."""
-    log = pd.read_csv(log_path, dtype={"layers": str})
-    if list(log.columns) != HALVING_COLUMNS:
-        raise ValueError(f"{log_path} is not a halving-search log: found columns {list(log.columns)}, "
-                         f"expected {HALVING_COLUMNS}")
-    return log.astype(_HALVING_DTYPES)
+    return runs.read_log(log_path, HALVING_COLUMNS, "a halving-search log")
 
 
 def halving_search(grid, X_train, y_train, X_val, y_val, log_path, factor=3, min_epochs=2, max_epochs=40, n_jobs=1,
@@ -135,73 +81,64 @@ def halving_search(grid, X_train, y_train, X_val, y_val, log_path, factor=3, min
 
     ``model_kwargs`` go to :class:`MLP` (activation, batch_size, seed, ...), but not ``max_epoch``, which is
     ``max_epochs``. A log already at ``log_path`` is moved to ``<log_path>.bak``: a search starts afresh. ``n_jobs``
-    trains the runs of a rung in joblib workers, as ``tuning.grid_search`` does (loky unless
-    ``joblib.parallel_config`` says otherwise, dask included); the models travel to the workers and back, and only
-    this process writes the log. Runs share the seed and compute with one BLAS thread each (``tuning.blas_threads``),
-    so the numbers depend neither on the order nor on ``n_jobs``.
+    trains the runs of a rung as ``grid.grid_search`` does, through ``runs.dispatch`` (in this process with
+    ``n_jobs=1``, else in joblib's workers, dask included); the models travel to the workers and back, and only this
+    process writes the log. Runs share the seed and compute with one BLAS thread each (``runs.blas_threads``), so
+    the numbers depend neither on the order nor on ``n_jobs``.
     """
     if "max_epoch" in model_kwargs:
         raise TypeError("halving_search sets max_epoch itself: pass max_epochs")
-    settings = {}  # dict keeps grid order and drops duplicate settings
-    for s in grid:
-        settings.setdefault(settings_key(s), s)
+    settings = runs.unique_settings(grid)
     plan = rung_plan(len(settings), factor, min_epochs, max_epochs)
 
     log_path = Path(log_path)
     if log_path.exists():
-        backup(log_path)
-    atomic_write(log_path, lambda f: pd.DataFrame(columns=HALVING_COLUMNS).to_csv(f, index=False))
+        runs.backup(log_path)
+    runs.start_log(log_path, HALVING_COLUMNS)
 
-    n_threads = blas_threads(n_jobs)
-    data = (X_train, y_train, X_val, y_val)
-    order = {key: i for i, key in enumerate(settings)}
-    models = {key: MLP(list(s["layers"]), lr=s["lr"], L2_lambda=s["L2_lambda"], max_epoch=max_epochs,
-                       print_log=False, **model_kwargs) for key, s in settings.items()}
+    models = {key: runs.new_model(dict(s, max_epoch=max_epochs, **model_kwargs)) for key, s in settings.items()}
     postfix = {}
-    with tqdm(total=sum(runs for runs, _ in plan), desc="halving search", unit="run", disable=not progress,
+    with tqdm(total=sum(n_runs for n_runs, _ in plan), desc="halving search", unit="run", disable=not progress,
               file=sys.stdout) as bar:
-        for rung, (runs, epochs) in enumerate(plan):
-            postfix.update(rung=f"{rung + 1}/{len(plan)}", runs=runs, epochs=epochs)
+        for rung, (n_runs, epochs) in enumerate(plan):
+            postfix.update(rung=f"{rung + 1}/{len(plan)}", runs=n_runs, epochs=epochs)
             bar.set_postfix(postfix)
-            if n_jobs == 1:
-                # In-process: the models train in place, no pickling, and a plain traceback if a run fails.
-                results = (train_rung(model, epochs, *data, n_threads) for model in models.values())
-            else:
-                results = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-                    joblib.delayed(train_rung)(pickle.dumps(model), epochs, *data, n_threads)
-                    for model in models.values()
-                )
+            # Here the models train in place; to a worker they travel pickled (see train_rung).
+            sent = models.values() if runs.in_process(n_jobs) else map(pickle.dumps, models.values())
             rows = {}
-            for model in results:
-                key = settings_key(model.config())
-                models[key], rows[key] = model, _row(rung, settings[key], model)
-                append_rows(log_path, pd.DataFrame([rows[key]], columns=HALVING_COLUMNS), header=False)
+            for model in runs.dispatch(train_rung, sent, epochs, X_train, y_train, X_val, y_val, n_jobs=n_jobs):
+                key = runs.settings_key(model.config())
+                models[key] = model
+                rows[key] = dict(runs.log_row(settings[key], model), rung=rung, epochs=int(model.epoch))
+                runs.append_rows(log_path, [rows[key]], HALVING_COLUMNS)
                 bar.update()
             if rung + 1 < len(plan):
-                ranked = sorted(rows, key=lambda key: _rank_key(rows[key], order[key]))
-                models = {key: models[key] for key in ranked[: plan[rung + 1][0]]}
-                best = rows[ranked[0]]
-                postfix.update(best_val_acc=f"{best['best_val_acc']:.4f}", best=run_name(settings_from_row(best)))
+                # Ranked in grid order, so that an exact tie goes to the setting earlier in the grid.
+                ranked = runs.ranked(pd.DataFrame([rows[key] for key in settings if key in rows]), usable_only=False)
+                survivors = [runs.settings_key(row) for row in ranked.head(plan[rung + 1][0]).to_dict("records")]
+                models = {key: models[key] for key in survivors}
+                best = ranked.iloc[0]
+                postfix.update(best_val_acc=f"{best['best_val_acc']:.4f}",
+                               best=runs.run_name(runs.settings_from_row(best)))
     return read_halving_log(log_path)
 
 
 def halving_result(log):
     """What a halving search found, from its log: a dict with
 
-    - ``settings``: the best run of the last rung, ``dict(layers=tuple, lr=, L2_lambda=)``;
+    - ``settings``: the best run of the last rung (``runs.ranked``), ``dict(layers=tuple, lr=, L2_lambda=)``;
     - ``best_val_acc``, ``best_val_loss``: its best validation numbers;
     - ``epochs_spent``: the epochs trained over the whole search, each run counted up to where it stopped;
     - ``rungs``: the number of rungs.
     """
     # Sorted by settings first, so that an exact tie goes the same way whatever order the runs finished in.
-    last = log[log["rung"] == log["rung"].max()].sort_values(SETTINGS)
-    ranked = sorted(last.to_dict("records"), key=lambda row: _rank_key(row, 0))
-    if not ranked or _rank_key(ranked[0], 0)[0]:
+    ranked = runs.ranked(log[log["rung"] == log["rung"].max()].sort_values(runs.SETTINGS))
+    if ranked.empty:
         raise ValueError("the last rung holds no finished, non-diverged run")
-    best = ranked[0]
-    per_run = log.groupby(SETTINGS)["epochs"].max()
+    best = ranked.iloc[0]
+    per_run = log.groupby(runs.SETTINGS)["epochs"].max()
     return {
-        "settings": settings_from_row(best),
+        "settings": runs.settings_from_row(best),
         "best_val_acc": float(best["best_val_acc"]),
         "best_val_loss": float(best["best_val_loss"]),
         "epochs_spent": int(per_run.sum()),
@@ -212,14 +149,12 @@ def halving_result(log):
 def compare_searches(grid_log, halving_found, grid_wall_s, halving_wall_s, max_epoch):
     """The grid's best run beside successive halving's pick: settings, validation accuracy over the full
     ``max_epoch`` epochs (the grid's log has it for every setting), epochs spent and wall time."""
-    picked = settings_key(halving_found["settings"])
-    keys = [settings_key(row) for row in grid_log.to_dict("records")]
-    halving_row = grid_log.iloc[keys.index(picked)]
-    grid_row = top_k(grid_log, k=1).iloc[0]
+    grid_row = runs.ranked(grid_log).iloc[0]
+    halving_row = runs.find_row(grid_log, halving_found["settings"])
     return pd.DataFrame([
-        {"search": "grid", "settings": run_name(settings_from_row(grid_row)),
+        {"search": "grid", "settings": runs.run_name(runs.settings_from_row(grid_row)),
          "best_val_acc": grid_row["best_val_acc"], "epochs": len(grid_log) * max_epoch, "wall_time_s": grid_wall_s},
-        {"search": "successive halving", "settings": run_name(halving_found["settings"]),
+        {"search": "successive halving", "settings": runs.run_name(halving_found["settings"]),
          "best_val_acc": halving_row["best_val_acc"], "epochs": halving_found["epochs_spent"],
          "wall_time_s": halving_wall_s},
     ])

@@ -1,10 +1,8 @@
 import numpy as np
-import pandas as pd
 import pytest
 from test_modules import small_problem
 
-from modules import MLP
-from study import beyond
+from study import beyond, runs
 
 
 def candidates():
@@ -30,25 +28,12 @@ def test_parallel_candidates_equal_serial_ones_and_the_best_is_chosen_on_validat
 
 def test_comparison_row_measures_the_test_set_after_the_fact():
     X_train, y_train, X_val, y_val = small_problem()
-    model = beyond.fit(candidates()[1], X_train, y_train, X_val, y_val)
+    model = runs.fit(candidates()[1], X_train, y_train, X_val, y_val)
     row = beyond.comparison_row("adam", model, X_val, y_val)
     assert row["settings"] == "2-8-3, adam, lr 0.01, step schedule, no L2, dropout 0.2"
     assert row["test_accuracy"] == model.evaluate(X_val, y_val)[0]
     assert row["val_accuracy"] == model.best_val_acc
     assert row["epochs"] == 3
-
-
-def test_fit_resumes_an_interrupted_run_from_its_checkpoint(tmp_path):
-    data = small_problem()
-    settings = candidates()[1]
-    at_once = beyond.fit(settings, *data)
-    checkpoint = tmp_path / "run.npz"
-    MLP(**dict(settings, print_log=False)).train(*data, epochs=1, checkpoint_path=checkpoint)  # then interrupted
-    resumed = beyond.fit(settings, *data, checkpoint_path=checkpoint)
-    pd.testing.assert_frame_equal(resumed.history, at_once.history)
-    np.testing.assert_array_equal(resumed.get_parameters()["W1"], at_once.get_parameters()["W1"])
-    with pytest.raises(ValueError, match="holds a run of other settings"):
-        beyond.fit(dict(settings, lr=0.02), *data, checkpoint_path=checkpoint)
 
 
 def test_class_changes_lists_the_largest_gain_first():

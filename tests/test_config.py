@@ -3,8 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from study import config
-from study import grid as tuning
+from study import config, runs
 
 
 def test_full_config_is_the_studys_grid_and_recipe():
@@ -22,7 +21,7 @@ def test_full_config_is_the_studys_grid_and_recipe():
     assert cfg.model_kwargs == {"activation": "relu", "max_epoch": 40, "batch_size": 100, "decay_factor": 0.95,
                                 "decay_steps": 500, "print_iter": 100, "seed": 0}
     assert (cfg.n_train, cfg.n_val, cfg.n_test) == (None, None, None)
-    assert [tuning.run_name(s) for s in cfg.example_runs] == ["784-64-32-10_lr0.01_L2_lambda0.01",
+    assert [runs.run_name(s) for s in cfg.example_runs] == ["784-64-32-10_lr0.01_L2_lambda0.01",
                                                               "784-64-32-10_lr0.1_L2_lambda0"]
 
 
@@ -33,9 +32,9 @@ def test_quick_config_is_small_and_writes_outside_the_repo(tmp_path):
     assert all(max(s["layers"][1:]) <= 32 for s in cfg.grid)
     assert cfg.max_epoch == 2
     assert (cfg.n_train, cfg.n_val, cfg.n_test) == (3000, 1000, 1000)
-    names = {tuning.run_name(s) for s in cfg.grid}
+    names = {runs.run_name(s) for s in cfg.grid}
     assert len(cfg.example_runs) == 2
-    assert all(tuning.run_name(s) in names for s in cfg.example_runs)
+    assert all(runs.run_name(s) in names for s in cfg.example_runs)
 
 
 def test_quick_config_without_output_dir_uses_a_new_temporary_folder():

@@ -9,8 +9,7 @@ import joblib
 import pandas as pd
 import pytest
 
-from study import config
-from study import grid as tuning
+from study import config, grid, runs
 
 distributed = pytest.importorskip("dask.distributed")
 
@@ -34,8 +33,8 @@ def client():
 
 
 def search(data, tmp_path, name, **kwargs):
-    grid = config.make_grid([0.01, 0.1], [(20, 8, 3)], [0.0, 1e-3])
-    return tuning.grid_search(grid, *data, tmp_path / f"{name}.csv", tmp_path / name, progress=False,
+    settings_grid = config.make_grid([0.01, 0.1], [(20, 8, 3)], [0.0, 1e-3])
+    return grid.grid_search(settings_grid, *data, tmp_path / f"{name}.csv", tmp_path / name, progress=False,
                               **MODEL_KWARGS, **kwargs)
 
 
@@ -55,23 +54,22 @@ def test_grid_on_dask_matches_serial(client, data, tmp_path):
 
 def test_workers_keep_their_own_blas_threads(client, data, tmp_path, monkeypatch):
     """This machine's core count says nothing about the workers': under dask a run does not re-limit BLAS."""
-    real = tuning.train_run
+    real = grid.train_run
 
-    def spying(settings, X_train, y_train, X_val, y_val, n_threads, **kwargs):
-        from threadpoolctl import threadpool_info, threadpool_limits
+    def spying(settings, *args, **kwargs):
+        from threadpoolctl import threadpool_info
 
-        with threadpool_limits(limits=n_threads):
-            threads = max(pool["num_threads"] for pool in threadpool_info())
-        row, history = real(settings, X_train, y_train, X_val, y_val, n_threads, **kwargs)
-        return row, history.assign(n_threads=f"limit {n_threads}", blas_threads=threads)
+        threads = max(pool["num_threads"] for pool in threadpool_info())  # inside the dispatcher's limit, if any
+        row, history = real(settings, *args, **kwargs)
+        return row, history.assign(blas_threads=threads)
 
-    monkeypatch.setattr(tuning, "train_run", spying)
+    monkeypatch.setattr(grid, "train_run", spying)
     monkeypatch.setattr(os, "cpu_count", lambda: 8)  # a client with more cores than the whole cluster
     with joblib.parallel_config(backend="dask"):
+        assert runs.blas_threads(-1) is None  # the limit runs.dispatch puts on each run: none
         search(data, tmp_path, "dask", n_jobs=-1)
     histories = [pd.read_csv(path) for path in (tmp_path / "dask").glob("*.csv")]
     assert len(histories) == 4
-    assert all((h["n_threads"] == "limit None").all() for h in histories)
     # Each worker's nanny set one BLAS thread; 8 client cores // 2 cluster threads would have made it 4.
     assert all((h["blas_threads"] == 1).all() for h in histories)
 
@@ -80,12 +78,12 @@ def test_halving_on_dask_matches_serial(client, data, tmp_path):
     """The halving search's models travel to the cluster's workers and back, and continue as they would here."""
     from study import halving
 
-    grid = config.make_grid([0.01, 0.05, 0.2], [(20, 8, 3)], [0.0, 1e-3, 1e-2])
+    settings_grid = config.make_grid([0.01, 0.05, 0.2], [(20, 8, 3)], [0.0, 1e-3, 1e-2])
     options = {"factor": 3, "min_epochs": 1, "max_epochs": 9, "progress": False, "batch_size": 50, "print_iter": 2,
                "optimizer": "momentum", "dropout": 0.2}
-    serial = halving.halving_search(grid, *data, tmp_path / "serial.csv", n_jobs=1, **options)
+    serial = halving.halving_search(settings_grid, *data, tmp_path / "serial.csv", n_jobs=1, **options)
     with distributed.get_task_stream(client) as stream, joblib.parallel_config(backend="dask"):
-        on_dask = halving.halving_search(grid, *data, tmp_path / "dask.csv", n_jobs=-1, **options)
+        on_dask = halving.halving_search(settings_grid, *data, tmp_path / "dask.csv", n_jobs=-1, **options)
     assert sum("train_rung" in task["key"] for task in stream.data) >= 2  # at least one task per rung
     columns = ["rung", *KEY, "epochs", *NUMBERS]
     assert on_dask.groupby("rung").size().tolist() == [9, 3, 1]

@@ -4,10 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import modules
 from modules import MLP
-from study import config, halving
-from study import grid as tuning
+from study import config, halving, runs
 
 # 4 batches an epoch; the step schedule decays every 3 batches, so decay steps straddle the rungs' boundaries.
 MODEL_KWARGS = {"batch_size": 50, "print_iter": 2, "seed": 0, "decay_steps": 3, "decay_factor": 0.9}
@@ -16,27 +14,30 @@ NUMBERS = ["epochs", "best_val_acc", "best_val_loss", "best_iteration", "diverge
 
 
 @pytest.fixture
-def grid():
+def settings_grid():
     """9 settings: with factor 3, rungs of 9, 3 and 1 runs."""
     return config.make_grid([0.01, 0.05, 0.2], [(20, 8, 3)], [0.0, 1e-3, 1e-2])
 
 
-def search(grid, data, log_path, **kwargs):
+def search(settings_grid, data, log_path, **kwargs):
     options = {"factor": 3, "min_epochs": 2, "max_epochs": 18, "progress": False, **MODEL_KWARGS, **kwargs}
-    return halving.halving_search(grid, *data, log_path, **options)
+    return halving.halving_search(settings_grid, *data, log_path, **options)
 
 
 @pytest.fixture
 def epochs_trained(monkeypatch):
-    """Counts the epochs actually trained (in this process), through the real MLP."""
+    """Counts the epochs actually trained (in this process), through the real MLP: each call of ``train`` adds the
+    epochs by which it moved the model's ``epoch``."""
     count = [0]
-    real = modules.MLP._train_epoch
+    real = MLP.train
 
     def counting(self, *args, **kwargs):
-        count[0] += 1
-        return real(self, *args, **kwargs)
+        before = self.epoch
+        result = real(self, *args, **kwargs)
+        count[0] += self.epoch - before
+        return result
 
-    monkeypatch.setattr(modules.MLP, "_train_epoch", counting)
+    monkeypatch.setattr(MLP, "train", counting)
     return count
 
 
@@ -56,16 +57,16 @@ def test_rung_plan():
     for n, factor, lo, hi in [(9, 3, 2, 18), (48, 3, 2, 40), (7, 2, 3, 50), (100, 4, 1, 30)]:
         plan = halving.rung_plan(n, factor, lo, hi)
         assert plan[-1][1] == hi
-        for k, ((runs, epochs), (before, _)) in enumerate(zip(plan[1:], plan, strict=False), start=1):
-            assert runs == math.ceil(before / factor)
-            assert epochs == (hi if runs == 1 else min(lo * factor**k, hi))
+        for k, ((n_runs, epochs), (before, _)) in enumerate(zip(plan[1:], plan, strict=False), start=1):
+            assert n_runs == math.ceil(before / factor)
+            assert epochs == (hi if n_runs == 1 else min(lo * factor**k, hi))
     for bad in [(0, 3, 2, 40), (9, 1, 2, 40), (9, 2.5, 2, 40), (9, 3, 0, 40), (9, 3, 41, 40)]:
         with pytest.raises(ValueError):
             halving.rung_plan(*bad)
 
 
-def test_log_holds_a_row_per_run_per_rung(data, grid, tmp_path):
-    log = search(grid, data, tmp_path / "log" / "halving.csv")
+def test_log_holds_a_row_per_run_per_rung(data, settings_grid, tmp_path):
+    log = search(settings_grid, data, tmp_path / "log" / "halving.csv")
     assert list(log.columns) == halving.HALVING_COLUMNS
     pd.testing.assert_frame_equal(halving.read_halving_log(tmp_path / "log" / "halving.csv"), log)
     assert log.groupby("rung").size().tolist() == [9, 3, 1]
@@ -73,7 +74,7 @@ def test_log_holds_a_row_per_run_per_rung(data, grid, tmp_path):
     assert not log.duplicated(["rung", *KEY]).any()
     first = log[log["rung"] == 0]
     assert sorted(zip(first["lr"], first["L2_lambda"], strict=True)) == sorted(
-        (s["lr"], s["L2_lambda"]) for s in grid)
+        (s["lr"], s["L2_lambda"]) for s in settings_grid)
     assert log["best_val_acc"].between(0, 1).all()
     assert not log["diverged"].any()
     # The best-so-far numbers of a run never get worse from one rung to the next.
@@ -81,16 +82,17 @@ def test_log_holds_a_row_per_run_per_rung(data, grid, tmp_path):
     assert by_run.apply(lambda acc: acc.is_monotonic_increasing).all()
 
 
-def test_survivors_are_the_top_of_their_rung(data, grid, tmp_path):
-    log = search(grid, data, tmp_path / "halving.csv")
-    def runs(rows):
+def test_survivors_are_the_top_of_their_rung(data, settings_grid, tmp_path):
+    log = search(settings_grid, data, tmp_path / "halving.csv")
+    def settings_of(rows):
         return set(map(tuple, rows[KEY].to_numpy()))
 
     for rung in (1, 2):
         before = ranked(log[log["rung"] == rung - 1])
-        assert runs(log[log["rung"] == rung]) == runs(before.head(math.ceil(len(before) / 3)))
+        assert settings_of(log[log["rung"] == rung]) == settings_of(before.head(math.ceil(len(before) / 3)))
     # The ranking, not the grid's order, chose them: they are not the grid's first three settings.
-    assert runs(log[log["rung"] == 1]) != {(tuning.layers_name(s["layers"]), s["lr"], s["L2_lambda"]) for s in grid[:3]}
+    first_three = {(runs.layers_name(s["layers"]), s["lr"], s["L2_lambda"]) for s in settings_grid[:3]}
+    assert settings_of(log[log["rung"] == 1]) != first_three
 
 
 @pytest.mark.parametrize(
@@ -98,12 +100,12 @@ def test_survivors_are_the_top_of_their_rung(data, grid, tmp_path):
     [{}, {"lr_schedule": "cosine"}, {"optimizer": "momentum", "dropout": 0.2, "lr_schedule": "cosine"}],
     ids=["step", "cosine", "momentum-dropout"],
 )
-def test_survivor_equals_an_uninterrupted_run(data, grid, tmp_path, epochs_trained, options):
-    log = search(grid, data, tmp_path / "halving.csv", **options)
+def test_survivor_equals_an_uninterrupted_run(data, settings_grid, tmp_path, epochs_trained, options):
+    log = search(settings_grid, data, tmp_path / "halving.csv", **options)
     final = log[log["rung"] == log["rung"].max()].iloc[0]
     # Continued, not retrained: 9 runs x 2 epochs, then 3 x 4 more, then 1 x 12 more.
     assert epochs_trained[0] == 9 * 2 + 3 * 4 + 1 * 12
-    s = tuning.settings_from_row(final)
+    s = runs.settings_from_row(final)
     model = MLP(list(s["layers"]), lr=s["lr"], L2_lambda=s["L2_lambda"], max_epoch=18, print_log=False,
                 **MODEL_KWARGS, **options)
     model.train(*data)
@@ -113,12 +115,12 @@ def test_survivor_equals_an_uninterrupted_run(data, grid, tmp_path, epochs_train
     assert model.best_iteration == final["best_iteration"]
 
 
-def test_halving_result(data, grid, tmp_path):
-    log = search(grid, data, tmp_path / "halving.csv")
+def test_halving_result(data, settings_grid, tmp_path):
+    log = search(settings_grid, data, tmp_path / "halving.csv")
     result = halving.halving_result(log)
     final = log[log["rung"] == 2].iloc[0]
-    assert result["settings"] == tuning.settings_from_row(final)
-    assert result["settings"] in grid
+    assert result["settings"] == runs.settings_from_row(final)
+    assert result["settings"] in settings_grid
     assert result["best_val_acc"] == final["best_val_acc"]
     assert result["best_val_loss"] == final["best_val_loss"]
     assert result["rungs"] == 3
@@ -155,8 +157,8 @@ def test_halving_result_skips_diverged_and_breaks_ties_on_loss():
 
 
 def test_diverged_runs_rank_last(data, tmp_path):
-    grid = config.make_grid([1e5, 0.1, 2e5], [(20, 8, 3)], [0.0])
-    log = search(grid, data, tmp_path / "halving.csv", factor=2, min_epochs=1, max_epochs=2)
+    settings_grid = config.make_grid([1e5, 0.1, 2e5], [(20, 8, 3)], [0.0])
+    log = search(settings_grid, data, tmp_path / "halving.csv", factor=2, min_epochs=1, max_epochs=2)
     assert log.groupby("rung").size().tolist() == [3, 2]
     assert list(log.loc[log["rung"] == 0, "diverged"]) == [True, False, True]
     last = log[log["rung"] == 1].set_index("lr")
@@ -170,11 +172,11 @@ def test_diverged_runs_rank_last(data, tmp_path):
     assert result["epochs_spent"] == 1 + 2 + 1
 
 
-def test_parallel_gives_the_same_log(data, grid, tmp_path):
+def test_parallel_gives_the_same_log(data, settings_grid, tmp_path):
     # Momentum's velocities and dropout's generator must travel to the workers and back intact.
     options = {"optimizer": "momentum", "dropout": 0.2}
-    serial = search(grid, data, tmp_path / "serial.csv", n_jobs=1, **options)
-    parallel = search(grid, data, tmp_path / "parallel.csv", n_jobs=2, **options)
+    serial = search(settings_grid, data, tmp_path / "serial.csv", n_jobs=1, **options)
+    parallel = search(settings_grid, data, tmp_path / "parallel.csv", n_jobs=2, **options)
     columns = ["rung", *KEY, *NUMBERS]
     serial = serial[columns].sort_values(["rung", *KEY]).reset_index(drop=True)
     parallel = parallel[columns].sort_values(["rung", *KEY]).reset_index(drop=True)
@@ -186,17 +188,17 @@ def test_parallel_with_a_layer_over_a_megabyte(tmp_path):
     """joblib hands arrays over 1 MB to loky workers as read-only memory maps; the models must still train."""
     rng = np.random.default_rng(2)
     X, y = rng.normal(size=(100, 300)).astype(np.float32), rng.integers(0, 3, 100)
-    grid = config.make_grid([0.01, 0.05], [(300, 1000, 3)], [0.0])  # W1: 300 x 1000 float32 = 1.2 MB
+    settings_grid = config.make_grid([0.01, 0.05], [(300, 1000, 3)], [0.0])  # W1: 300 x 1000 float32 = 1.2 MB
     options = {"factor": 2, "min_epochs": 1, "max_epochs": 2, "progress": False, "batch_size": 50, "print_iter": 1}
-    serial = halving.halving_search(grid, X, y, X, y, tmp_path / "serial.csv", n_jobs=1, **options)
-    parallel = halving.halving_search(grid, X, y, X, y, tmp_path / "parallel.csv", n_jobs=2, **options)
+    serial = halving.halving_search(settings_grid, X, y, X, y, tmp_path / "serial.csv", n_jobs=1, **options)
+    parallel = halving.halving_search(settings_grid, X, y, X, y, tmp_path / "parallel.csv", n_jobs=2, **options)
     assert len(parallel) == 3
     columns = ["rung", *KEY, *NUMBERS]
     pd.testing.assert_frame_equal(serial[columns].sort_values(["rung", *KEY]).reset_index(drop=True),
                                   parallel[columns].sort_values(["rung", *KEY]).reset_index(drop=True))
 
 
-def test_rows_are_on_disk_when_a_later_run_fails(data, grid, tmp_path, monkeypatch):
+def test_rows_are_on_disk_when_a_later_run_fails(data, settings_grid, tmp_path, monkeypatch):
     real = halving.train_rung
 
     def failing_in_rung_1(model, epochs, *args, **kwargs):
@@ -206,25 +208,26 @@ def test_rows_are_on_disk_when_a_later_run_fails(data, grid, tmp_path, monkeypat
 
     monkeypatch.setattr(halving, "train_rung", failing_in_rung_1)
     with pytest.raises(RuntimeError, match="boom"):
-        search(grid, data, tmp_path / "halving.csv")
+        search(settings_grid, data, tmp_path / "halving.csv")
     log = halving.read_halving_log(tmp_path / "halving.csv")
     assert len(log) == 9
     assert (log["rung"] == 0).all()
 
 
-def test_an_old_log_is_kept_as_backup(data, grid, tmp_path, capsys):
+def test_an_old_log_is_kept_as_backup(data, settings_grid, tmp_path, capsys):
     log_path = tmp_path / "halving.csv"
     log_path.write_text("an older log\n")
-    log = halving.halving_search(grid[:2], *data, log_path, factor=2, min_epochs=1, max_epochs=2, **MODEL_KWARGS)
+    log = halving.halving_search(settings_grid[:2], *data, log_path, factor=2, min_epochs=1, max_epochs=2,
+                                 **MODEL_KWARGS)
     assert log_path.with_name("halving.csv.bak").read_text() == "an older log\n"
     assert len(log) == 3
     assert "halving search" in capsys.readouterr().out
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_max_epoch_is_set_by_the_search(data, grid, tmp_path):
+def test_max_epoch_is_set_by_the_search(data, settings_grid, tmp_path):
     with pytest.raises(TypeError, match="max_epochs"):
-        search(grid, data, tmp_path / "halving.csv", max_epoch=5)
+        search(settings_grid, data, tmp_path / "halving.csv", max_epoch=5)
     assert not (tmp_path / "halving.csv").exists()
 
 

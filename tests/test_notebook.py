@@ -11,8 +11,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from modules import MLP
-from study import config, halving
-from study import grid as tuning
+from study import config, grid, halving, runs
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +49,7 @@ def execute(notebook):
 
 def assert_repository_untouched(cfg):
     """None of the quick run's outputs went to the repository (where a full run may be writing right now)."""
-    quick_runs = {f"{tuning.run_name(s)}.csv" for s in cfg.grid}
+    quick_runs = {f"{runs.run_name(s)}.csv" for s in cfg.grid}
     assert not quick_runs & {p.name for p in (REPO / "log" / "histories").glob("*.csv")}
     results = REPO / "log" / "results.json"
     assert not results.exists() or json.loads(results.read_text())["quick"] is False
@@ -81,13 +80,13 @@ def test_quick_run_produces_every_artefact(quick_env, monkeypatch):
 
     out = quick_env / "out"
     cfg = config.study_config(quick=True, output_dir=out)
-    log = tuning.read_log(out / "log" / "grid_search.csv")
+    log = grid.read_log(out / "log" / "grid_search.csv")
     assert len(log) == len(cfg.grid) == 8
     assert sorted(p.name for p in (out / "log" / "histories").iterdir()) == sorted(
-        f"{tuning.run_name(s)}.csv" for s in cfg.grid
+        f"{runs.run_name(s)}.csv" for s in cfg.grid
     )
     for settings in cfg.example_runs:
-        history = pd.read_csv(out / "log" / "histories" / f"{tuning.run_name(settings)}.csv")
+        history = pd.read_csv(out / "log" / "histories" / f"{runs.run_name(settings)}.csv")
         assert len(history) > 1
     assert (out / "weights" / "best_model.npz").stat().st_size > 0
     beyond_model = MLP.from_file(out / "weights" / "beyond_model.npz")
@@ -104,7 +103,7 @@ def test_quick_run_produces_every_artefact(quick_env, monkeypatch):
     assert results["test"]["images"] == 1000
     assert results["test"]["accuracy"] > 0.5  # the synthetic classes are learnable
     assert results["test"]["loss"] > 0
-    assert tuple(results["best"]["layers"]) == tuning.best_settings(log)["layers"]
+    assert tuple(results["best"]["layers"]) == grid.best_settings(log)["layers"]
     assert len(results["top5"]) == 5
     assert results["top5"][0]["best_val_acc"] == results["best"]["best_val_acc"]
     assert results["grid"]["runs"] == results["grid"]["trained_now"] == 8

@@ -1,0 +1,220 @@
+"""What the grid search, successive halving and section 7 share: a run's settings and their names, training one run,
+the one parallel dispatcher, the CSV logs, and the one rule for which run is better.
+
+A run's settings are ``dict(layers=, lr=, L2_lambda=)``, the names of the ``MLP`` constructor's arguments
+(``config.settings``). A log row holds them under the same names (``layers`` as the text ``"784-256-128-10"``) and
+then the run's outcome under the model's attribute names (``best_val_acc``, ``best_val_loss``, ``best_iteration``,
+``train_time_s``, ``diverged``): one vocabulary from the constructor to the log and the history file names.
+"""
+
+import functools
+import math
+import os
+import shutil
+
+import joblib
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+import solver
+from fileio import atomic_write
+from modules import MLP
+from study import config
+
+SETTINGS = ["layers", "lr", "L2_lambda"]
+OUTCOMES = ["best_val_acc", "best_val_loss", "train_time_s", "best_iteration", "diverged"]
+DTYPES = {"rung": int, "layers": str, "lr": float, "L2_lambda": float, "epochs": int, "best_val_acc": float,
+          "best_val_loss": float, "train_time_s": float, "best_iteration": int, "diverged": bool}
+
+# -- a run's settings and their names ----------------------------------------------------------------------------
+
+
+def _fmt(x):
+    # 12 significant digits: exact for any value typed by hand, and it absorbs the
+    # last-bit noise a float can pick up on a CSV round trip.
+    return f"{float(x):.12g}"
+
+
+def layers_name(layers):
+    """``[784, 256, 128, 10]`` -> ``"784-256-128-10"``, as the log writes layer sizes (a name passes through)."""
+    return layers if isinstance(layers, str) else "-".join(str(int(n)) for n in layers)
+
+
+def run_name(settings):
+    """Filesystem-safe name of one run, e.g. ``"784-256-128-10_lr0.01_L2_lambda0.001"``: the constructor's names."""
+    return f"{layers_name(settings['layers'])}_lr{_fmt(settings['lr'])}_L2_lambda{_fmt(settings['L2_lambda'])}"
+
+
+def settings_key(settings):
+    """Hashable identity of a run's settings (a settings dict, a log row or ``MLP.config()`` alike), robust to float
+    formatting."""
+    return (layers_name(settings["layers"]), _fmt(settings["lr"]), _fmt(settings["L2_lambda"]))
+
+
+def settings_from_row(row):
+    """The settings dict of a log row: its ``layers`` name back to a tuple of sizes."""
+    return config.settings(str(row["layers"]).split("-"), row["lr"], row["L2_lambda"])
+
+
+def unique_settings(grid):
+    """``{settings_key: settings}`` of the settings dicts of ``grid``, in grid order, each setting once (the first)."""
+    unique = {}
+    for settings in grid:
+        unique.setdefault(settings_key(settings), settings)
+    return unique
+
+
+# -- one run -------------------------------------------------------------------------------------------------------
+
+
+def new_model(settings):
+    """A quiet ``MLP(**settings)``: ``settings`` holds the constructor's keyword arguments, ``layers`` as any
+    sequence."""
+    return MLP(**dict(settings, layers=list(settings["layers"]), print_log=False))
+
+
+def fit(settings, X_train, y_train, X_val, y_val, save_path=None, checkpoint_path=None):
+    """Train :func:`new_model` of ``settings`` and return it (it holds its best-validation weights).
+
+    With ``checkpoint_path`` the run writes its state there after every epoch and, when a checkpoint of the same
+    settings is already there, resumes it instead of starting over: an interrupted run loses at most one epoch, and
+    a finished one is not trained again.
+    """
+    model = new_model(settings)
+    if checkpoint_path is not None and os.path.exists(checkpoint_path):
+        resumed = MLP.from_checkpoint(checkpoint_path, print_log=False)
+        if resumed.config() != model.config():
+            raise ValueError(f"{checkpoint_path} holds a run of other settings ({resumed.config()}); delete it "
+                             f"to train {model.config()} from the start")
+        model = resumed
+    model.train(X_train, y_train, X_val, y_val, save_path=save_path, checkpoint_path=checkpoint_path)
+    return model
+
+
+def outcome(model):
+    """What a trained model's run came to, under the model's own attribute names, as plain Python values."""
+    return {"best_val_acc": float(model.best_val_acc), "best_val_loss": float(model.best_val_loss),
+            "train_time_s": float(model.train_time_s), "best_iteration": int(model.best_iteration),
+            "diverged": bool(model.diverged)}
+
+
+def log_row(settings, model):
+    """The log's row of a trained model: its settings, then its :func:`outcome`."""
+    return {"layers": layers_name(settings["layers"]), "lr": float(settings["lr"]),
+            "L2_lambda": float(settings["L2_lambda"]), **outcome(model)}
+
+
+# -- where the runs train ------------------------------------------------------------------------------------------
+
+
+def blas_threads(n_jobs):
+    """BLAS threads for each run of a search with ``n_jobs`` workers: 1 when the workers run here, else None.
+
+    One thread per run whatever ``n_jobs`` is: OpenBLAS splits a product differently for another thread count, which
+    moves the last bits of the float32 sums, and SGD magnifies them; with one thread per run the log holds the same
+    numbers for every ``n_jobs``, and the cores are used by training ``n_jobs`` runs at once. Under another backend
+    (dask, ray, ...) the workers run on other machines: None leaves their BLAS threads as the cluster set them (a
+    dask worker started by its nanny has OMP/MKL/OPENBLAS_NUM_THREADS=1, one thread per running task).
+    """
+    here = tuple(joblib.parallel.BACKENDS[name] for name in ("loky", "multiprocessing", "threading", "sequential")
+                 if name in joblib.parallel.BACKENDS)
+    if n_jobs != 1 and not isinstance(joblib.parallel.get_active_backend()[0], here):
+        return None
+    return 1
+
+
+def in_process(n_jobs):
+    """Whether :func:`dispatch` calls the function here, one call after the other: with ``n_jobs == 1``."""
+    return n_jobs == 1
+
+
+class _WithThreads:
+    """``function`` called under a BLAS thread limit; picklable, and named after ``function`` (joblib and dask name
+    their tasks after it)."""
+
+    def __init__(self, function, n_threads):
+        functools.update_wrapper(self, function)
+        self.function, self.n_threads = function, n_threads
+
+    def __call__(self, *args, **kwargs):
+        with threadpool_limits(limits=self.n_threads):
+            return self.function(*args, **kwargs)
+
+
+def dispatch(function, items, *args, n_jobs=1, ordered=False, **kwargs):
+    """``function(item, *args, **kwargs)`` for every item, each with :func:`blas_threads` ``(n_jobs)`` BLAS threads;
+    an iterator over the results as they come (in the items' order with ``ordered=True``).
+
+    With ``n_jobs == 1`` (or no items) the calls run here, lazily, one at a time: no pickling of the data, and a plain
+    traceback if one fails. Otherwise they run in joblib's workers, ``n_jobs`` at a time (loky unless
+    ``joblib.parallel_config`` says otherwise; under ``backend="dask"`` the cluster's worker threads decide how many,
+    and ``n_jobs`` only has to differ from 1). ``function`` must be defined at the top level of a module so that
+    joblib can send it.
+    """
+    call, items = _WithThreads(function, blas_threads(n_jobs)), list(items)
+    if in_process(n_jobs) or not items:  # nothing to do starts no workers
+        return (call(item, *args, **kwargs) for item in items)
+    return joblib.Parallel(n_jobs=n_jobs, return_as="generator" if ordered else "generator_unordered")(
+        joblib.delayed(call)(item, *args, **kwargs) for item in items)
+
+
+# -- the CSV logs ---------------------------------------------------------------------------------------------------
+
+
+def start_log(path, columns):
+    """A new log at ``path`` holding only the header line of ``columns``, written atomically."""
+    atomic_write(path, lambda f: pd.DataFrame(columns=columns).to_csv(f, index=False))
+
+
+def append_rows(path, rows, columns):
+    """Append ``rows`` (dicts) to the CSV log ``path`` and make them durable before returning.
+
+    One small append and fsync per finished run: a crash loses at most the runs in flight.
+    """
+    with open(path, "a", newline="") as f:
+        pd.DataFrame(rows, columns=columns).to_csv(f, index=False, header=False)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_log(path, columns, what, advice=""):
+    """Read the CSV log at ``path``, checking that its columns are ``columns``; ValueError otherwise, naming ``what``
+    the log should be, followed by ``advice``."""
+    log = pd.read_csv(path, dtype={"layers": str})
+    if list(log.columns) != list(columns):
+        raise ValueError(f"{path} is not {what}: found columns {list(log.columns)}, expected {list(columns)}.{advice}")
+    return log.astype({column: DTYPES[column] for column in columns})
+
+
+def find_row(log, settings):
+    """The row of ``settings`` in ``log``, as a dict; KeyError when the log holds no run of them."""
+    wanted = settings_key(settings)
+    for row in log.to_dict("records"):
+        if settings_key(row) == wanted:
+            return row
+    raise KeyError(f"{run_name(settings)} is not in the log")
+
+
+def backup(path):
+    """Move ``path`` (a file or a folder) aside to ``<path>.bak``, replacing an older backup."""
+    bak = path.with_name(path.name + ".bak")
+    if bak.is_dir():
+        shutil.rmtree(bak)
+    os.replace(path, bak)
+
+
+# -- which run is better -------------------------------------------------------------------------------------------
+
+_UNUSABLE = solver.rank_key(math.nan, math.nan)  # where a run without usable validation numbers sorts
+
+
+def ranked(log, usable_only=True):
+    """The rows of ``log`` best first by ``solver.rank_key``, the one rule for which run is better: higher
+    ``best_val_acc``, then lower ``best_val_loss``; diverged runs and runs without finite numbers last, or left out
+    with ``usable_only``. The sort is stable: runs equal on both numbers keep their order in ``log``."""
+    keys = [solver.rank_key(acc, loss, diverged) for acc, loss, diverged
+            in zip(log["best_val_acc"], log["best_val_loss"], log["diverged"], strict=True)]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    if usable_only:
+        order = [i for i in order if keys[i] < _UNUSABLE]
+    return log.iloc[order]
