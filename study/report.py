@@ -1,13 +1,17 @@
-"""Copy the study's results into README.md, between ``<!-- results:start -->`` and ``<!-- results:end -->``.
+"""The study's results: ``log/results.json``, which the notebook's last cell writes, and the README's results
+section, which this module copies from it, between ``<!-- results:start -->`` and ``<!-- results:end -->``.
 
     python -m study.report [--root DIR]
 
-Reads ``log/results.json`` (written by the last cell of ``Fashion_mnist_model.ipynb``), ``log/grid_search.csv`` and,
-if present, the benchmarks' ``results.json``, ``beyond_results.json`` and ``grid_results.json`` in ``bench/``, all
-under ``--root`` (default: the repository), and replaces what lies between the two markers of ``README.md`` with: the
-top five runs of the grid, the test accuracy and loss, successive halving beside the grid, section 7's comparison,
-the wall times of each part and of the whole notebook, the machine, the benchmarks, and links to a few figures.
-Everything outside the markers is left as it is; the file is replaced atomically.
+:func:`notebook_results` gathers what the notebook measured into one dict and :func:`write_results` writes it with a
+description of the machine (:func:`machine_info`, which the benchmarks record too).
+
+Run as a script, the module reads ``log/results.json``, ``log/grid_search.csv`` and, if present, the benchmarks'
+``results.json``, ``beyond_results.json`` and ``grid_results.json`` in ``bench/``, all under ``--root`` (default:
+the repository), and replaces what lies between the two markers of ``README.md`` with: the top five runs of the
+grid, the test accuracy and loss, successive halving beside the grid, section 7's comparison, the wall times of each
+part and of the whole notebook, the machine, the benchmarks, and links to a few figures. Everything outside the
+markers is left as it is; the file is replaced atomically.
 """
 
 import argparse
@@ -22,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from fileio import atomic_write
-from study import grid
+from study import grid, runs
 
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
@@ -94,6 +98,39 @@ def write_results(path, results):
     text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))
     return payload
+
+
+def notebook_results(cfg, grid_log, trained_now, n_jobs, final, test, halving_found, beyond_table, beyond_test,
+                     wall_s):
+    """What the notebook measured, as the dict :func:`write_results` writes to ``log/results.json``.
+
+    ``cfg`` is the run's ``StudyConfig``; ``grid_log`` the grid's log, of which ``trained_now`` runs were trained in
+    this execution on ``n_jobs`` processes; ``final`` the model retrained on the grid's best settings; ``test`` its
+    ``(accuracy, loss, images)`` on the test set; ``halving_found`` what ``halving.halving_result`` found;
+    ``beyond_table`` section 7's comparison table and ``beyond_test`` the ``(accuracy, loss)`` of its saved model;
+    ``wall_s`` the wall times in seconds of ``"grid"``, ``"halving"``, ``"final_training"``, ``"beyond"`` (section 7)
+    and the whole ``"notebook"``.
+    """
+    top5 = grid.top_k(grid_log, k=5)
+    best = runs.settings_from_row(top5.iloc[0])
+    picked = halving_found["settings"]
+    return {
+        "quick": cfg.quick,
+        "test": {"accuracy": test[0], "loss": test[1], "images": test[2]},
+        "best": {**best, "best_val_acc": top5.loc[0, "best_val_acc"], "best_val_loss": top5.loc[0, "best_val_loss"]},
+        "top5": top5,
+        "grid": {"runs": len(grid_log), "trained_now": trained_now, "n_jobs": n_jobs, "wall_time_s": wall_s["grid"],
+                 "sum_train_time_s": grid_log["train_time_s"].sum()},
+        "final_training": {"wall_time_s": wall_s["final_training"], "best_val_acc": final.best_val_acc,
+                           "best_iteration": final.best_iteration},
+        # The pick's validation accuracy over all the epochs: its grid run's.
+        "halving": {"settings": picked, "best_val_acc": runs.find_row(grid_log, picked)["best_val_acc"],
+                    "epochs": halving_found["epochs_spent"], "grid_epochs": len(grid_log) * cfg.max_epoch,
+                    "rungs": halving_found["rungs"], "wall_time_s": wall_s["halving"]},
+        "beyond": {"table": beyond_table, "test_accuracy": beyond_test[0], "test_loss": beyond_test[1],
+                   "wall_time_s": wall_s["beyond"]},
+        "notebook_wall_time_s": wall_s["notebook"],
+    }
 
 
 # -- the README's results ----------------------------------------------------------------------------------------
@@ -230,7 +267,7 @@ def render(results, log, benches=(), figures=(), grid_bench=None):
         wall_times += (f" Only {grid['trained_now']} of the runs were trained in that execution, the others were "
                        "resumed from the log: the grid's wall time is not that of the whole grid.")
     parts = [
-        "_Written by `python report.py` from `log/results.json` and `log/grid_search.csv`; "
+        "_Written by `python -m study.report` from `log/results.json` and `log/grid_search.csv`; "
         f"numbers of the run of {results.get('written_at', 'unknown date')}._",
         f"**Test set** ({test.get('images', 10000):,} images): accuracy **{test['accuracy']:.4f}**, "
         f"cross-entropy loss {test['loss']:.4f}.",
@@ -261,7 +298,7 @@ def replace_block(text, block, source="README.md"):
             f"{source} must contain the line {START} followed later by the line {END}, each exactly once "
             f"(found {counts[START]} start and {counts[END]} end markers"
             + (", in the wrong order" if counts == {START: 1, END: 1} else "")
-            + "). Add them where the results should go; report.py rewrites what lies between them."
+            + "). Add them where the results should go; python -m study.report rewrites what lies between them."
         )
     head, rest = text.split(START)
     _, tail = rest.split(END)
@@ -309,7 +346,7 @@ def main(argv=None):
     try:
         text = build(args.root)
     except (ReportError, ValueError) as error:
-        print(f"report.py: error: {error}", file=sys.stderr)
+        print(f"python -m study.report: error: {error}", file=sys.stderr)
         return 1
     readme = args.root / "README.md"
     atomic_write(readme, lambda f: f.write(text.encode("utf-8")))

@@ -1,16 +1,17 @@
-"""report.py on a temporary project folder with fake results; the real README is never touched."""
+"""study.report on a temporary project folder with fake results; the real README is never touched (but for the
+last test, which only reads it)."""
 
 import json
 import os
 import stat
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from study import grid as tuning
-from study import report
+from study import config, grid, report
 
 README = """# Project
 
@@ -53,7 +54,7 @@ def _log():
     ]
     return pd.DataFrame([{"layers": ls, "lr": lr, "L2_lambda": l2, "best_val_acc": acc,
                           "best_val_loss": loss, "train_time_s": 200.0, "best_iteration": 1000, "diverged": div}
-                         for ls, lr, l2, acc, loss, div in rows], columns=tuning.LOG_COLUMNS)
+                         for ls, lr, l2, acc, loss, div in rows], columns=grid.LOG_COLUMNS)
 
 
 @pytest.fixture
@@ -164,7 +165,7 @@ def test_missing_or_broken_markers_exit_with_a_clear_error(project, capsys, read
     (project / "README.md").write_text(readme)
     assert report.main(["--root", str(project)]) == 1
     err = capsys.readouterr().err
-    assert "report.py: error:" in err and report.START in err and report.END in err
+    assert "python -m study.report: error:" in err and report.START in err and report.END in err
     assert (project / "README.md").read_text() == readme
 
 
@@ -257,3 +258,39 @@ def test_the_committed_results_are_those_of_the_readme():
     """The README's results section is what the report makes of the committed log, results.json and benchmarks."""
     root = Path(__file__).resolve().parent.parent
     assert _block(report.build(root)) == _block((root / "README.md").read_bytes().decode("utf-8"))
+
+
+def test_notebook_results_gathers_what_the_report_reads(project):
+    wall_s = {"grid": 612.0, "halving": 80.0, "final_training": 47.3, "beyond": 300.0, "notebook": 1000.2}
+    found = {"settings": {"layers": (784, 128, 64, 10), "lr": 0.05, "L2_lambda": 0.0}, "best_val_acc": 0.85,
+             "best_val_loss": 0.4, "epochs_spent": 276, "rungs": 4}
+    table = pd.DataFrame([{"model": "(c) wide", "settings": "784-1024-1024-10, adam", "val_accuracy": 0.913,
+                           "test_accuracy": 0.9061, "test_loss": 0.33, "epochs": 60, "train_time_s": 700.0}])
+    final = SimpleNamespace(best_val_acc=0.9045, best_iteration=1000)
+    results = report.notebook_results(config.study_config(quick=False, output_dir=project), _log(), trained_now=4,
+                                      n_jobs=2, final=final, test=(0.8934, 0.3012, 10000), halving_found=found,
+                                      beyond_table=table, beyond_test=(0.9061, 0.33), wall_s=wall_s)
+    assert list(results) == ["quick", "test", "best", "top5", "grid", "final_training", "halving", "beyond",
+                             "notebook_wall_time_s"]
+    assert results["quick"] is False
+    assert results["test"] == {"accuracy": 0.8934, "loss": 0.3012, "images": 10000}
+    assert results["best"] == {"layers": (784, 256, 128, 10), "lr": 0.05, "L2_lambda": 0.001, "best_val_acc": 0.9045,
+                               "best_val_loss": 0.27}
+    pd.testing.assert_frame_equal(results["top5"], grid.top_k(_log(), k=5))
+    assert results["grid"] == {"runs": 6, "trained_now": 4, "n_jobs": 2, "wall_time_s": 612.0,
+                               "sum_train_time_s": 1200.0}
+    assert results["final_training"] == {"wall_time_s": 47.3, "best_val_acc": 0.9045, "best_iteration": 1000}
+    # Halving's pick is measured by its grid run, over all the epochs (0.9001), not by its own last rung (0.85).
+    assert results["halving"] == {"settings": found["settings"], "best_val_acc": 0.9001, "epochs": 276,
+                                  "grid_epochs": 6 * 40, "rungs": 4, "wall_time_s": 80.0}
+    beyond = dict(results["beyond"])
+    assert beyond.pop("table") is table
+    assert beyond == {"test_accuracy": 0.9061, "test_loss": 0.33, "wall_time_s": 300.0}
+    assert results["notebook_wall_time_s"] == 1000.2
+    report.write_results(project / "log" / "results.json", results)
+    assert report.main(["--root", str(project)]) == 0
+    block = _block((project / "README.md").read_text())
+    assert "layers 784-256-128-10, learning rate 0.05, L2 0.001; validation accuracy 0.9045" in block
+    assert "picks layers 784-128-64-10, learning rate 0.05, L2 0, whose 40-epoch validation accuracy is 0.9001" in block
+    assert "| (c) wide | 784-1024-1024-10, adam | 0.9130 | 0.9061 | 0.3300 | 60 | 11.7 min |" in block
+    assert "Only 4 of the runs were trained" in block
