@@ -8,7 +8,7 @@ printed at the end are what to compare.
 
     python bench/bench_train.py [--epochs 3] [--repeats 3] [--output bench/results.json]
 
-The figures also go to a JSON file, from which report.py writes the README's benchmark table.
+The figures also go to a JSON file, from which `python -m study.report` writes the README's benchmark table.
 """
 
 import argparse
