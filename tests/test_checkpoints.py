@@ -20,15 +20,15 @@ class Crash(Exception):
 
 def crash_after(model, batches):
     """Make ``model`` raise in the middle of training, after ``batches`` mini-batches, as a crash would."""
-    train_step, done = model.train_step, []
+    step, done = model.solver.step, []
 
     def failing_step(X, y):
         if len(done) == batches:
             raise Crash
         done.append(1)
-        return train_step(X, y)
+        return step(X, y)
 
-    model.train_step = failing_step
+    model.solver.step = failing_step
 
 
 @pytest.mark.parametrize("settings", SETTINGS)
