@@ -4,6 +4,7 @@
 ``read_archive`` is how ``.npz`` archives come back. Neither knows anything of the network.
 """
 
+import glob
 import os
 import tempfile
 import zipfile
@@ -15,11 +16,16 @@ import numpy as np
 def atomic_write(path, write):
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place.
 
-    A crash part-way leaves the previous file (or none) at ``path``, never a half-written one. The new file gets the
-    mode of the file it replaces, or an ordinary one (0644) when there was none.
+    A crash part-way leaves the previous file (or none) at ``path``, never a half-written one, and the next write
+    removes the temporary file it left. The new file gets the mode of the file it replaces, or an ordinary one
+    (0644) when there was none.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # A process killed mid-write (kill -9, power loss) could not remove its temporary file: this write does. Each
+    # file has one writer at a time in this project, so a temporary file of this name is never another's live one.
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         # mkstemp makes the file private (0600); give it the mode the file it replaces had, or an ordinary one.
