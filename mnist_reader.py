@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from fileio import atomic_write
+from solver import atomic_write
 
 __all__ = [
     "CLASS_NAMES",

@@ -13,8 +13,8 @@ from operator import attrgetter
 import numpy as np
 import pandas as pd
 
-from fileio import atomic_write, read_archive
-from solver import LR_SCHEDULES, Solver, check_data, make_optimizer
+from optimizers import make_optimizer
+from solver import LR_SCHEDULES, Solver, atomic_write, check_data, check_rows, check_settings, read_archive
 
 EVAL_CHUNK_ROWS = 8192  # rows per chunk in evaluate(): ~8 MB per hidden layer of 256 float32 units
 
@@ -225,8 +225,7 @@ class MLP:
     def __init__(self, layers, lr=0.1, activation="relu", max_epoch=40, batch_size=100, L2_lambda=0.0,
                  decay_factor=0.95, decay_steps=500, print_log=True, print_iter=100, seed=0, dtype=np.float32,
                  optimizer="sgd", dropout=0.0, lr_schedule="step", warmup_steps=0, weight_init=None, patience=None):
-        if len(layers) < 2 or any(int(size) != size or size < 1 for size in layers):
-            raise ValueError(f"layers must list at least two positive integer sizes, got {layers!r}")
+        check_settings(locals())
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}: choose one of {sorted(ACTIVATIONS)}")
         if lr_schedule not in LR_SCHEDULES:
@@ -305,6 +304,7 @@ class MLP:
 
     def predict(self, X):
         """X (N, D) -> predicted labels (N,)."""
+        X = check_rows(X, self, "prediction")
         return np.concatenate([self.forward(X[start:start + EVAL_CHUNK_ROWS]).argmax(axis=1)
                                for start in range(0, len(X), EVAL_CHUNK_ROWS)])
 
@@ -313,12 +313,17 @@ class MLP:
 
         Runs in chunks of ``EVAL_CHUNK_ROWS`` so that memory stays small whatever the number of rows.
         """
+        # The Solver calls this every few batches: the pass that looks for NaN in X is made only if the loss says so.
+        X, y = check_data(X, y, self, "evaluation", check_finite=False)
         correct, loss_sum = 0, 0.0
-        for start in range(0, len(X), EVAL_CHUNK_ROWS):
-            labels = y[start:start + EVAL_CHUNK_ROWS]
-            probs = self.forward(X[start:start + EVAL_CHUNK_ROWS])
-            correct += int(np.count_nonzero(probs.argmax(axis=1) == labels))
-            loss_sum += float(self.softmax.cross_entropy(labels, reduction="none").sum(dtype=np.float64))
+        with np.errstate(over="ignore", invalid="ignore"):  # a non-finite loss is answered below, not warned about
+            for start in range(0, len(X), EVAL_CHUNK_ROWS):
+                labels = y[start:start + EVAL_CHUNK_ROWS]
+                probs = self.forward(X[start:start + EVAL_CHUNK_ROWS])
+                correct += int(np.count_nonzero(probs.argmax(axis=1) == labels))
+                loss_sum += float(self.softmax.cross_entropy(labels, reduction="none").sum(dtype=np.float64))
+        if not np.isfinite(loss_sum):
+            check_rows(X, self, "evaluation")
         return correct / len(X), loss_sum / len(X)
 
     def train(self, X_train, y_train, X_val, y_val, save_path=None, epochs=None, checkpoint_path=None):
@@ -351,6 +356,10 @@ class MLP:
         extra = sorted(set(params) - set(expected))
         if extra:
             raise ValueError(f"unexpected parameters {extra}; expected keys {list(expected)}")
+        for name, array in params.items():
+            if np.asarray(array).dtype.kind not in "fiu" or not np.isfinite(array).all():
+                raise ValueError(f"parameter {name} must hold finite real numbers, got {np.asarray(array).dtype} "
+                                 "values with NaN, infinity or imaginary parts: these weights cannot be used")
         for i, fc in enumerate(self.fc_layers, start=1):
             fc.W[...] = params[f"W{i}"]
             fc.b[...] = params[f"b{i}"]

@@ -3,24 +3,31 @@
 ``modules.py`` tells how a network computes its output (``forward``), its gradients (``backward``) and one step
 (``update``). This module runs those steps, as Caffe's ``Solver`` runs a ``Net``:
 
-- the **update rules** (``SGD``, ``Momentum``, ``Adam``) that turn a gradient into a step, with the L2 penalty or
-  weight decay they apply;
+- the **doors**: the checks that turn away settings and data no run could use, with a message that says why;
 - the **learning-rate policies** (step decay, cosine, linear warm-up);
 - the **run**: ``Solver(model).train(...)`` loops over epochs and shuffled mini-batches, records the history, keeps the
   parameters with the best validation numbers (``rank_key`` is the rule), stops early or on divergence, and writes a
-  checkpoint from which ``MLP.from_checkpoint`` resumes the run bit for bit.
+  checkpoint from which ``MLP.from_checkpoint`` resumes the run bit for bit;
+- the **files**: ``atomic_write``, through which every file of the project reaches the disk, and ``read_archive``,
+  which reads ``.npz`` archives without pickle. They know nothing of the network, so the study can write its files
+  without importing it.
+
+The update rules (SGD, momentum, Adam) that the model's ``update`` applies are in ``optimizers.py``.
 """
 
-import copy
+import glob
 import json
 import math
+import numbers
+import os
+import tempfile
 import time
+import zipfile
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from fileio import atomic_write
 
 LR_SCHEDULES = ("step", "cosine")
 HISTORY_COLUMNS = ["iteration", "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "diverged"]
@@ -37,214 +44,133 @@ def rank_key(val_acc, val_loss, diverged=False):
     return (0, -val_acc, val_loss)
 
 
-def check_data(X, y, model, name):
+# The constructor's numeric settings and what each must be; ``check_settings`` turns them away at the door.
+COUNTS = {"max_epoch": 1, "batch_size": 1, "decay_steps": 1, "print_iter": 1, "warmup_steps": 0, "seed": 0}
+RATES = {"lr": (lambda v: v > 0, "a positive number"), "L2_lambda": (lambda v: v >= 0, "a number of at least 0"),
+         "decay_factor": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+         "dropout": (lambda v: 0 <= v < 1, "a probability in [0, 1)")}
+
+
+def check_settings(settings):
+    """ValueError naming the first of the model's numeric ``settings`` (a dict) that no run could use."""
+    layers = settings["layers"]
+    if not isinstance(layers, (list, tuple, np.ndarray)) or len(layers) < 2 or not all(
+            is_count(size, 1) for size in layers):
+        raise ValueError(f"layers must list at least two positive integer sizes, e.g. [784, 256, 10]; got {layers!r}")
+    for name, minimum in COUNTS.items():
+        if not is_count(settings[name], minimum):
+            raise ValueError(f"{name} must be an integer of at least {minimum}, got {settings[name]!r}")
+    if settings["patience"] is not None and not is_count(settings["patience"], 1):
+        raise ValueError(f"patience must be None (no early stopping) or a positive integer, "
+                         f"got {settings['patience']!r}")
+    for name, (in_range, what) in RATES.items():
+        value = settings[name]
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+                or not in_range(value):
+            raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+def is_count(value, minimum):
+    """Whether ``value`` is an integer (Python or NumPy, not a bool) of at least ``minimum``."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
+
+
+def check_data(X, y, model, name, check_finite=True):
     """``(X, y)`` as the model computes with them (``model.dtype`` rows, ``intp`` labels); ValueError, naming the
-    ``name`` set, if they cannot be rows and labels of this model."""
-    X = np.asarray(X, dtype=model.dtype)
+    ``name`` set, if they cannot be rows and labels of this model (see ``check_rows``)."""
+    X = check_rows(X, model, name, check_finite)
     y = np.asarray(y)
-    if X.ndim != 2 or X.shape[1] != model.layers[0]:
-        raise ValueError(f"{name} data must have shape (N, {model.layers[0]}), got {X.shape}")
     if y.shape != (len(X),) or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"{name} labels must be integers of shape ({len(X)},), got {y.dtype} {y.shape}")
-    if len(y) and (y.min() < 0 or y.max() >= model.layers[-1]):
-        raise ValueError(f"{name} labels must lie in [0, {model.layers[-1]}), got [{y.min()}, {y.max()}]")
+        raise ValueError(f"{name} labels must be integers of shape ({len(X)},), one per row; got {y.dtype} {y.shape}")
+    if y.min() < 0 or y.max() >= model.layers[-1]:
+        raise ValueError(f"{name} labels must be classes in [0, {model.layers[-1]}), got labels from {y.min()} to "
+                         f"{y.max()}")
     return X, y.astype(np.intp, copy=False)
 
 
-# -- update rules -----------------------------------------------------------------------------------------------------
-
-# Elements per chunk in the stateful rules: a chunk of the parameter, its gradient and state (a few 128 KB float32
-# pieces) stays in the cache through all the arithmetic of one step, instead of every operation streaming whole
-# multi-megabyte arrays through memory again.
-CHUNK = 1 << 15
-
-
-def chunks(*arrays):
-    """Matching flat views, ``CHUNK`` elements at a time, of arrays of one shape; writing to them writes the arrays."""
-    if not all(array.flags.c_contiguous for array in arrays):
-        raise ValueError("optimizers update parameters in place through flat views: pass C-contiguous arrays")
-    flat = [array.reshape(-1) for array in arrays]
-    for start in range(0, flat[0].size, CHUNK):
-        yield [part[start:start + CHUNK] for part in flat]
-
-
-def named(prefix, arrays):
-    """``[a, b]`` -> ``{"prefix.0": a, "prefix.1": b}``: per-pair state as named arrays, in the order of the pairs."""
-    return {f"{prefix}.{i}": array for i, array in enumerate(arrays)}
+def check_rows(X, model, name, check_finite=True):
+    """``X`` as the model computes with it; ValueError, naming the ``name`` set, if it is empty, of the wrong shape
+    or (with ``check_finite``, a pass over the data) holds NaN or infinity."""
+    if not isinstance(X, np.ndarray) or X.dtype.kind not in "fiub":
+        X = np.asarray(X)
+        if X.dtype.kind not in "fiub":
+            raise ValueError(f"{name} data must be real numbers, got an array of {X.dtype}")
+    X = X.astype(model.dtype, copy=False)
+    if X.ndim != 2 or X.shape[1] != model.layers[0] or not len(X):
+        raise ValueError(f"{name} data must have shape (N, {model.layers[0]}) with N > 0, got {X.shape}")
+    if check_finite and not np.isfinite(X).all():
+        raise ValueError(f"{name} data holds NaN or infinite values (in {np.count_nonzero(~np.isfinite(X))} places): "
+                         "clean or impute them before training or evaluating")
+    return X
 
 
-def unnamed(prefix, state):
-    """The inverse of :func:`named` (copies, in order), or None when ``state`` holds no such arrays."""
-    arrays = []
-    while f"{prefix}.{len(arrays)}" in state:
-        arrays.append(np.array(state[f"{prefix}.{len(arrays)}"]))
-    return arrays or None
+# -- files ------------------------------------------------------------------------------------------------------------
 
+def atomic_write(path, write):
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place.
 
-def add_l2_gradient(params, weight_decay):
-    """Add ``weight_decay * W``, the gradient of the penalty ``(weight_decay / 2) * ||W||^2``, to each weight
-    matrix's gradient; bias vectors are never regularised."""
-    if weight_decay:
-        for param, grad in params:
-            if param.ndim > 1:
-                grad += weight_decay * param
-
-
-class SGD:
-    """Plain stochastic gradient descent: ``param -= lr * (grad + weight_decay * param)`` (no decay for biases).
-
-    Every rule has ``step(params, lr, weight_decay=0.0)``, where ``params`` is a list of ``(param, grad)`` pairs in
-    a fixed order (the model's ``W1, b1, W2, b2, ...``), ``lr`` the learning rate of this step and ``weight_decay``
-    the model's ``L2_lambda``; it changes every ``param`` in place. State such as a velocity is kept per pair, in
-    the same order, and made on the first step; ``state_dict()`` and ``load_state_dict()`` save and restore it.
-    ``decoupled_weight_decay`` says how ``weight_decay`` applies: False, as the gradient of an L2 penalty added to
-    the loss; True (Adam), as a direct shrinking of the weights.
+    A crash part-way leaves the previous file (or none) at ``path``, never a half-written one, and the next write
+    removes the temporary file it left. The new file gets the mode of the file it replaces, or an ordinary one
+    (0644) when there was none.
     """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A process killed mid-write (kill -9, power loss) could not remove its temporary file: this write does. Each
+    # file has one writer at a time in this project, so a temporary file of this name is never another's live one.
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        # mkstemp makes the file private (0600); give it the mode the file it replaces had, or an ordinary one.
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
-    name = "sgd"
-    decoupled_weight_decay = False
 
-    def step(self, params, lr, weight_decay=0.0):
-        add_l2_gradient(params, weight_decay)
-        for param, grad in params:
-            param -= lr * grad
+def read_archive(path, required, kind, writer):
+    """All arrays of the ``.npz`` archive at ``path`` as a dict, loaded without pickle.
 
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, state):
-        pass
-
-    def config(self):
-        return {"name": self.name}
-
-
-class Momentum(SGD):
-    """SGD with momentum, in PyTorch's formulation, on the gradient with its L2 term.
-
-    Heavy ball: ``velocity = momentum * velocity + grad``, then ``param -= lr * velocity``.
-    Nesterov: the same velocity, then ``param -= lr * (grad + momentum * velocity)``, the step taken from where the
-    velocity is about to carry the parameters.
+    ValueError if it is not a ``kind`` (an archive holding the ``required`` arrays), naming the ``writer`` that makes
+    one; also, before any array's data is read, if a header promises more bytes than its file holds: a forged header
+    cannot make it allocate gigabytes. FileNotFoundError passes through as it is.
     """
-
-    def __init__(self, momentum=0.9, nesterov=False):
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
-        self.momentum = momentum
-        self.nesterov = nesterov
-        self.velocities = None
-
-    @property
-    def name(self):
-        return "nesterov" if self.nesterov else "momentum"
-
-    def step(self, params, lr, weight_decay=0.0):
-        add_l2_gradient(params, weight_decay)
-        if self.velocities is None:
-            self.velocities = [np.zeros_like(param) for param, _ in params]
-        for (param, grad), velocity in zip(params, self.velocities, strict=True):
-            for p, g, v in chunks(param, grad, velocity):
-                v *= self.momentum
-                v += g
-                p -= lr * (g + self.momentum * v if self.nesterov else v)
-
-    def state_dict(self):
-        return {} if self.velocities is None else named("velocity", self.velocities)
-
-    def load_state_dict(self, state):
-        self.velocities = unnamed("velocity", state)
-
-    def config(self):
-        return {"name": self.name, "momentum": self.momentum}
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single array, not an .npz archive")
+        with archive:
+            for name in archive.files:
+                check_header(archive.zip, name)
+            arrays = {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as error:
+        raise ValueError(f"{path} is not a readable {kind} ({error}); write it with {writer}") from None
+    missing = set(required) - set(arrays)
+    if missing:
+        raise ValueError(f"{path} is not a {kind}: it lacks {sorted(missing)}; write it with {writer}")
+    return arrays
 
 
-class Adam(SGD):
-    """Adam (Kingma and Ba, 2015) with bias correction; with a weight decay, AdamW.
-
-    ``m = beta1 * m + (1 - beta1) * grad`` and ``v = beta2 * v + (1 - beta2) * grad**2`` track the mean and the
-    mean square of each gradient; the step is ``lr * m_hat / (sqrt(v_hat) + eps)`` with ``m_hat = m / (1 - beta1**t)``
-    and ``v_hat = v / (1 - beta2**t)`` undoing the bias of starting both at zero.
-
-    The weight decay is decoupled (Loshchilov and Hutter, 2019): ``W *= 1 - lr * weight_decay`` before the step, for
-    the weight matrices only. Adam divides each gradient by its running size, so an L2 term added to the gradient
-    would be scaled away for the very weights that most need the decay.
-    """
-
-    name = "adam"
-    decoupled_weight_decay = True
-
-    def __init__(self, beta1=0.9, beta2=0.999, eps=1e-8):
-        self.beta1, self.beta2, self.eps = beta1, beta2, eps
-        self.t = 0
-        self.m = self.v = None
-        self.scratch = None
-
-    def step(self, params, lr, weight_decay=0.0):
-        if self.m is None:
-            self.m = [np.zeros_like(param) for param, _ in params]
-            self.v = [np.zeros_like(param) for param, _ in params]
-        if self.scratch is None:
-            self.scratch = np.empty(CHUNK, dtype=params[0][0].dtype)
-            self.tiny = np.finfo(params[0][0].dtype).tiny
-        self.t += 1
-        correction1 = 1 - self.beta1 ** self.t
-        correction2 = 1 - self.beta2 ** self.t
-        # Folding the bias corrections into the step size and eps saves two passes over every parameter. They stay
-        # Python floats: a NumPy float64 scalar would make each operation on the float32 arrays run in float64,
-        # through casting buffers, at a fraction of the speed.
-        step_size = float(lr * np.sqrt(correction2) / correction1)
-        eps = float(self.eps * np.sqrt(correction2))
-        for (param, grad), m_all, v_all in zip(params, self.m, self.v, strict=True):
-            decay = float(1 - lr * weight_decay) if param.ndim > 1 else 1
-            # In place, through one scratch buffer: no array is allocated in the loop.
-            for p, g, m, v in chunks(param, grad, m_all, v_all):
-                tmp = self.scratch[:p.size]
-                if decay != 1:
-                    p *= decay
-                np.subtract(g, m, out=tmp)  # m = beta1 * m + (1 - beta1) * g
-                tmp *= 1 - self.beta1
-                m += tmp
-                np.multiply(g, g, out=tmp)  # v = beta2 * v + (1 - beta2) * g**2
-                tmp -= v
-                tmp *= 1 - self.beta2
-                v += tmp
-                # Where the gradient stays 0 (a pixel that is always blank, a dead unit) v decays into subnormal
-                # numbers, on which every operation is many times slower. Below the smallest normal number,
-                # sqrt(v) is 1e-19 and vanishes beside eps, so the floor leaves every step exactly as it was.
-                np.maximum(v, self.tiny, out=v)
-                np.sqrt(v, out=tmp)  # p -= step_size * m / (sqrt(v) + eps)
-                tmp += eps
-                np.divide(m, tmp, out=tmp)
-                tmp *= step_size
-                p -= tmp
-
-    def state_dict(self):
-        if self.m is None:
-            return {}
-        return {"t": np.array(self.t), **named("m", self.m), **named("v", self.v)}
-
-    def load_state_dict(self, state):
-        self.t = int(state["t"]) if "t" in state else 0
-        self.m, self.v = unnamed("m", state), unnamed("v", state)
-
-    def config(self):
-        return {"name": self.name, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
-
-
-def make_optimizer(spec):
-    """An update rule from a name (``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"``), a ``config()`` dict, or
-    an optimizer object, of which it returns a copy: two models given the same object must not share a state."""
-    if hasattr(spec, "step"):
-        return copy.deepcopy(spec)
-    config = {"name": spec} if isinstance(spec, str) else dict(spec)
-    name = config.pop("name", None)
-    if name == "sgd":
-        return SGD()
-    if name in ("momentum", "nesterov"):
-        return Momentum(nesterov=name == "nesterov", **config)
-    if name == "adam":
-        return Adam(**config)
-    raise ValueError(f"unknown optimizer {name!r}: use 'sgd', 'momentum', 'nesterov', 'adam' or an optimizer object")
+def check_header(zip_file, name):
+    """ValueError if the ``.npy`` header of array ``name`` in the open ``zip_file`` promises more bytes than the
+    member holds."""
+    member = zip_file.getinfo(f"{name}.npy")
+    with zip_file.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+    promised = math.prod(shape) * dtype.itemsize
+    if promised > member.file_size:
+        raise ValueError(f"the header of array {name} promises {promised:,} bytes but the file holds "
+                         f"{member.file_size:,}")
 
 
 # -- the run ----------------------------------------------------------------------------------------------------------

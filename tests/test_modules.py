@@ -298,7 +298,7 @@ def test_bad_training_data_gets_a_clear_error():
     model = MLP([2, 4, 3], print_log=False)
     with pytest.raises(ValueError, match=r"training data must have shape \(N, 2\)"):
         model.train(X_train[:, :1], y_train, X_val, y_val)
-    with pytest.raises(ValueError, match=r"validation labels must lie in \[0, 3\)"):
+    with pytest.raises(ValueError, match=r"validation labels must be classes in \[0, 3\)"):
         model.train(X_train, y_train, X_val, y_val + 3)
 
 

@@ -8,7 +8,7 @@ import pytest
 from test_modules import numerical_gradient, relative_error, rings, small_problem, step_direction
 
 from modules import MLP, Dropout
-from solver import Adam
+from optimizers import Adam
 
 
 def test_dropout_is_the_identity_outside_training():

@@ -1,9 +1,12 @@
-"""fileio: atomic writes and archives read without pickle."""
+"""solver.atomic_write and solver.read_archive: atomic writes and archives read without pickle."""
+
+import io
+import zipfile
 
 import numpy as np
 import pytest
 
-from fileio import atomic_write, read_archive
+from solver import atomic_write, read_archive
 
 
 def test_atomic_write_gives_ordinary_or_previous_permissions(tmp_path):
@@ -40,3 +43,12 @@ def test_read_archive_refuses_a_single_array_and_names_the_writer(tmp_path):
     assert set(read_archive(tmp_path / "two.npz", ("a",), "thing", "make_thing")) == {"a"}
     with pytest.raises(ValueError, match=r"it lacks \['b'\]"):
         read_archive(tmp_path / "two.npz", ("a", "b"), "thing", "make_thing")
+
+
+def test_a_header_that_promises_more_than_the_file_holds_is_refused_before_reading(tmp_path):
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (100000, 100000)})
+    with zipfile.ZipFile(tmp_path / "forged.npz", "w") as archive:
+        archive.writestr("W1.npy", header.getvalue() + bytes(64))  # 40 GB promised, 64 bytes there
+    with pytest.raises(ValueError, match="promises 40,000,000,000 bytes but the file holds"):
+        read_archive(tmp_path / "forged.npz", (), "thing", "make_thing")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from solver import CHUNK, SGD, Adam, Momentum, make_optimizer
+from optimizers import CHUNK, SGD, Adam, Momentum, make_optimizer
 
 GRADS = [np.array([0.5, -1.0]), np.array([0.25, 2.0]), np.array([-1.0, 0.5])]
 LRS = [0.1, 0.1, 0.05]
