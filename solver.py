@@ -23,6 +23,7 @@ import os
 import tempfile
 import time
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -102,6 +103,12 @@ def check_rows(X, model, name, check_finite=True):
         raise ValueError(f"{name} data holds NaN or infinite values (in {np.count_nonzero(~np.isfinite(X))} places): "
                          "clean or impute them before training or evaluating")
     return X
+
+
+def fingerprint(*arrays):
+    """The shape, type and CRC-32 of each array: enough to tell that a run is being handed other data (a different
+    split, subsample or preprocessing), at about 25 ms for the whole training set."""
+    return [f"{array.dtype}{list(array.shape)}:{zlib.crc32(np.ascontiguousarray(array)):08x}" for array in arrays]
 
 
 # -- files ------------------------------------------------------------------------------------------------------------
@@ -214,6 +221,7 @@ class Solver:
         self.best_params = None
         self.checks_without_improvement = 0
         self.params_reached = None
+        self.data_fingerprint = None
 
     def lr_at(self, iteration, total_batches=None):
         """The learning rate of batch ``iteration`` (counted from 0); only the cosine policy needs the run's length."""
@@ -240,6 +248,14 @@ class Solver:
         The data must have passed the model's checks already.
         """
         model = self.model
+        data = fingerprint(X_train, y_train, X_val, y_val)
+        if self.data_fingerprint is not None and data != self.data_fingerprint:
+            differs = [name for name, old, new in zip(("X_train", "y_train", "X_val", "y_val"), self.data_fingerprint,
+                                                       data, strict=True) if old != new]
+            raise ValueError(f"this run was trained on other data ({', '.join(differs)} differ: {data} against "
+                             f"{self.data_fingerprint}); go on with the data it started with, or start a new run "
+                             "(a new MLP, or init_model()) for this data")
+        self.data_fingerprint = data
         if self.params_reached is not None:
             model.load_param(self.params_reached)
             self.params_reached = None
@@ -348,7 +364,7 @@ class Solver:
                "rows": self.rows, "meter": asdict(self.meter), "best_val_acc": self.best_val_acc,
                "best_val_loss": self.best_val_loss, "best_iteration": self.best_iteration,
                "checks_without_improvement": self.checks_without_improvement,
-               "generator": model.rng.bit_generator.state}
+               "data_fingerprint": self.data_fingerprint, "generator": model.rng.bit_generator.state}
         arrays["config"] = np.array(json.dumps(model.config()))
         arrays["run"] = np.array(json.dumps(run))
         atomic_write(path, lambda f: np.savez(f, **arrays))
@@ -371,3 +387,4 @@ class Solver:
         self.best_iteration = run["best_iteration"]
         self.best_params = group("best.") or None
         self.checks_without_improvement = run["checks_without_improvement"]
+        self.data_fingerprint = run["data_fingerprint"]
