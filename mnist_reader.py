@@ -24,7 +24,6 @@ import gzip
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.request
 import zlib
 from collections.abc import Callable, Iterator
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from solver import atomic_write
 
 __all__ = [
     "CLASS_NAMES",
@@ -144,6 +145,11 @@ def load_mnist(path: str | os.PathLike[str], kind: str = "train") -> tuple[np.nd
 
     images = _read_idx(images_file, IMAGE_MAGIC, (IMAGE_SIDE, IMAGE_SIDE))
     labels = _read_idx(labels_file, LABEL_MAGIC, ())
+    if len(labels) and labels.max() >= len(CLASS_NAMES):
+        raise ValueError(
+            f"{labels_file} holds label {labels.max()}, but Fashion-MNIST's classes are 0..{len(CLASS_NAMES) - 1}; "
+            "the file is corrupt or belongs to another data set: delete it and get it again"
+        )
     if len(images) != len(labels):
         raise ValueError(
             f"{images_file} holds {len(images)} images but {labels_file} holds {len(labels)} labels; "
@@ -210,6 +216,8 @@ def download_fashion_mnist(
     ChecksumError (a ValueError) if a download has the wrong MD5.
     """
     folder = Path(dest)
+    if folder.exists() and not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is a file: download_fashion_mnist needs a folder to put the four files in")
     folder.mkdir(parents=True, exist_ok=True)
     for name, expected_md5 in FILES.items():
         target = folder / name
@@ -225,6 +233,11 @@ def _scale(pixels: np.ndarray) -> np.ndarray:
 
 
 def _find_file(folder: Path, stem: str) -> Path:
+    if folder.exists() and not folder.is_dir():
+        raise FileNotFoundError(
+            f"{folder} is a file, but the data path must be the folder that holds the four Fashion-MNIST files. "
+            + HOW_TO_GET_DATA.format(folder=folder.parent)
+        )
     for candidate in (folder / f"{stem}.gz", folder / stem):
         if candidate.is_file():
             return candidate
@@ -298,18 +311,11 @@ def _fetch_chunks(url: str, opener: Callable[..., Any], folder: Path) -> Iterato
 
 
 def _download(url: str, target: Path, expected_md5: str, opener: Callable[..., Any]) -> None:
-    # The temporary file lives in the target's folder so os.replace is an
-    # atomic rename on the same file system.
-    fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    temp = Path(temp_name)
-    try:
+    def fetch_and_check(out: Any) -> None:
         digest = hashlib.md5(usedforsecurity=False)
-        with os.fdopen(fd, "wb") as out:
-            for chunk in _fetch_chunks(url, opener, target.parent):
-                digest.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
+        for chunk in _fetch_chunks(url, opener, target.parent):
+            digest.update(chunk)
+            out.write(chunk)
         got_md5 = digest.hexdigest()
         if got_md5 != expected_md5:
             raise ChecksumError(
@@ -317,7 +323,7 @@ def _download(url: str, target: Path, expected_md5: str, opener: Callable[..., A
                 "The download was damaged or the mirror serves a different file; try again, or "
                 f"place a good copy in {target.parent} by hand, or set {ENV_VAR} to a folder that holds one."
             )
-        os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+
+    # Written under a temporary name and renamed only once complete and verified, with ordinary permissions; a
+    # download killed part-way leaves a temporary file that the next attempt removes.
+    atomic_write(target, fetch_and_check)

@@ -1,16 +1,14 @@
 """Update rules: how a gradient becomes a step, as small objects with their own state.
 
-Each optimizer has ``step(params, lr)``, where ``params`` is a list of ``(param, grad)`` pairs in a fixed order (the
-model's ``W1, b1, W2, b2, ...``) and ``lr`` the learning rate of this step; it changes every ``param`` in place.
-State such as a velocity is kept per pair, in the same order, and made on the first step. ``state_dict()`` returns
-it as a dict of named arrays and ``load_state_dict()`` puts it back, so a checkpoint can resume a run exactly.
+Each rule has ``step(params, lr, weight_decay=0.0)``, where ``params`` is a list of ``(param, grad)`` pairs in a
+fixed order (the model's ``W1, b1, W2, b2, ...``), ``lr`` the learning rate of this step and ``weight_decay`` the
+model's ``L2_lambda``; it changes every ``param`` in place. State such as a velocity is kept per pair, in the same
+order, and made on the first step; ``state_dict()`` returns it as named arrays and ``load_state_dict()`` puts it
+back, so a checkpoint can resume a run exactly.
 
-``decoupled_weight_decay`` tells the model how ``L2_lambda`` applies. False (SGD, momentum): the model adds
-``L2_lambda * W`` to ``grad_W``, which is the gradient of the L2 penalty. True (Adam): the model leaves the gradient
-alone and passes ``weight_decay=L2_lambda`` to ``step``, which shrinks the weights directly, ``W *= 1 - lr *
-L2_lambda``, before the step, as AdamW does; Adam divides
-each gradient by its running size, so an L2 term added to the gradient would be scaled away for the very weights
-that most need the decay (Loshchilov and Hutter, 2019). Biases are never decayed.
+``decoupled_weight_decay`` says how ``weight_decay`` applies. False (SGD, momentum): as the gradient of the penalty
+``(weight_decay / 2) * ||W||^2`` added to the loss, ``grad_W += weight_decay * W``. True (Adam): as a direct
+shrinking of the weights, ``W *= 1 - lr * weight_decay``, before the step, as AdamW does. Biases are never decayed.
 """
 
 import copy
@@ -45,13 +43,23 @@ def unnamed(prefix, state):
     return arrays or None
 
 
+def add_l2_gradient(params, weight_decay):
+    """Add ``weight_decay * W``, the gradient of the penalty ``(weight_decay / 2) * ||W||^2``, to each weight
+    matrix's gradient; bias vectors are never regularised."""
+    if weight_decay:
+        for param, grad in params:
+            if param.ndim > 1:
+                grad += weight_decay * param
+
+
 class SGD:
-    """Plain stochastic gradient descent: ``param -= lr * grad``."""
+    """Plain stochastic gradient descent: ``param -= lr * (grad + weight_decay * param)`` (no decay for biases)."""
 
     name = "sgd"
     decoupled_weight_decay = False
 
-    def step(self, params, lr):
+    def step(self, params, lr, weight_decay=0.0):
+        add_l2_gradient(params, weight_decay)
         for param, grad in params:
             param -= lr * grad
 
@@ -65,15 +73,13 @@ class SGD:
         return {"name": self.name}
 
 
-class Momentum:
-    """SGD with momentum, in PyTorch's formulation.
+class Momentum(SGD):
+    """SGD with momentum, in PyTorch's formulation, on the gradient with its L2 term.
 
     Heavy ball: ``velocity = momentum * velocity + grad``, then ``param -= lr * velocity``.
     Nesterov: the same velocity, then ``param -= lr * (grad + momentum * velocity)``, the step taken from where the
     velocity is about to carry the parameters.
     """
-
-    decoupled_weight_decay = False
 
     def __init__(self, momentum=0.9, nesterov=False):
         if not 0 <= momentum < 1:
@@ -86,7 +92,8 @@ class Momentum:
     def name(self):
         return "nesterov" if self.nesterov else "momentum"
 
-    def step(self, params, lr):
+    def step(self, params, lr, weight_decay=0.0):
+        add_l2_gradient(params, weight_decay)
         if self.velocities is None:
             self.velocities = [np.zeros_like(param) for param, _ in params]
         for (param, grad), velocity in zip(params, self.velocities, strict=True):
@@ -105,12 +112,16 @@ class Momentum:
         return {"name": self.name, "momentum": self.momentum}
 
 
-class Adam:
-    """Adam (Kingma and Ba, 2015) with bias correction; with the model's ``L2_lambda``, AdamW.
+class Adam(SGD):
+    """Adam (Kingma and Ba, 2015) with bias correction; with a weight decay, AdamW.
 
     ``m = beta1 * m + (1 - beta1) * grad`` and ``v = beta2 * v + (1 - beta2) * grad**2`` track the mean and the
     mean square of each gradient; the step is ``lr * m_hat / (sqrt(v_hat) + eps)`` with ``m_hat = m / (1 - beta1**t)``
     and ``v_hat = v / (1 - beta2**t)`` undoing the bias of starting both at zero.
+
+    The weight decay is decoupled (Loshchilov and Hutter, 2019): ``W *= 1 - lr * weight_decay`` before the step, for
+    the weight matrices only. Adam divides each gradient by its running size, so an L2 term added to the gradient
+    would be scaled away for the very weights that most need the decay.
     """
 
     name = "adam"
@@ -123,8 +134,6 @@ class Adam:
         self.scratch = None
 
     def step(self, params, lr, weight_decay=0.0):
-        """One step; with ``weight_decay``, first ``W *= 1 - lr * weight_decay`` for the weight matrices (AdamW),
-        never for the bias vectors."""
         if self.m is None:
             self.m = [np.zeros_like(param) for param, _ in params]
             self.v = [np.zeros_like(param) for param, _ in params]
@@ -177,7 +186,7 @@ class Adam:
 
 
 def make_optimizer(spec):
-    """An optimizer from a name (``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"``), a ``config()`` dict, or
+    """An update rule from a name (``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"``), a ``config()`` dict, or
     an optimizer object, of which it returns a copy: two models given the same object must not share a state."""
     if hasattr(spec, "step"):
         return copy.deepcopy(spec)

@@ -1,6 +1,37 @@
-"""The Solver: how a model is trained (placeholder of the restructuring in progress: the ranking rule only)."""
+"""The Solver: everything about training a model that is not the model's own math.
 
+``modules.py`` tells how a network computes its output (``forward``), its gradients (``backward``) and one step
+(``update``). This module runs those steps, as Caffe's ``Solver`` runs a ``Net``:
+
+- the **doors**: the checks that turn away settings and data no run could use, with a message that says why;
+- the **learning-rate policies** (step decay, cosine, linear warm-up);
+- the **run**: ``Solver(model).train(...)`` loops over epochs and shuffled mini-batches, records the history, keeps the
+  parameters with the best validation numbers (``rank_key`` is the rule), stops early or on divergence, and writes a
+  checkpoint from which ``MLP.from_checkpoint`` resumes the run bit for bit;
+- the **files**: ``atomic_write``, through which every file of the project reaches the disk, and ``read_archive``,
+  which reads ``.npz`` archives without pickle. They know nothing of the network, so the study can write its files
+  without importing it.
+
+The update rules (SGD, momentum, Adam) that the model's ``update`` applies are in ``optimizers.py``.
+"""
+
+import glob
+import json
 import math
+import numbers
+import os
+import tempfile
+import time
+import zipfile
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+LR_SCHEDULES = ("step", "cosine")
+HISTORY_COLUMNS = ["iteration", "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "diverged"]
 
 
 def rank_key(val_acc, val_loss, diverged=False):
@@ -12,3 +43,348 @@ def rank_key(val_acc, val_loss, diverged=False):
     if diverged or not (math.isfinite(val_acc) and math.isfinite(val_loss)):
         return (1, 0.0, 0.0)
     return (0, -val_acc, val_loss)
+
+
+# The constructor's numeric settings and what each must be; ``check_settings`` turns them away at the door.
+COUNTS = {"max_epoch": 1, "batch_size": 1, "decay_steps": 1, "print_iter": 1, "warmup_steps": 0, "seed": 0}
+RATES = {"lr": (lambda v: v > 0, "a positive number"), "L2_lambda": (lambda v: v >= 0, "a number of at least 0"),
+         "decay_factor": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+         "dropout": (lambda v: 0 <= v < 1, "a probability in [0, 1)")}
+
+
+def check_settings(settings):
+    """ValueError naming the first of the model's numeric ``settings`` (a dict) that no run could use."""
+    layers = settings["layers"]
+    if not isinstance(layers, (list, tuple, np.ndarray)) or len(layers) < 2 or not all(
+            is_count(size, 1) for size in layers):
+        raise ValueError(f"layers must list at least two positive integer sizes, e.g. [784, 256, 10]; got {layers!r}")
+    for name, minimum in COUNTS.items():
+        if not is_count(settings[name], minimum):
+            raise ValueError(f"{name} must be an integer of at least {minimum}, got {settings[name]!r}")
+    if settings["patience"] is not None and not is_count(settings["patience"], 1):
+        raise ValueError(f"patience must be None (no early stopping) or a positive integer, "
+                         f"got {settings['patience']!r}")
+    for name, (in_range, what) in RATES.items():
+        value = settings[name]
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+                or not in_range(value):
+            raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+def is_count(value, minimum):
+    """Whether ``value`` is an integer (Python or NumPy, not a bool) of at least ``minimum``."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
+
+
+def check_data(X, y, model, name, check_finite=True):
+    """``(X, y)`` as the model computes with them (``model.dtype`` rows, ``intp`` labels); ValueError, naming the
+    ``name`` set, if they cannot be rows and labels of this model (see ``check_rows``)."""
+    X = check_rows(X, model, name, check_finite)
+    y = np.asarray(y)
+    if y.shape != (len(X),) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{name} labels must be integers of shape ({len(X)},), one per row; got {y.dtype} {y.shape}")
+    if y.min() < 0 or y.max() >= model.layers[-1]:
+        raise ValueError(f"{name} labels must be classes in [0, {model.layers[-1]}), got labels from {y.min()} to "
+                         f"{y.max()}")
+    return X, y.astype(np.intp, copy=False)
+
+
+def check_rows(X, model, name, check_finite=True):
+    """``X`` as the model computes with it; ValueError, naming the ``name`` set, if it is empty, of the wrong shape
+    or (with ``check_finite``, a pass over the data) holds NaN or infinity."""
+    if not isinstance(X, np.ndarray) or X.dtype.kind not in "fiub":
+        X = np.asarray(X)
+        if X.dtype.kind not in "fiub":
+            raise ValueError(f"{name} data must be real numbers, got an array of {X.dtype}")
+    X = X.astype(model.dtype, copy=False)
+    if X.ndim != 2 or X.shape[1] != model.layers[0] or not len(X):
+        raise ValueError(f"{name} data must have shape (N, {model.layers[0]}) with N > 0, got {X.shape}")
+    if check_finite and not np.isfinite(X).all():
+        raise ValueError(f"{name} data holds NaN or infinite values (in {np.count_nonzero(~np.isfinite(X))} places): "
+                         "clean or impute them before training or evaluating")
+    return X
+
+
+def fingerprint(*arrays):
+    """The shape, type and CRC-32 of each array: enough to tell that a run is being handed other data (a different
+    split, subsample or preprocessing), at about 25 ms for the whole training set."""
+    return [f"{array.dtype}{list(array.shape)}:{zlib.crc32(np.ascontiguousarray(array)):08x}" for array in arrays]
+
+
+# -- files ------------------------------------------------------------------------------------------------------------
+
+def atomic_write(path, write):
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place.
+
+    A crash part-way leaves the previous file (or none) at ``path``, never a half-written one, and the next write
+    removes the temporary file it left. The new file gets the mode of the file it replaces, or an ordinary one
+    (0644) when there was none.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A process killed mid-write (kill -9, power loss) could not remove its temporary file: this write does. Each
+    # file has one writer at a time in this project, so a temporary file of this name is never another's live one.
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        # mkstemp makes the file private (0600); give it the mode the file it replaces had, or an ordinary one.
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def read_archive(path, required, kind, writer):
+    """All arrays of the ``.npz`` archive at ``path`` as a dict, loaded without pickle.
+
+    ValueError if it is not a ``kind`` (an archive holding the ``required`` arrays), naming the ``writer`` that makes
+    one; also, before any array's data is read, if a header promises more bytes than its file holds: a forged header
+    cannot make it allocate gigabytes. FileNotFoundError passes through as it is.
+    """
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single array, not an .npz archive")
+        with archive:
+            for name in archive.files:
+                check_header(archive.zip, name)
+            arrays = {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as error:
+        raise ValueError(f"{path} is not a readable {kind} ({error}); write it with {writer}") from None
+    missing = set(required) - set(arrays)
+    if missing:
+        raise ValueError(f"{path} is not a {kind}: it lacks {sorted(missing)}; write it with {writer}")
+    return arrays
+
+
+def check_header(zip_file, name):
+    """ValueError if the ``.npy`` header of array ``name`` in the open ``zip_file`` promises more bytes than the
+    member holds."""
+    member = zip_file.getinfo(f"{name}.npy")
+    with zip_file.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+    promised = math.prod(shape) * dtype.itemsize
+    if promised > member.file_size:
+        raise ValueError(f"the header of array {name} promises {promised:,} bytes but the file holds "
+                         f"{member.file_size:,}")
+
+
+# -- the run ----------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Meter:
+    """The training numbers summed over the batches since the last recorded row."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+
+
+class Solver:
+    """Trains ``model`` (an ``MLP``) with the settings it was built with; one Solver is one run.
+
+    The learning rate of batch ``i``, counted from 0 over the whole run of ``total`` batches:
+
+    - ``lr_schedule="step"``: ``lr * decay_factor ** (i // decay_steps)``;
+    - ``lr_schedule="cosine"``: ``lr * (1 + cos(pi * i / total)) / 2``, falling smoothly to 0 at the last batch;
+    - ``warmup_steps > 0`` first raises it linearly, ``lr * (i + 1) / warmup_steps``, and the schedule then runs on
+      the batches after the warm-up.
+
+    Its state, all of which a checkpoint saves: where the run is (``epoch``, ``iteration``, ``current_lr``,
+    ``train_time_s``), how it ended (``diverged``, ``stopped_early``), what it recorded (``rows``, ``meter``), the best
+    validation numbers and parameters so far (``best_*``, ``checks_without_improvement``), and ``params_reached``:
+    the parameters the run had reached when ``train`` returned, from which the next ``train`` goes on, while the model
+    holds the best ones meanwhile.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.epoch = self.iteration = 0
+        self.current_lr = self.lr_at(0)
+        self.train_time_s = 0.0
+        self.diverged = self.stopped_early = False
+        self.rows = []
+        self.meter = Meter()
+        self.best_val_acc = self.best_val_loss = math.nan
+        self.best_iteration = 0
+        self.best_params = None
+        self.checks_without_improvement = 0
+        self.params_reached = None
+        self.data_fingerprint = None
+
+    def lr_at(self, iteration, total_batches=None):
+        """The learning rate of batch ``iteration`` (counted from 0); only the cosine policy needs the run's length."""
+        model = self.model
+        if iteration < model.warmup_steps:
+            return model.lr * (iteration + 1) / model.warmup_steps
+        if model.lr_schedule == "step":
+            return model.lr * model.decay_factor ** (iteration // model.decay_steps)
+        if total_batches is None:
+            return model.lr
+        progress = (iteration - model.warmup_steps) / max(total_batches - model.warmup_steps, 1)
+        return model.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+    @property
+    def history(self):
+        """The rows recorded so far, as a DataFrame of ``HISTORY_COLUMNS``."""
+        history = pd.DataFrame(self.rows, columns=HISTORY_COLUMNS)
+        history["diverged"] = history["diverged"].astype(bool)
+        return history
+
+    def train(self, X_train, y_train, X_val, y_val, save_path=None, epochs=None, checkpoint_path=None):
+        """Go on with the run up to ``max_epoch`` epochs (or ``epochs`` more); return the history (see ``MLP.train``).
+
+        The data must have passed the model's checks already.
+        """
+        model = self.model
+        data = fingerprint(X_train, y_train, X_val, y_val)
+        if self.data_fingerprint is not None and data != self.data_fingerprint:
+            differs = [name for name, old, new in zip(("X_train", "y_train", "X_val", "y_val"), self.data_fingerprint,
+                                                       data, strict=True) if old != new]
+            raise ValueError(f"this run was trained on other data ({', '.join(differs)} differ: {data} against "
+                             f"{self.data_fingerprint}); go on with the data it started with, or start a new run "
+                             "(a new MLP, or init_model()) for this data")
+        self.data_fingerprint = data
+        if self.params_reached is not None:
+            model.load_param(self.params_reached)
+            self.params_reached = None
+        last_epoch = model.max_epoch if epochs is None else min(model.max_epoch, self.epoch + epochs)
+        total_batches = model.max_epoch * -(-len(X_train) // model.batch_size)
+        started = time.perf_counter()
+        # Overflow in a diverging run is detected and reported in the history, not as warnings.
+        with np.errstate(over="ignore", invalid="ignore"):
+            while self.epoch < last_epoch and not (self.diverged or self.stopped_early):
+                self.epoch += 1
+                self.train_epoch(X_train, y_train, X_val, y_val, total_batches, save_path)
+                if checkpoint_path is not None:
+                    # The checkpoint carries the training time so far, which a resumed run goes on adding to.
+                    self.train_time_s += time.perf_counter() - started
+                    started = time.perf_counter()
+                    self.save_checkpoint(checkpoint_path)
+        self.train_time_s += time.perf_counter() - started
+        for layer in model.net:
+            layer.clear()  # a trained model need not carry its last batch (tens of MB after a validation pass)
+        self.params_reached = model.get_parameters()
+        if self.best_params is not None:
+            model.load_param(self.best_params)
+        return self.history
+
+    def train_epoch(self, X_train, y_train, X_val, y_val, total_batches, save_path):
+        """One pass over the training rows in a fresh random order, checking the validation set every
+        ``print_iter`` batches and after the run's last one."""
+        model = self.model
+        order = model.rng.permutation(len(X_train))
+        for start in range(0, len(X_train), model.batch_size):
+            batch = order[start:start + model.batch_size]
+            self.current_lr = self.lr_at(self.iteration, total_batches)
+            loss_sum, correct = self.step(X_train[batch], y_train[batch])
+            self.iteration += 1
+            self.meter.loss_sum += loss_sum
+            self.meter.correct += correct
+            self.meter.seen += len(batch)
+            loss_finite = math.isfinite(loss_sum)
+            if not loss_finite or self.iteration % model.print_iter == 0 or self.iteration == total_batches:
+                self.check_validation(X_val, y_val, save_path, loss_finite)
+            if self.diverged or self.stopped_early:
+                return
+
+    def step(self, X, y):
+        """One mini-batch at the current learning rate: forward with dropout, backward, update. Returns the summed
+        cross-entropy of the batch (before the step) and how many it classified right; a batch whose loss is not
+        finite takes no step."""
+        model = self.model
+        probs = model.forward(X, training=True)
+        loss_sum = float(model.softmax.cross_entropy(y, reduction="none").sum())
+        if math.isfinite(loss_sum):
+            model.backward(y)
+            model.update(self.current_lr)
+        return loss_sum, int(np.count_nonzero(probs.argmax(axis=1) == y))
+
+    def check_validation(self, X_val, y_val, save_path, loss_finite):
+        """Measure the validation set, record a row, keep the parameters if they are the best so far, and decide
+        whether the run has diverged or should stop early."""
+        val_acc = val_loss = math.nan
+        if loss_finite:
+            val_acc, val_loss = self.model.evaluate(X_val, y_val)
+        # The argmax of non-finite probabilities means nothing: a diverged row carries no validation numbers.
+        self.diverged = not math.isfinite(val_loss)
+        if self.diverged:
+            val_acc = math.nan
+        self.record(val_acc, val_loss)
+        if self.diverged:
+            return
+        if self.best_params is None or rank_key(val_acc, val_loss) < rank_key(self.best_val_acc, self.best_val_loss):
+            self.best_val_acc, self.best_val_loss, self.best_iteration = val_acc, val_loss, self.iteration
+            self.best_params = self.model.get_parameters()
+            self.checks_without_improvement = 0
+            if save_path is not None:
+                self.model.save_param(save_path)
+        else:
+            self.checks_without_improvement += 1
+        patience = self.model.patience
+        self.stopped_early = patience is not None and self.checks_without_improvement >= patience
+
+    def record(self, val_acc, val_loss):
+        meter = self.meter
+        row = {"iteration": self.iteration, "epoch": self.epoch, "lr": self.current_lr,
+               "train_loss": meter.loss_sum / meter.seen, "train_acc": meter.correct / meter.seen,
+               "val_loss": val_loss, "val_acc": val_acc, "diverged": self.diverged}
+        self.rows.append(row)
+        self.meter = Meter()
+        if self.model.print_log:
+            line = (f"epoch {row['epoch']:3d}  iter {row['iteration']:6d}  lr {row['lr']:.4g}  "
+                    f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+                    f"val loss {val_loss:.4f} acc {val_acc:.4f}")
+            print(line + ("  diverged: the loss is no longer finite" if self.diverged else ""))
+
+    # -- checkpoints ------------------------------------------------------------------------------------------------
+
+    def save_checkpoint(self, path):
+        """Write the whole state of the run to one ``.npz`` archive, atomically: the model's settings, the parameters
+        reached and the best ones, the update rule's state, the generator's state, and the Solver's named fields.
+        ``MLP.from_checkpoint(path)`` rebuilds the model and this Solver from it."""
+        model = self.model
+        reached = self.params_reached or model.get_parameters()
+        arrays = {**{f"params.{name}": array for name, array in reached.items()},
+                  **{f"best.{name}": array for name, array in (self.best_params or {}).items()},
+                  **{f"optimizer.{name}": array for name, array in model.optimizer.state_dict().items()}}
+        run = {"epoch": self.epoch, "iteration": self.iteration, "current_lr": self.current_lr,
+               "train_time_s": self.train_time_s, "diverged": self.diverged, "stopped_early": self.stopped_early,
+               "rows": self.rows, "meter": asdict(self.meter), "best_val_acc": self.best_val_acc,
+               "best_val_loss": self.best_val_loss, "best_iteration": self.best_iteration,
+               "checks_without_improvement": self.checks_without_improvement,
+               "data_fingerprint": self.data_fingerprint, "generator": model.rng.bit_generator.state}
+        arrays["config"] = np.array(json.dumps(model.config()))
+        arrays["run"] = np.array(json.dumps(run))
+        atomic_write(path, lambda f: np.savez(f, **arrays))
+
+    def restore(self, arrays):
+        """Take up the run saved in ``arrays``, a checkpoint read by ``fileio.read_archive``."""
+
+        def group(prefix):
+            return {name[len(prefix):]: array for name, array in arrays.items() if name.startswith(prefix)}
+
+        model, run = self.model, json.loads(str(arrays["run"]))
+        model.load_param(group("params."))
+        model.optimizer.load_state_dict(group("optimizer."))
+        model.rng.bit_generator.state = run["generator"]
+        self.epoch, self.iteration, self.current_lr = run["epoch"], run["iteration"], run["current_lr"]
+        self.train_time_s = run["train_time_s"]
+        self.diverged, self.stopped_early = run["diverged"], run["stopped_early"]
+        self.rows, self.meter = run["rows"], Meter(**run["meter"])
+        self.best_val_acc, self.best_val_loss = run["best_val_acc"], run["best_val_loss"]
+        self.best_iteration = run["best_iteration"]
+        self.best_params = group("best.") or None
+        self.checks_without_improvement = run["checks_without_improvement"]
+        self.data_fingerprint = run["data_fingerprint"]

@@ -20,15 +20,15 @@ class Crash(Exception):
 
 def crash_after(model, batches):
     """Make ``model`` raise in the middle of training, after ``batches`` mini-batches, as a crash would."""
-    train_step, done = model.train_step, []
+    step, done = model.solver.step, []
 
     def failing_step(X, y):
         if len(done) == batches:
             raise Crash
         done.append(1)
-        return train_step(X, y)
+        return step(X, y)
 
-    model.train_step = failing_step
+    model.solver.step = failing_step
 
 
 @pytest.mark.parametrize("settings", SETTINGS)
@@ -75,3 +75,18 @@ def test_a_model_archive_is_not_a_checkpoint(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a zip file")
     with pytest.raises(ValueError, match="not a readable training checkpoint"):
         MLP.from_checkpoint(tmp_path / "junk.npz")
+
+
+def test_a_run_refuses_to_go_on_with_other_data(tmp_path):
+    X_train, y_train, X_val, y_val = small_problem()
+    model = MLP([2, 8, 3], max_epoch=4, batch_size=16, print_log=False, print_iter=5)
+    model.train(X_train, y_train, X_val, y_val, epochs=1, checkpoint_path=tmp_path / "run.npz")
+    shuffled = np.random.default_rng(0).permutation(len(X_val))
+    with pytest.raises(ValueError, match=r"trained on other data \(X_val, y_val differ"):
+        model.train(X_train, y_train, X_val[shuffled], y_val[shuffled])
+    resumed = MLP.from_checkpoint(tmp_path / "run.npz", print_log=False)
+    with pytest.raises(ValueError, match=r"trained on other data \(X_train differ"):
+        resumed.train(X_train + np.float32(0.01), y_train, X_val, y_val)
+    assert resumed.epoch == 1  # nothing was trained
+    resumed.train(X_train, y_train, X_val, y_val)
+    assert resumed.epoch == 4

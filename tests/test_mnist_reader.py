@@ -510,3 +510,33 @@ def test_require_files_says_how_to_get_the_data(tmp_path, missing):
         mnist_reader.require_files(tmp_path / "d")
     for hint in ("download_fashion_mnist", "FASHION_MNIST_DIR", str(tmp_path / "d")):
         assert hint in str(error.value)
+
+
+# ---------------------------------------------------------------- bad paths, bad labels, permissions
+
+
+def test_labels_outside_the_ten_classes_are_refused(tmp_path):
+    labels = (np.arange(N_TRAIN) % 10).astype(np.uint8)
+    labels[3] = 12
+    write_split(tmp_path, "train", numbered_images(N_TRAIN), labels)
+    with pytest.raises(ValueError, match=r"train-labels-idx1-ubyte.gz holds label 12.*classes are 0..9"):
+        mnist_reader.load_mnist(tmp_path, "train")
+
+
+def test_a_data_path_that_is_a_file_says_a_folder_is_expected(tmp_path, fake_files):
+    not_a_folder = tmp_path / "fashion"
+    not_a_folder.write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="is a file, but the data path must be the folder"):
+        mnist_reader.load_fashion_mnist(not_a_folder)
+    with pytest.raises(FileNotFoundError, match="is a file, but the data path must be the folder"):
+        mnist_reader.require_files(not_a_folder)
+    with pytest.raises(FileNotFoundError, match="needs a folder"):
+        stub_download(not_a_folder, fake_files)
+
+
+def test_downloaded_files_are_readable_by_others_and_a_stale_partial_download_goes(tmp_path, fake_files):
+    stale = tmp_path / f".{next(iter(fake_files))}.abc123.tmp"  # left by a download killed part-way
+    stale.write_bytes(b"half a file")
+    stub_download(tmp_path, fake_files)
+    assert files_in(tmp_path) == sorted(fake_files)
+    assert all((tmp_path / name).stat().st_mode & 0o777 == 0o644 for name in fake_files)

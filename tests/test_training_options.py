@@ -5,7 +5,7 @@ from itertools import pairwise
 import numpy as np
 import pandas as pd
 import pytest
-from test_modules import numerical_gradient, relative_error, rings, small_problem
+from test_modules import numerical_gradient, relative_error, rings, small_problem, step_direction
 
 from modules import MLP, Dropout
 from optimizers import Adam
@@ -50,7 +50,7 @@ def test_mlp_places_dropout_after_each_hidden_activation_and_only_trains_with_it
         ["FC", "ReLU", "Dropout", "FC", "ReLU", "Dropout", "FC", "Softmax"]
     X, y = np.random.default_rng(2).random((8, 6), dtype=np.float32), np.arange(8) % 3
     before = model.forward(X).copy()
-    model.train_step(X, y)
+    model.solver.step(X, y)
     model.load_param(MLP([6, 5, 4, 3], seed=0).get_parameters())
     np.testing.assert_array_equal(model.forward(X), before)
     assert model.evaluate(X, y) == model.evaluate(X, y)
@@ -63,19 +63,19 @@ def test_mlp_gradients_with_dropout_match_finite_differences():
 
     def objective():
         for layer in dropouts:
-            layer.training, layer.rng = True, np.random.default_rng(5)
-        return model.objective(X, y)
+            layer.rng = np.random.default_rng(5)  # the same masks at every call
+        return model.objective(X, y, training=True)
 
     objective()
-    model.backward(y)
-    for fc in model.fc_layers:
-        assert relative_error(fc.grad_W, numerical_gradient(objective, fc.W)) < 1e-6
+    direction = step_direction(model, y)
+    for i, fc in enumerate(model.fc_layers, start=1):
+        assert relative_error(direction[f"W{i}"], numerical_gradient(objective, fc.W)) < 1e-6
 
 
 def test_cosine_schedule_with_warmup():
     model = MLP([2, 3], lr=0.4, lr_schedule="cosine", warmup_steps=4)
     total = 24
-    lrs = [model.lr_at(i, total) for i in range(total)]
+    lrs = [model.solver.lr_at(i, total) for i in range(total)]
     np.testing.assert_allclose(lrs[:4], [0.1, 0.2, 0.3, 0.4])
     assert lrs[4] == pytest.approx(0.4)
     assert lrs[4 + 10] == pytest.approx(0.2)  # halfway through the 20 batches after the warm-up
@@ -96,7 +96,7 @@ def test_learning_rates_are_python_floats_even_from_numpy_settings(schedule):
     model = MLP([2, 3], lr=np.float64(0.4), L2_lambda=np.float64(1e-3), decay_factor=np.float64(0.5),
                 lr_schedule=schedule, warmup_steps=2)
     assert type(model.L2_lambda) is float
-    assert all(type(model.lr_at(i, 10)) is float for i in range(10))
+    assert all(type(model.solver.lr_at(i, 10)) is float for i in range(10))
 
 def test_weight_init_is_selectable():
     he = MLP([1000, 400, 10], activation="tanh", weight_init="he").fc_layers[0].W
