@@ -370,7 +370,7 @@ class Solver:
         atomic_write(path, lambda f: np.savez(f, **arrays))
 
     def restore(self, arrays):
-        """Take up the run saved in ``arrays``, a checkpoint read by ``fileio.read_archive``."""
+        """Take up the run saved in ``arrays``, a checkpoint read by ``read_archive``."""
 
         def group(prefix):
             return {name[len(prefix):]: array for name, array in arrays.items() if name.startswith(prefix)}

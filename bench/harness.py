@@ -18,7 +18,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fileio import atomic_write  # noqa: E402
+from solver import atomic_write  # noqa: E402
 
 
 def load_data():

@@ -2,18 +2,22 @@
 
 Each finished run appends one row to the log and writes its training history to
 ``history_dir/<run_name>.csv``. Calling :func:`grid_search` again skips the runs already
-logged, so an interrupted search continues where it stopped. Model selection uses
-validation numbers only; the test set never enters this module.
+logged, so an interrupted search continues where it stopped; ``<log>.recipe.json`` beside the
+log records the recipe, the data's fingerprint and the BLAS kernels, and a resume with another
+recipe or other data is refused. Model selection uses validation numbers only; the test set
+never enters this module.
 """
 
+import json
 import sys
 from functools import partial
 from pathlib import Path
 
 import pandas as pd
+from threadpoolctl import threadpool_info
 from tqdm import tqdm
 
-from fileio import atomic_write
+from solver import atomic_write, fingerprint
 from study import runs
 
 LOG_COLUMNS = [*runs.SETTINGS, "best_val_acc", "best_val_loss", "train_time_s", "best_iteration", "diverged"]
@@ -84,6 +88,51 @@ def logged_runs(log_path):
     return max(0, log_path.read_bytes().count(b"\n") - 1)
 
 
+def recipe_path(log_path):
+    """The file beside a grid log that records how its runs were made: ``grid_search.recipe.json``."""
+    return Path(log_path).with_suffix(".recipe.json")
+
+
+def describe_recipe(model_kwargs, X_train, y_train, X_val, y_val):
+    """What a log's runs share: the recipe (every ``MLP`` argument but the varied settings), a fingerprint of the
+    data, and the BLAS kernels (threadpoolctl's ``architecture``), which set the last bits of every sum."""
+    blas = [{key: info.get(key) for key in ("internal_api", "version", "architecture")}
+            for info in threadpool_info() if info.get("user_api") == "blas"]
+    return {"recipe": json.loads(json.dumps(model_kwargs, default=str)),
+            "data": fingerprint(X_train, y_train, X_val, y_val), "blas": blas}
+
+
+def check_recipe(log_path, described):
+    """Write the recipe file of a new log; for a log that holds runs, ValueError unless its recipe and data are
+    ``described``'s (the BLAS kernels may differ: they move only the last bits)."""
+    path, has_runs = recipe_path(log_path), logged_runs(log_path) > 0
+    if not path.exists():
+        if has_runs:
+            raise ValueError(f"{log_path} holds runs but no {path.name} says how they were made, so they cannot be "
+                             "resumed safely: pass rerun=True to start a new log (the old one is kept as .bak)")
+        atomic_write(path, lambda f: f.write((json.dumps(described, indent=1) + "\n").encode()))
+        return
+    logged = json.loads(path.read_text())
+    differs = [part for part in ("recipe", "data") if logged[part] != described[part]]
+    if differs and has_runs:
+        raise ValueError(f"{log_path} was made with another {' and other '.join(differs)} ({logged[differs[0]]} "
+                         f"against {described[differs[0]]}); its runs cannot be ranked with these. Pass rerun=True to "
+                         "start a new log (the old one is kept as .bak), or give a new log_path")
+    if differs:
+        atomic_write(path, lambda f: f.write((json.dumps(described, indent=1) + "\n").encode()))
+
+
+def drop_rows_without_history(log_path, log, history_dir):
+    """A row is the record that a run is complete, written after its history: a row whose history file is missing
+    (deleted by hand, say) is dropped, so that the run trains again. Returns the log without those rows."""
+    missing = [i for i, row in enumerate(log.to_dict("records")) if not history_path(history_dir, row).exists()]
+    if missing:
+        lines = log_path.read_bytes().splitlines(keepends=True)  # the kept rows stay byte for byte as they were
+        kept = [line for i, line in enumerate(lines) if i - 1 not in missing]
+        atomic_write(log_path, lambda f: f.write(b"".join(kept)))
+    return log.drop(index=log.index[missing]).reset_index(drop=True)
+
+
 def _prepare_log(log_path):
     """Create the log with its header if needed; drop a row torn by a crash mid-write."""
     if log_path.exists():
@@ -130,13 +179,15 @@ def grid_search(
     """
     log_path, history_dir = Path(log_path), Path(history_dir)
     if rerun:
-        for path in (log_path, history_dir):
+        for path in (log_path, recipe_path(log_path), history_dir):
             if path.exists():
                 runs.backup(path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     history_dir.mkdir(parents=True, exist_ok=True)
     _prepare_log(log_path)
     log = read_log(log_path)
+    check_recipe(log_path, describe_recipe(model_kwargs, X_train, y_train, X_val, y_val))
+    log = drop_rows_without_history(log_path, log, history_dir)
 
     done = {runs.settings_key(row) for row in log.to_dict("records")}
     todo = runs.unique_settings(grid)
@@ -155,8 +206,8 @@ def grid_search(
         _postfix(bar, log)
         rows = log.to_dict("records")
         for row, history in results:
-            runs.append_rows(log_path, [row], LOG_COLUMNS)
             atomic_write(history_path(history_dir, row), partial(history.to_csv, index=False))
+            runs.append_rows(log_path, [row], LOG_COLUMNS)
             rows.append(row)
             bar.update()
             _postfix(bar, pd.DataFrame(rows, columns=LOG_COLUMNS))

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fileio import atomic_write
+from solver import atomic_write
 from study import grid, runs
 
 START = "<!-- results:start -->"

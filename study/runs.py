@@ -17,8 +17,8 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 import solver
-from fileio import atomic_write
 from modules import MLP
+from solver import atomic_write
 from study import config
 
 SETTINGS = ["layers", "lr", "L2_lambda"]

@@ -227,3 +227,27 @@ def test_the_committed_log_names_its_histories():
     assert sorted(names) == sorted(p.name for p in (log_dir / "histories").glob("*.csv"))
     for name, best_val_acc in zip(names, log["best_val_acc"], strict=True):
         assert pd.read_csv(log_dir / "histories" / name)["val_acc"].max() == best_val_acc
+
+
+def test_a_resume_with_another_recipe_or_other_data_is_refused_and_the_log_kept(data, settings_grid, paths, counter):
+    search(settings_grid[:2], data, paths)
+    before = paths[0].read_bytes()
+    with pytest.raises(ValueError, match=r"another recipe .*'max_epoch': 2.*'max_epoch': 3.*rerun=True"):
+        grid.grid_search(settings_grid, *data, *paths, progress=False, **dict(MODEL_KWARGS, max_epoch=3))
+    X_train, y_train, X_val, y_val = data
+    with pytest.raises(ValueError, match="other data"):
+        search(settings_grid, (X_train[1:], y_train[1:], X_val, y_val), paths)
+    assert paths[0].read_bytes() == before and len(counter) == 2
+    assert len(search(settings_grid, data, paths)) == 4  # the same recipe and data resume
+
+
+def test_a_row_whose_history_is_missing_is_trained_again(data, settings_grid, paths, counter):
+    first = search(settings_grid, data, paths)
+    grid.history_path(paths[1], settings_grid[1]).unlink()
+    again = search(settings_grid, data, paths)
+    assert counter[4:] == [settings_grid[1]]
+    assert grid.history_path(paths[1], settings_grid[1]).exists()
+    assert len(again) == len(first)
+    columns = ["layers", "lr", "L2_lambda", "best_val_acc", "best_val_loss", "best_iteration"]
+    retrained = again.iloc[-1][columns]
+    pd.testing.assert_series_equal(retrained, first.iloc[1][columns], check_names=False)
