@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from optimizers import make_optimizer
-from solver import LR_SCHEDULES, Solver, atomic_write, check_data, check_rows, check_settings, read_archive
+from solver import Solver, atomic_write, check_data, check_rows, check_settings, read_archive
 
 EVAL_CHUNK_ROWS = 8192  # rows per chunk in evaluate(): ~8 MB per hidden layer of 256 float32 units
 
@@ -225,11 +225,9 @@ class MLP:
     def __init__(self, layers, lr=0.1, activation="relu", max_epoch=40, batch_size=100, L2_lambda=0.0,
                  decay_factor=0.95, decay_steps=500, print_log=True, print_iter=100, seed=0, dtype=np.float32,
                  optimizer="sgd", dropout=0.0, lr_schedule="step", warmup_steps=0, weight_init=None, patience=None):
-        check_settings(locals())
+        check_settings(locals())  # every argument, under its own name
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}: choose one of {sorted(ACTIVATIONS)}")
-        if lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"unknown lr_schedule {lr_schedule!r}: choose one of {LR_SCHEDULES}")
         self.layers = [int(size) for size in layers]
         # Python floats, even when given NumPy scalars (read from a DataFrame, say): a float64 scalar times a float32
         # array is a float64 array, and every update would run in float64 at a fraction of the speed.

@@ -64,6 +64,8 @@ def check_settings(settings):
     if settings["patience"] is not None and not is_count(settings["patience"], 1):
         raise ValueError(f"patience must be None (no early stopping) or a positive integer, "
                          f"got {settings['patience']!r}")
+    if settings["lr_schedule"] not in LR_SCHEDULES:
+        raise ValueError(f"unknown lr_schedule {settings['lr_schedule']!r}: choose one of {LR_SCHEDULES}")
     for name, (in_range, what) in RATES.items():
         value = settings[name]
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \

@@ -26,6 +26,7 @@ from modules import MLP
     ("warmup_steps", -1, "warmup_steps must be an integer of at least 0"),
     ("seed", -1, "seed must be an integer of at least 0"),
     ("patience", 0, "patience must be None .* or a positive integer"),
+    ("lr_schedule", "linear", "unknown lr_schedule 'linear': choose one of"),
 ])
 def test_settings_out_of_range_are_refused_naming_the_argument(setting, value, message):
     settings = {"layers": [4, 3], setting: value}
