@@ -94,49 +94,44 @@ class FC(Layer):
         return f"FC({self.W.shape[0]}, {self.W.shape[1]})"
 
 
-class ReLU(Layer):
-    """``top = max(bottom, 0)``; the gradient passes where the input was positive."""
+class Activation(Layer):
+    """An elementwise nonlinearity: ``forward`` maps bottom (N, H) to top (N, H), ``backward`` top_diff (N, H) to
+    bottom_diff (N, H). Each derivative below is computed from the output, which is what the layer keeps."""
 
     cached = ("top",)
 
+
+class ReLU(Activation):
+    """``top = max(bottom, 0)``; the gradient passes where the input was positive."""
+
     def forward(self, bottom):
-        """bottom (N, H) -> top (N, H)."""
         self.top = np.maximum(bottom, 0)
         return self.top
 
     def backward(self, top_diff):
-        """top_diff (N, H) -> bottom_diff (N, H)."""
         return top_diff * (self.top > 0)
 
 
-class Sigmoid(Layer):
+class Sigmoid(Activation):
     """``top = 1 / (1 + exp(-bottom))``, with derivative ``top * (1 - top)``."""
 
-    cached = ("top",)
-
     def forward(self, bottom):
-        """bottom (N, H) -> top (N, H)."""
         # The tanh form never overflows, unlike exp(-bottom) for large negative inputs.
         self.top = 0.5 * (1 + np.tanh(0.5 * bottom))
         return self.top
 
     def backward(self, top_diff):
-        """top_diff (N, H) -> bottom_diff (N, H)."""
         return top_diff * self.top * (1 - self.top)
 
 
-class Tanh(Layer):
+class Tanh(Activation):
     """``top = tanh(bottom)``, with derivative ``1 - top**2``."""
 
-    cached = ("top",)
-
     def forward(self, bottom):
-        """bottom (N, H) -> top (N, H)."""
         self.top = np.tanh(bottom)
         return self.top
 
     def backward(self, top_diff):
-        """top_diff (N, H) -> bottom_diff (N, H)."""
         return top_diff * (1 - self.top * self.top)
 
 
@@ -209,6 +204,7 @@ class Dropout(Layer):
 
 ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
 WEIGHT_INIT = {"relu": "he", "sigmoid": "xavier", "tanh": "xavier"}
+ARCHIVE_FIELDS = ("layers", "activation", "config")  # what a model archive holds besides the parameters
 
 
 class MLP:
@@ -295,9 +291,8 @@ class MLP:
     def objective(self, X, y, training=False):
         """The loss that training minimises: mean cross-entropy, plus the L2 penalty unless the decay is decoupled."""
         self.forward(X, training=training)
-        penalty = 0.0
-        if not self.optimizer.decoupled_weight_decay:
-            penalty = 0.5 * self.L2_lambda * sum(float(np.sum(fc.W * fc.W)) for fc in self.fc_layers)
+        squares = sum(float(np.sum(fc.W * fc.W)) for fc in self.fc_layers)
+        penalty = 0.0 if self.optimizer.decoupled_weight_decay else 0.5 * self.L2_lambda * squares
         return self.softmax.cross_entropy(y) + penalty
 
     def predict(self, X):
@@ -338,29 +333,31 @@ class MLP:
 
     # -- parameters on disk -----------------------------------------------------------------------------------------
 
-    def get_parameters(self):
-        """A dict of copies of the parameters, ``{"W1": ..., "b1": ..., "W2": ...}`` in layer order."""
-        return {name: array.copy() for i, fc in enumerate(self.fc_layers, start=1)
+    def parameters(self):
+        """The parameters themselves (not copies), ``{"W1": ..., "b1": ..., "W2": ...}`` in layer order."""
+        return {name: array for i, fc in enumerate(self.fc_layers, start=1)
                 for name, array in ((f"W{i}", fc.W), (f"b{i}", fc.b))}
+
+    def get_parameters(self):
+        """A dict of copies of the parameters, in layer order."""
+        return {name: array.copy() for name, array in self.parameters().items()}
 
     def load_param(self, params):
         """Set the parameters from a dict like ``get_parameters()`` returns; ValueError on the first misfit."""
-        expected = {name: array.shape for name, array in self.get_parameters().items()}
-        for name, shape in expected.items():
+        own = self.parameters()
+        for name, array in own.items():
             if name not in params:
-                raise ValueError(f"parameter {name} is missing; expected keys {list(expected)}")
-            if np.shape(params[name]) != shape:
-                raise ValueError(f"parameter {name} has shape {np.shape(params[name])}, the model needs {shape}")
-        extra = sorted(set(params) - set(expected))
+                raise ValueError(f"parameter {name} is missing; expected keys {list(own)}")
+            if np.shape(params[name]) != array.shape:
+                raise ValueError(f"parameter {name} has shape {np.shape(params[name])}, the model needs {array.shape}")
+        extra = sorted(set(params) - set(own))
         if extra:
-            raise ValueError(f"unexpected parameters {extra}; expected keys {list(expected)}")
+            raise ValueError(f"unexpected parameters {extra}; expected keys {list(own)}")
         for name, array in params.items():
             if np.asarray(array).dtype.kind not in "fiu" or not np.isfinite(array).all():
                 raise ValueError(f"parameter {name} must hold finite real numbers, got {np.asarray(array).dtype} "
                                  "values with NaN, infinity or imaginary parts: these weights cannot be used")
-        for i, fc in enumerate(self.fc_layers, start=1):
-            fc.W[...] = params[f"W{i}"]
-            fc.b[...] = params[f"b{i}"]
+            own[name][...] = array
 
     def save_param(self, path):
         """Write the parameters, ``layers``, ``activation`` and ``config()`` (as JSON) to one ``.npz``, atomically."""
@@ -371,12 +368,11 @@ class MLP:
     def load_model(self, path):
         """Load parameters saved by ``save_param`` into this model, refusing archives of another architecture."""
         arrays = read_archive(path, ("layers", "activation"), "model archive", "MLP.save_param")
-        layers, activation = arrays.pop("layers").tolist(), str(arrays.pop("activation"))
-        arrays.pop("config", None)
+        layers, activation = arrays["layers"].tolist(), str(arrays["activation"])
         if layers != self.layers or activation != self.activation:
             raise ValueError(f"{path} holds an MLP({layers}, activation={activation!r}), but this model is "
                              f"MLP({self.layers}, activation={self.activation!r})")
-        self.load_param(arrays)
+        self.load_param({name: array for name, array in arrays.items() if name not in ARCHIVE_FIELDS})
 
     @classmethod
     def from_file(cls, path, **kwargs):
@@ -384,10 +380,9 @@ class MLP:
         by ``save_param``; in archives that predate recorded settings, the settings take their defaults."""
         arrays = read_archive(path, ("layers", "activation"), "model archive", "MLP.save_param")
         config = {"layers": arrays["layers"].tolist(), "activation": str(arrays["activation"])}
-        if "config" in arrays:
-            config.update(json.loads(str(arrays["config"])))
+        config.update(json.loads(str(arrays["config"])) if "config" in arrays else {})
         model = cls(**dict(config, **kwargs))
-        model.load_model(path)
+        model.load_param({name: array for name, array in arrays.items() if name not in ARCHIVE_FIELDS})
         return model
 
     @classmethod

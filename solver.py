@@ -94,10 +94,9 @@ def check_data(X, y, model, name, check_finite=True):
 def check_rows(X, model, name, check_finite=True):
     """``X`` as the model computes with it; ValueError, naming the ``name`` set, if it is empty, of the wrong shape
     or (with ``check_finite``, a pass over the data) holds NaN or infinity."""
-    if not isinstance(X, np.ndarray) or X.dtype.kind not in "fiub":
-        X = np.asarray(X)
-        if X.dtype.kind not in "fiub":
-            raise ValueError(f"{name} data must be real numbers, got an array of {X.dtype}")
+    X = np.asarray(X)
+    if X.dtype.kind not in "fiub":
+        raise ValueError(f"{name} data must be real numbers, got an array of {X.dtype}")
     X = X.astype(model.dtype, copy=False)
     if X.ndim != 2 or X.shape[1] != model.layers[0] or not len(X):
         raise ValueError(f"{name} data must have shape (N, {model.layers[0]}) with N > 0, got {X.shape}")

@@ -9,9 +9,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from modules import ReLU, Sigmoid, Tanh
-
-ACTIVATION_LAYERS = (ReLU, Sigmoid, Tanh)
+from modules import Activation
 
 
 def confusion_matrix(y_true, y_pred, n_classes):
@@ -37,7 +35,7 @@ def hidden_activations(model, X):
     _, outputs = model.forward(X, save_activations=True)
     hidden = {}
     for layer, output in zip(model.net, outputs, strict=True):
-        if isinstance(layer, ACTIVATION_LAYERS):
+        if isinstance(layer, Activation):
             hidden[f"hidden layer {len(hidden) + 1}"] = output
     return hidden
 
