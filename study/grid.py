@@ -14,10 +14,9 @@ from functools import partial
 from pathlib import Path
 
 import pandas as pd
-from threadpoolctl import threadpool_info
 from tqdm import tqdm
 
-from solver import atomic_write, fingerprint
+from solver import atomic_write
 from study import runs
 
 LOG_COLUMNS = [*runs.SETTINGS, "best_val_acc", "best_val_loss", "train_time_s", "best_iteration", "diverged"]
@@ -88,29 +87,15 @@ def logged_runs(log_path):
     return max(0, log_path.read_bytes().count(b"\n") - 1)
 
 
-def recipe_path(log_path):
-    """The file beside a grid log that records how its runs were made: ``grid_search.recipe.json``."""
-    return Path(log_path).with_suffix(".recipe.json")
-
-
-def describe_recipe(model_kwargs, X_train, y_train, X_val, y_val):
-    """What a log's runs share: the recipe (every ``MLP`` argument but the varied settings), a fingerprint of the
-    data, and the BLAS kernels (threadpoolctl's ``architecture``), which set the last bits of every sum."""
-    blas = [{key: info.get(key) for key in ("internal_api", "version", "architecture")}
-            for info in threadpool_info() if info.get("user_api") == "blas"]
-    return {"recipe": json.loads(json.dumps(model_kwargs, default=str)),
-            "data": fingerprint(X_train, y_train, X_val, y_val), "blas": blas}
-
-
 def check_recipe(log_path, described):
     """Write the recipe file of a new log; for a log that holds runs, ValueError unless its recipe and data are
     ``described``'s (the BLAS kernels may differ: they move only the last bits)."""
-    path, has_runs = recipe_path(log_path), logged_runs(log_path) > 0
+    path, has_runs = runs.recipe_path(log_path), logged_runs(log_path) > 0
     if not path.exists():
         if has_runs:
             raise ValueError(f"{log_path} holds runs but no {path.name} says how they were made, so they cannot be "
                              "resumed safely: pass rerun=True to start a new log (the old one is kept as .bak)")
-        atomic_write(path, lambda f: f.write((json.dumps(described, indent=1) + "\n").encode()))
+        runs.write_recipe(log_path, described)
         return
     logged = json.loads(path.read_text())
     differs = [part for part in ("recipe", "data") if logged[part] != described[part]]
@@ -119,7 +104,7 @@ def check_recipe(log_path, described):
                          f"against {described[differs[0]]}); its runs cannot be ranked with these. Pass rerun=True to "
                          "start a new log (the old one is kept as .bak), or give a new log_path")
     if differs:
-        atomic_write(path, lambda f: f.write((json.dumps(described, indent=1) + "\n").encode()))
+        runs.write_recipe(log_path, described)
 
 
 def drop_rows_without_history(log_path, log, history_dir):
@@ -178,37 +163,38 @@ def grid_search(
     (``runs.dispatch``).
     """
     log_path, history_dir = Path(log_path), Path(history_dir)
-    if rerun:
-        for path in (log_path, recipe_path(log_path), history_dir):
-            if path.exists():
-                runs.backup(path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    history_dir.mkdir(parents=True, exist_ok=True)
-    _prepare_log(log_path)
-    log = read_log(log_path)
-    check_recipe(log_path, describe_recipe(model_kwargs, X_train, y_train, X_val, y_val))
-    log = drop_rows_without_history(log_path, log, history_dir)
+    with runs.exclusive(log_path):  # one search per log at a time
+        if rerun:
+            for path in (log_path, runs.recipe_path(log_path), history_dir):
+                if path.exists():
+                    runs.backup(path)
+        history_dir.mkdir(parents=True, exist_ok=True)
+        _prepare_log(log_path)
+        log = read_log(log_path)
+        check_recipe(log_path, runs.describe_recipe(model_kwargs, X_train, y_train, X_val, y_val))
+        log = drop_rows_without_history(log_path, log, history_dir)
 
-    done = {runs.settings_key(row) for row in log.to_dict("records")}
-    todo = runs.unique_settings(grid)
-    pending = [s for k, s in todo.items() if k not in done]
-    results = runs.dispatch(train_run, pending, X_train, y_train, X_val, y_val, n_jobs=n_jobs, **model_kwargs)
+        done = {runs.settings_key(row) for row in log.to_dict("records")}
+        todo = runs.unique_settings(grid)
+        pending = [s for k, s in todo.items() if k not in done]
+        results = runs.dispatch(train_run, pending, X_train, y_train, X_val, y_val, n_jobs=n_jobs, **model_kwargs)
 
-    with tqdm(
-        total=len(todo),
-        initial=len(todo) - len(pending),
-        desc="grid search",
-        unit="run",
-        disable=not progress,
-        # Plain text on stdout: a saved notebook then shows the finished bar wherever it is read, GitHub included.
-        file=sys.stdout,
-    ) as bar:
-        _postfix(bar, log)
-        rows = log.to_dict("records")
-        for row, history in results:
-            atomic_write(history_path(history_dir, row), partial(history.to_csv, index=False))
-            runs.append_rows(log_path, [row], LOG_COLUMNS)
-            rows.append(row)
-            bar.update()
-            _postfix(bar, pd.DataFrame(rows, columns=LOG_COLUMNS))
-    return read_log(log_path)
+        with tqdm(
+            total=len(todo),
+            initial=len(todo) - len(pending),
+            desc="grid search",
+            unit="run",
+            disable=not progress,
+            # Plain text on stdout: a saved notebook then shows the finished bar wherever it is read, GitHub included.
+            file=sys.stdout,
+        ) as bar:
+            _postfix(bar, log)
+            rows = log.to_dict("records")
+            for row, history in results:
+                atomic_write(history_path(history_dir, row), partial(history.to_csv, index=False))
+                runs.append_rows(log_path, [row], LOG_COLUMNS)
+                rows.append(row)
+                bar.update()
+                _postfix(bar, pd.DataFrame(rows, columns=LOG_COLUMNS))
+        return read_log(log_path)

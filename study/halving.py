@@ -92,11 +92,20 @@ def halving_search(grid, X_train, y_train, X_val, y_val, log_path, factor=3, min
     plan = rung_plan(len(settings), factor, min_epochs, max_epochs)
 
     log_path = Path(log_path)
-    if log_path.exists():
-        runs.backup(log_path)
-    runs.start_log(log_path, HALVING_COLUMNS)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with runs.exclusive(log_path):  # one search per log at a time
+        for path in (log_path, runs.recipe_path(log_path)):
+            if path.exists():
+                runs.backup(path)
+        recipe = dict(model_kwargs, max_epoch=max_epochs)
+        runs.write_recipe(log_path, runs.describe_recipe(recipe, X_train, y_train, X_val, y_val))
+        runs.start_log(log_path, HALVING_COLUMNS)
+        return _search(settings, plan, X_train, y_train, X_val, y_val, log_path, n_jobs, progress, recipe)
 
-    models = {key: runs.new_model(dict(s, max_epoch=max_epochs, **model_kwargs)) for key, s in settings.items()}
+
+def _search(settings, plan, X_train, y_train, X_val, y_val, log_path, n_jobs, progress, recipe):
+    """The rungs of :func:`halving_search`, once the log is ready; ``recipe``: the models' other arguments."""
+    models = {key: runs.new_model(dict(s, **recipe)) for key, s in settings.items()}
     postfix = {}
     with tqdm(total=sum(n_runs for n_runs, _ in plan), desc="halving search", unit="run", disable=not progress,
               file=sys.stdout) as bar:

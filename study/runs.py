@@ -7,14 +7,17 @@ then the run's outcome under the model's attribute names (``best_val_acc``, ``be
 ``train_time_s``, ``diverged``): one vocabulary from the constructor to the log and the history file names.
 """
 
+import contextlib
+import fcntl
 import functools
+import json
 import math
 import os
-import shutil
+from pathlib import Path
 
 import joblib
 import pandas as pd
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import solver
 from modules import MLP
@@ -196,11 +199,57 @@ def find_row(log, settings):
 
 
 def backup(path):
-    """Move ``path`` (a file or a folder) aside to ``<path>.bak``, replacing an older backup."""
-    bak = path.with_name(path.name + ".bak")
-    if bak.is_dir():
-        shutil.rmtree(bak)
+    """Move ``path`` (a file or a folder) aside to ``<path>.bak``, or ``.bak.1``, ``.bak.2``, ... when that is taken:
+    no backup is ever replaced, so two interrupted reruns cannot lose the last complete log. Returns where it went."""
+    bak, generation = path.with_name(path.name + ".bak"), 0
+    while bak.exists():
+        generation += 1
+        bak = path.with_name(f"{path.name}.bak.{generation}")
     os.replace(path, bak)
+    return bak
+
+
+class LogInUse(RuntimeError):
+    """Another search holds the lock of the log."""
+
+
+@contextlib.contextmanager
+def exclusive(log_path):
+    """Hold ``<log_path>.lock`` while a search writes ``log_path``: a second search on the same log fails at once.
+
+    The lock is the operating system's (``flock``), so it is released when the search ends, however it ends: on
+    return, on an exception, or when its process is killed.
+    """
+    lock_path = Path(log_path).with_name(Path(log_path).name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LogInUse(f"another search is writing {log_path} right now (it holds {lock_path}); wait for it to "
+                           "end, or give this search another log_path") from None
+        yield
+
+
+# -- how the runs of a log were made --------------------------------------------------------------------------------
+
+
+def recipe_path(log_path):
+    """The file beside a log that records how its runs were made: ``grid_search.csv`` -> ``grid_search.recipe.json``."""
+    return Path(log_path).with_suffix(".recipe.json")
+
+
+def describe_recipe(model_kwargs, X_train, y_train, X_val, y_val):
+    """What a log's runs share: the recipe (every ``MLP`` argument but the varied settings), a fingerprint of the
+    data, and the BLAS kernels (threadpoolctl's ``architecture``), which set the last bits of every sum."""
+    blas = [{key: info.get(key) for key in ("internal_api", "version", "architecture")}
+            for info in threadpool_info() if info.get("user_api") == "blas"]
+    return {"recipe": json.loads(json.dumps(model_kwargs, default=str)),
+            "data": solver.fingerprint(X_train, y_train, X_val, y_val), "blas": blas}
+
+
+def write_recipe(log_path, described):
+    atomic_write(recipe_path(log_path), lambda f: f.write((json.dumps(described, indent=1) + "\n").encode()))
 
 
 # -- which run is better -------------------------------------------------------------------------------------------

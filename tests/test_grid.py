@@ -251,3 +251,24 @@ def test_a_row_whose_history_is_missing_is_trained_again(data, settings_grid, pa
     columns = ["layers", "lr", "L2_lambda", "best_val_acc", "best_val_loss", "best_iteration"]
     retrained = again.iloc[-1][columns]
     pd.testing.assert_series_equal(retrained, first.iloc[1][columns], check_names=False)
+
+
+def test_a_second_search_on_the_same_log_fails_at_once_and_the_lock_goes_with_the_first(data, settings_grid, paths,
+                                                                                       counter):
+    with runs.exclusive(paths[0]), pytest.raises(runs.LogInUse, match="another search is writing"):
+        search(settings_grid, data, paths)
+    assert counter == []
+    with pytest.raises(ValueError), runs.exclusive(paths[0]):
+        raise ValueError("a search that fails")
+    assert len(search(settings_grid, data, paths)) == 4  # the lock was released both times
+
+
+def test_reruns_never_replace_an_older_backup(data, settings_grid, paths):
+    search(settings_grid[:1], data, paths)
+    first = paths[0].read_bytes()
+    search(settings_grid[:2], data, paths, rerun=True)
+    second = paths[0].read_bytes()
+    search(settings_grid[:3], data, paths, rerun=True)
+    assert paths[0].with_name("grid.csv.bak").read_bytes() == first
+    assert paths[0].with_name("grid.csv.bak.1").read_bytes() == second
+    assert paths[1].with_name("histories.bak.1").is_dir()

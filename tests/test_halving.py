@@ -1,9 +1,11 @@
+import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import solver
 from modules import MLP
 from study import config, halving, runs
 
@@ -223,6 +225,9 @@ def test_an_old_log_is_kept_as_backup(data, settings_grid, tmp_path, capsys):
     assert len(log) == 3
     assert "halving search" in capsys.readouterr().out
     assert not list(tmp_path.glob("*.tmp"))
+    recipe = json.loads(runs.recipe_path(log_path).read_text())
+    assert recipe["recipe"] == dict(MODEL_KWARGS, max_epoch=2)
+    assert recipe["data"] == solver.fingerprint(*data)
 
 
 def test_max_epoch_is_set_by_the_search(data, settings_grid, tmp_path):
