@@ -9,25 +9,70 @@ back, so a checkpoint can resume a run exactly.
 ``decoupled_weight_decay`` says how ``weight_decay`` applies. False (SGD, momentum): as the gradient of the penalty
 ``(weight_decay / 2) * ||W||^2`` added to the loss, ``grad_W += weight_decay * W``. True (Adam): as a direct
 shrinking of the weights, ``W *= 1 - lr * weight_decay``, before the step, as AdamW does. Biases are never decayed.
+
+Two ways to take a step, the same arithmetic:
+
+- ``reference_step`` is the textbook formula in plain NumPy, one array operation a line: what to read, and what the
+  tests hold the fast step to.
+- ``step`` runs it as one compiled pass over each parameter (numba, ``prange`` over the elements, on as many threads
+  as ``set_threads`` allows): NumPy would make up to fourteen passes over every array, each a trip through memory.
+  The fast step also sets to zero any state or weight that has decayed below the smallest normal float (a weight
+  whose gradient stays 0, fed by a pixel that is always blank, say): arithmetic on such subnormal numbers is many
+  times slower, and a value below 1e-38 changes nothing else.
 """
 
 import copy
 
+import numba
 import numpy as np
 
-# Elements per chunk in the stateful rules: a chunk of the parameter, its gradient and state (a few 128 KB float32
-# pieces) stays in the cache through all the arithmetic of one step, instead of every operation streaming whole
-# multi-megabyte arrays through memory again.
-CHUNK = 1 << 15
+
+def set_threads(n):
+    """Let the fast steps use ``n`` threads (at most the cores numba found); a search running one run per core
+    gives each run one."""
+    numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
 
 
-def chunks(*arrays):
-    """Matching flat views, ``CHUNK`` elements at a time, of arrays of one shape; writing to them writes the arrays."""
-    if not all(array.flags.c_contiguous for array in arrays):
+@numba.njit(parallel=True, cache=True)
+def sgd_pass(p, g, lr, decay, tiny):
+    for i in numba.prange(p.size):
+        x = decay * p[i] - lr * g[i]
+        p[i] = x if abs(x) >= tiny else x * 0
+
+
+@numba.njit(parallel=True, cache=True)
+def momentum_pass(p, g, v, lr, momentum, weight_decay, nesterov, tiny):
+    for i in numba.prange(p.size):
+        grad = g[i] + weight_decay * p[i]
+        velocity = momentum * v[i] + grad
+        velocity = velocity if abs(velocity) >= tiny else velocity * 0  # zero in the arrays' own type
+        v[i] = velocity
+        x = p[i] - lr * (grad + momentum * velocity if nesterov else velocity)
+        p[i] = x if abs(x) >= tiny else x * 0
+
+
+@numba.njit(parallel=True, cache=True)
+def adam_pass(p, g, m, v, one_minus_beta1, one_minus_beta2, step_size, eps, decay, tiny):
+    for i in numba.prange(p.size):
+        mean = m[i] + (g[i] - m[i]) * one_minus_beta1
+        mean = mean if abs(mean) >= tiny else mean * 0
+        square = v[i] + (g[i] * g[i] - v[i]) * one_minus_beta2
+        square = square if square >= tiny else tiny
+        m[i], v[i] = mean, square
+        x = decay * p[i] - step_size * mean / (np.sqrt(square) + eps)
+        p[i] = x if abs(x) >= tiny else x * 0
+
+
+def flat(array):
+    """A 1-D view of a C-contiguous array, which the compiled passes write through."""
+    if not array.flags.c_contiguous:
         raise ValueError("optimizers update parameters in place through flat views: pass C-contiguous arrays")
-    flat = [array.reshape(-1) for array in arrays]
-    for start in range(0, flat[0].size, CHUNK):
-        yield [part[start:start + CHUNK] for part in flat]
+    return array.reshape(-1)
+
+
+def scalars(array, *values):
+    """``values`` in the array's own float type, so that the compiled pass computes in float32 for float32 weights."""
+    return [array.dtype.type(value) for value in values]
 
 
 def named(prefix, arrays):
@@ -43,13 +88,9 @@ def unnamed(prefix, state):
     return arrays or None
 
 
-def add_l2_gradient(params, weight_decay):
-    """Add ``weight_decay * W``, the gradient of the penalty ``(weight_decay / 2) * ||W||^2``, to each weight
-    matrix's gradient; bias vectors are never regularised."""
-    if weight_decay:
-        for param, grad in params:
-            if param.ndim > 1:
-                grad += weight_decay * param
+def decays(param, weight_decay):
+    """The weight decay that applies to ``param``: ``weight_decay`` for a weight matrix, 0 for a bias vector."""
+    return weight_decay if param.ndim > 1 else 0.0
 
 
 class SGD:
@@ -58,10 +99,15 @@ class SGD:
     name = "sgd"
     decoupled_weight_decay = False
 
-    def step(self, params, lr, weight_decay=0.0):
-        add_l2_gradient(params, weight_decay)
+    def reference_step(self, params, lr, weight_decay=0.0):
         for param, grad in params:
-            param -= lr * grad
+            param -= lr * (grad + decays(param, weight_decay) * param)
+
+    def step(self, params, lr, weight_decay=0.0):
+        for param, grad in params:
+            # (1 - lr * weight_decay) * param - lr * grad: one read-modify-write of the parameter.
+            sgd_pass(flat(param), flat(grad), *scalars(param, lr, 1 - lr * decays(param, weight_decay),
+                                                       np.finfo(param.dtype).tiny))
 
     def state_dict(self):
         return {}
@@ -92,15 +138,24 @@ class Momentum(SGD):
     def name(self):
         return "nesterov" if self.nesterov else "momentum"
 
-    def step(self, params, lr, weight_decay=0.0):
-        add_l2_gradient(params, weight_decay)
+    def start(self, params):
         if self.velocities is None:
             self.velocities = [np.zeros_like(param) for param, _ in params]
+
+    def reference_step(self, params, lr, weight_decay=0.0):
+        self.start(params)
         for (param, grad), velocity in zip(params, self.velocities, strict=True):
-            for p, g, v in chunks(param, grad, velocity):
-                v *= self.momentum
-                v += g
-                p -= lr * (g + self.momentum * v if self.nesterov else v)
+            grad = grad + decays(param, weight_decay) * param
+            velocity *= self.momentum
+            velocity += grad
+            param -= lr * (grad + self.momentum * velocity if self.nesterov else velocity)
+
+    def step(self, params, lr, weight_decay=0.0):
+        self.start(params)
+        for (param, grad), velocity in zip(params, self.velocities, strict=True):
+            momentum_pass(flat(param), flat(grad), flat(velocity),
+                          *scalars(param, lr, self.momentum, decays(param, weight_decay)), self.nesterov,
+                          np.finfo(param.dtype).tiny)
 
     def state_dict(self):
         return {} if self.velocities is None else named("velocity", self.velocities)
@@ -131,46 +186,35 @@ class Adam(SGD):
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.t = 0
         self.m = self.v = None
-        self.scratch = None
 
-    def step(self, params, lr, weight_decay=0.0):
+    def start(self, params):
         if self.m is None:
             self.m = [np.zeros_like(param) for param, _ in params]
             self.v = [np.zeros_like(param) for param, _ in params]
-        if self.scratch is None:
-            self.scratch = np.empty(CHUNK, dtype=params[0][0].dtype)
-            self.tiny = np.finfo(params[0][0].dtype).tiny
         self.t += 1
-        correction1 = 1 - self.beta1 ** self.t
-        correction2 = 1 - self.beta2 ** self.t
-        # Folding the bias corrections into the step size and eps saves two passes over every parameter. They stay
-        # Python floats: a NumPy float64 scalar would make each operation on the float32 arrays run in float64,
-        # through casting buffers, at a fraction of the speed.
-        step_size = float(lr * np.sqrt(correction2) / correction1)
-        eps = float(self.eps * np.sqrt(correction2))
-        for (param, grad), m_all, v_all in zip(params, self.m, self.v, strict=True):
-            decay = float(1 - lr * weight_decay) if param.ndim > 1 else 1
-            # In place, through one scratch buffer: no array is allocated in the loop.
-            for p, g, m, v in chunks(param, grad, m_all, v_all):
-                tmp = self.scratch[:p.size]
-                if decay != 1:
-                    p *= decay
-                np.subtract(g, m, out=tmp)  # m = beta1 * m + (1 - beta1) * g
-                tmp *= 1 - self.beta1
-                m += tmp
-                np.multiply(g, g, out=tmp)  # v = beta2 * v + (1 - beta2) * g**2
-                tmp -= v
-                tmp *= 1 - self.beta2
-                v += tmp
-                # Where the gradient stays 0 (a pixel that is always blank, a dead unit) v decays into subnormal
-                # numbers, on which every operation is many times slower. Below the smallest normal number,
-                # sqrt(v) is 1e-19 and vanishes beside eps, so the floor leaves every step exactly as it was.
-                np.maximum(v, self.tiny, out=v)
-                np.sqrt(v, out=tmp)  # p -= step_size * m / (sqrt(v) + eps)
-                tmp += eps
-                np.divide(m, tmp, out=tmp)
-                tmp *= step_size
-                p -= tmp
+
+    def reference_step(self, params, lr, weight_decay=0.0):
+        self.start(params)
+        for (param, grad), m, v in zip(params, self.m, self.v, strict=True):
+            param *= 1 - lr * decays(param, weight_decay)
+            m *= self.beta1
+            m += (1 - self.beta1) * grad
+            v *= self.beta2
+            v += (1 - self.beta2) * grad * grad
+            m_hat = m / (1 - self.beta1 ** self.t)
+            v_hat = v / (1 - self.beta2 ** self.t)
+            param -= lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+    def step(self, params, lr, weight_decay=0.0):
+        self.start(params)
+        # The bias corrections folded into the step size and eps: lr * m_hat / (sqrt(v_hat) + eps) is
+        # step_size * m / (sqrt(v) + eps_hat), with no pass over the arrays to correct m and v.
+        correction2 = np.sqrt(1 - self.beta2 ** self.t)
+        step_size = lr * correction2 / (1 - self.beta1 ** self.t)
+        for (param, grad), m, v in zip(params, self.m, self.v, strict=True):
+            adam_pass(flat(param), flat(grad), flat(m), flat(v),
+                      *scalars(param, 1 - self.beta1, 1 - self.beta2, step_size, self.eps * correction2,
+                               1 - lr * decays(param, weight_decay), np.finfo(param.dtype).tiny))
 
     def state_dict(self):
         if self.m is None:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from optimizers import CHUNK, SGD, Adam, Momentum, make_optimizer
+from optimizers import SGD, Adam, Momentum, make_optimizer
 
 GRADS = [np.array([0.5, -1.0]), np.array([0.25, 2.0]), np.array([-1.0, 0.5])]
 LRS = [0.1, 0.1, 0.05]
@@ -93,10 +93,30 @@ def test_optimizers_match_pytorch(name):
     np.testing.assert_allclose(param, reference.detach().numpy(), rtol=1e-10)
 
 
-def test_parameters_larger_than_a_chunk_are_updated_everywhere():
+@pytest.mark.parametrize("make", [SGD, Momentum, lambda: Momentum(nesterov=True), Adam])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.05])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_fast_step_is_the_reference_step(make, weight_decay, dtype):
+    rng = np.random.default_rng(1)
+    shapes = [(300, 257), (257,), (257, 10), (10,)]  # larger than a thread's share, and odd sizes
+    fast = [rng.standard_normal(shape).astype(dtype) for shape in shapes]
+    reference = [param.copy() for param in fast]
+    fast_rule, reference_rule = make(), make()
+    for step in range(5):
+        grads = [rng.standard_normal(shape).astype(dtype) for shape in shapes]
+        fast_rule.step(list(zip(fast, [g.copy() for g in grads], strict=True)), 0.01 * (step + 1), weight_decay)
+        reference_rule.reference_step(list(zip(reference, grads, strict=True)), 0.01 * (step + 1), weight_decay)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    for got, expected in zip(fast, reference, strict=True):
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol)
+    for got, expected in zip(fast_rule.state_dict().values(), reference_rule.state_dict().values(), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol)
+
+
+def test_adam_follows_the_textbook_formula_on_a_large_array():
     rng = np.random.default_rng(1)
     param = rng.standard_normal((400, 300))
-    assert param.size > 3 * CHUNK
     expected, m, v = param.copy(), np.zeros_like(param), np.zeros_like(param)
     adam = Adam()
     for t in range(1, 4):
@@ -114,18 +134,34 @@ def test_non_contiguous_parameters_are_refused():
         Adam().step([(param, np.ones_like(param))], lr=0.1)
 
 
-def test_adam_keeps_its_second_moment_out_of_the_subnormal_range():
+def test_adam_keeps_its_moments_out_of_the_subnormal_range():
     param, ones = np.ones(1000, dtype=np.float32), np.ones(1000, dtype=np.float32)
     adam = Adam()
     adam.step([(param, ones)], lr=1e-3)
     adam.v[0][:] = 1e-40  # subnormal: what a gradient that stays 0 leaves after many steps
+    adam.m[0][:500] = 1e-39
     m, before = adam.m[0].astype(np.float64), param.astype(np.float64)
     adam.step([(param, np.zeros_like(param))], lr=1e-3)
-    assert np.all(adam.v[0] >= np.finfo(np.float32).tiny)
-    m = 0.9 * m
+    tiny = np.finfo(np.float32).tiny
+    assert np.all(adam.v[0] >= tiny)
+    assert np.all(adam.m[0][:500] == 0) and np.all(np.abs(adam.m[0][500:]) >= tiny)
+    m = np.where(np.arange(1000) < 500, 0, 0.9 * m)
     v = 0.999 * 1e-40
     expected = before - 1e-3 * (m / (1 - 0.9**2)) / (np.sqrt(v / (1 - 0.999**2)) + 1e-8)
     np.testing.assert_allclose(param, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("make", [SGD, Momentum])
+def test_weights_and_velocities_that_decay_below_the_normal_floats_become_zero(make):
+    tiny = np.finfo(np.float32).tiny
+    param = np.array([[1.5 * tiny, 1.0]], dtype=np.float32)
+    rule = make()
+    rule.step([(param, np.zeros_like(param))], lr=0.5, weight_decay=1.0)  # halves the weights
+    assert param[0, 0] == 0 and param[0, 1] == np.float32(0.5)
+    if make is Momentum:
+        rule.velocities[0][:] = 1e-39
+        rule.step([(param, np.zeros_like(param))], lr=0.0)
+        assert np.all(rule.velocities[0] == 0)
 
 
 @pytest.mark.parametrize("make", [SGD, Momentum, lambda: Momentum(nesterov=True), Adam])
