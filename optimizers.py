@@ -14,8 +14,9 @@ Two ways to take a step, the same arithmetic:
 
 - ``reference_step`` is the textbook formula in plain NumPy, one array operation a line: what to read, and what the
   tests hold the fast step to.
-- ``step`` runs it as one compiled pass over each parameter (numba, ``prange`` over the elements, on as many threads
-  as ``set_threads`` allows): NumPy would make up to fourteen passes over every array, each a trip through memory.
+- ``step`` runs it as one compiled pass over each parameter (numba; ``prange`` tells the compiler that the elements
+  are independent, so it vectorises them, on one thread: see ``one_thread``): NumPy would make up to fourteen passes
+  over every array, each a trip through memory.
   The fast step also sets to zero any state or weight that has decayed below the smallest normal float (a weight
   whose gradient stays 0, fed by a pixel that is always blank, say): arithmetic on such subnormal numbers is many
   times slower, and a value below 1e-38 changes nothing else.
@@ -27,10 +28,11 @@ import numba
 import numpy as np
 
 
-def set_threads(n):
-    """Let the fast steps use ``n`` threads (at most the cores numba found); a search running one run per core
-    gives each run one."""
-    numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+def one_thread():
+    """Make the fast steps of this thread run on one core. Two threads halve a step on its own, but inside training
+    they made the wide network's epochs 2.8 times slower (21.7 against 7.8 ms a batch, measured): OpenBLAS's threads
+    spin between the matrix products, and a second pool of threads fights them for the same cores."""
+    numba.set_num_threads(1)
 
 
 @numba.njit(parallel=True, cache=True)

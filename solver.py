@@ -29,9 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_info
 
-from optimizers import set_threads
+from optimizers import one_thread
 
 LR_SCHEDULES = ("step", "cosine")
 HISTORY_COLUMNS = ["iteration", "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "diverged"]
@@ -260,9 +259,7 @@ class Solver:
                              f"{self.data_fingerprint}); go on with the data it started with, or start a new run "
                              "(a new MLP, or init_model()) for this data")
         self.data_fingerprint = data
-        # The update rule's compiled passes take as many threads as the matrix products have (one per run in a search).
-        set_threads(max((info["num_threads"] for info in threadpool_info() if info.get("user_api") == "blas"),
-                        default=1))
+        one_thread()
         if self.params_reached is not None:
             model.load_param(self.params_reached)
             self.params_reached = None

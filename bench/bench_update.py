@@ -5,10 +5,10 @@ The parameters of section 7's [784, 1024, 1024, 10] network (1.86 M floats), one
 - ``reference``: the textbook step in plain NumPy (``reference_step``), one array operation a line;
 - ``numexpr``: the same arithmetic as numexpr expressions, each evaluated blockwise in the cache (one per array the
   rule writes: three for Adam), the other candidate library the issue named;
-- ``numba``: the project's ``step``, one compiled pass over each parameter;
+- ``numba``: the project's ``step``, one compiled pass over each parameter, on one thread as in training;
 - ``pytorch``: ``torch.optim``'s own step (foreach) on the same arrays, when torch is installed.
 
-Each is timed in this process, with the BLAS/numba threads this machine has, best of ``--repeats`` runs of
+Each is timed in this process (PyTorch and numexpr with the threads they take), best of ``--repeats`` runs of
 ``--steps`` steps; the ratios to PyTorch are printed and the figures written to ``--output``.
 
     python bench/bench_update.py [--steps 50] [--repeats 5] [--output bench/update_results.json]
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from harness import torch_available, write_results  # noqa: E402
 
-from optimizers import SGD, Adam, Momentum  # noqa: E402
+from optimizers import SGD, Adam, Momentum, one_thread  # noqa: E402
 
 SHAPES = [(784, 1024), (1024,), (1024, 1024), (1024,), (1024, 10), (10,)]
 LR, WEIGHT_DECAY = 1e-3, 1e-4
@@ -100,6 +100,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("update_results.json"))
     args = parser.parse_args()
+    one_thread()
     makers = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
     with_torch = torch_available()
     table = {}
