@@ -23,9 +23,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import torch_available, write_results  # noqa: E402
+from harness import torch_available, write_results
 
-from optimizers import SGD, Adam, Momentum, one_thread  # noqa: E402
+from optimizers import SGD, Adam, Momentum, one_thread
 
 SHAPES = [(784, 1024), (1024,), (1024, 1024), (1024,), (1024, 10), (10,)]
 LR, WEIGHT_DECAY = 1e-3, 1e-4
