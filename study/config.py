@@ -1,12 +1,12 @@
 """The settings of the study notebook, ``Fashion_mnist_model.ipynb``: a full run, or a quick one.
 
 The notebook asks :func:`study_config` for everything a run depends on besides the data: the grid, the training
-recipe, successive halving's schedule, section 7's contenders, and where the outputs go. This module sits at the
-bottom of the ``study`` package and imports nothing of it.
+recipe, successive halving's schedule, the learning-rate follow-up, section 7's contenders, the seeds of section 8,
+and where the outputs go. This module sits at the bottom of the ``study`` package and imports nothing of it.
 
-A full run writes into the repository (``log/``, ``weights/``, ``figures/``). A quick run (``FMNIST_QUICK=1``),
-used by the tests, trains a handful of tiny models for two epochs on a subsample and writes into a temporary
-folder, so it never touches the repository's results.
+A full run writes into the repository (``log/``, ``weights/``, ``figures/``). A quick run (the notebook's parameter
+``QUICK = True``, ``make run QUICK=1``), used by the tests, trains a handful of tiny models for two epochs on a
+subsample and writes into a temporary folder, so it never touches the repository's results.
 """
 
 import tempfile
@@ -20,6 +20,10 @@ REPO_DIR = Path(__file__).resolve().parent.parent
 # "Beyond the original study").
 WIDE_RECIPE = {"layers": [784, 1024, 1024, 10], "optimizer": "adam", "lr": 1e-3, "L2_lambda": 1e-4, "dropout": 0.3,
                "lr_schedule": "cosine", "max_epoch": 60, "batch_size": 128}
+
+# The test accuracy that the original study (the seed of this project) reported for its final model:
+# section 8 shows where it falls among runs of other seeds.
+ORIGINAL_TEST_ACCURACY = 0.8932
 
 
 def settings(layers, lr, L2_lambda):
@@ -62,6 +66,8 @@ class StudyConfig:
     halving_min_epochs: int = 2
     momentum_lrs: tuple[float, ...] = (0.01, 0.02)  # momentum 0.9 multiplies the step by about 10
     adam_lrs: tuple[float, ...] = (1e-3, 3e-4)
+    followup_lrs: tuple[float, ...] = (0.2, 0.3, 0.5)  # beyond the grid's largest rate, on its best architecture
+    seeds: tuple[int, ...] = (1, 2, 3, 4, 5)  # section 8: the chosen settings again, with other seeds than ``seed``
     wide_recipe: dict = field(default_factory=lambda: dict(WIDE_RECIPE))
     grid: list = field(init=False, repr=False, compare=False)
 
@@ -92,6 +98,18 @@ class StudyConfig:
         return self.log_dir / "histories"
 
     @property
+    def followup_log_path(self):
+        return self.log_dir / "lr_followup.csv"
+
+    @property
+    def followup_history_dir(self):
+        return self.log_dir / "lr_followup_histories"
+
+    @property
+    def seeds_log_path(self):
+        return self.log_dir / "seeds.csv"
+
+    @property
     def model_kwargs(self):
         """The training recipe shared by every run, as keyword arguments of ``MLP`` (all but layers, lr, L2)."""
         return {"activation": self.activation, "max_epoch": self.max_epoch, "batch_size": self.batch_size,
@@ -110,6 +128,17 @@ class StudyConfig:
         same = dict(self.model_kwargs, layers=list(best["layers"]), L2_lambda=best["L2_lambda"])
         return ([dict(same, optimizer="momentum", lr=lr) for lr in self.momentum_lrs],
                 [dict(same, optimizer="adam", lr=lr) for lr in self.adam_lrs])
+
+    def followup_grid(self, best):
+        """The learning-rate follow-up: the grid's best architecture and L2 strength ``best`` with the rates of
+        ``followup_lrs``, as a grid for ``grid.grid_search`` (the grid's recipe)."""
+        return make_grid(self.followup_lrs, [best["layers"]], [best["L2_lambda"]])
+
+    def seed_settings(self, best):
+        """Section 8's runs: the grid's best settings ``best`` and recipe, once with each of ``seeds`` (the seed
+        sets the initialisation and the order of the batches; the split stays the study's)."""
+        same = dict(self.model_kwargs, layers=list(best["layers"]), lr=best["lr"], L2_lambda=best["L2_lambda"])
+        return [dict(same, seed=seed) for seed in self.seeds]
 
     @property
     def wide_settings(self):
@@ -134,7 +163,7 @@ def study_config(quick: bool, output_dir=None) -> StudyConfig:
             quick=True, output_dir=output_dir, learning_rates=(0.01, 0.1), layer_sizes=archs, l2_lambdas=(0.0, 0.01),
             example_runs=(settings(archs[-1], 0.01, 0.01), settings(archs[-1], 0.1, 0.0)),
             max_epoch=2, print_iter=10, n_train=3000, n_val=1000, n_test=1000, halving_min_epochs=1,
-            momentum_lrs=(0.05,), adam_lrs=(1e-3,),
+            momentum_lrs=(0.05,), adam_lrs=(1e-3,), seeds=(1, 2, 3),
             wide_recipe=dict(WIDE_RECIPE, layers=[784, 64, 64, 10], max_epoch=2),
         )
     archs = ((784, 256, 128, 10), (784, 128, 64, 10), (784, 64, 32, 10))
@@ -144,6 +173,17 @@ def study_config(quick: bool, output_dir=None) -> StudyConfig:
         example_runs=(settings(archs[-1], 0.01, 0.01), settings(archs[-1], 0.1, 0.0)),
         max_epoch=40, print_iter=100,
     )
+
+
+def describe_place(path, repo=REPO_DIR):
+    """Where ``path`` is, without the machine's absolute paths: ``"the repository"``, a path relative to it
+    (``"data/fashion"``), or ``"a folder outside the repository"``."""
+    path, repo = Path(path).resolve(), Path(repo).resolve()
+    if path == repo:
+        return "the repository"
+    if repo in path.parents:
+        return path.relative_to(repo).as_posix()
+    return "a folder outside the repository"
 
 
 def subsample(data, config):

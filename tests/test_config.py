@@ -76,3 +76,30 @@ def test_make_grid_order_and_types():
     assert grid[2] == {"layers": (784, 10), "lr": 0.01, "L2_lambda": 0.0}
     assert grid[4]["layers"] == (784, 64, 10)
     assert all(isinstance(s["layers"], tuple) and isinstance(s["lr"], float) for s in grid)
+
+
+def test_the_follow_up_and_the_seeds_take_the_grids_best_settings_and_recipe():
+    cfg = config.study_config(quick=False)
+    best = {"layers": (784, 256, 128, 10), "lr": 0.1, "L2_lambda": 0.0}
+    assert cfg.followup_grid(best) == [config.settings(best["layers"], lr, 0.0) for lr in (0.2, 0.3, 0.5)]
+    assert min(cfg.followup_lrs) > max(cfg.learning_rates)  # beyond the grid's largest
+    seeded = cfg.seed_settings(best)
+    assert [s["seed"] for s in seeded] == [1, 2, 3, 4, 5] and cfg.seed not in cfg.seeds
+    for s in seeded:
+        assert s == dict(cfg.model_kwargs, layers=[784, 256, 128, 10], lr=0.1, L2_lambda=0.0, seed=s["seed"])
+    assert cfg.followup_log_path == cfg.log_dir / "lr_followup.csv"
+    assert cfg.followup_history_dir == cfg.log_dir / "lr_followup_histories"
+    assert cfg.seeds_log_path == cfg.log_dir / "seeds.csv"
+    assert config.ORIGINAL_TEST_ACCURACY == 0.8932
+
+
+def test_quick_config_has_few_seeds(tmp_path):
+    cfg = config.study_config(quick=True, output_dir=tmp_path)
+    assert len(cfg.seeds) >= 2 and len(cfg.seed_settings(cfg.grid[0])) == len(cfg.seeds)
+
+
+def test_describe_place_shows_no_absolute_path(tmp_path):
+    assert config.describe_place(config.REPO_DIR) == "the repository"
+    assert config.describe_place(config.REPO_DIR / "data" / "fashion") == "data/fashion"
+    assert config.describe_place(tmp_path) == "a folder outside the repository"
+    assert config.describe_place(tmp_path, repo=tmp_path.parent) == tmp_path.name
