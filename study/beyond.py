@@ -2,21 +2,65 @@
 
 Every contender trains on the same split as the seed grid. Where a contender has candidate settings (a few learning
 rates), the one with the best validation accuracy is kept (``runs.ranked``, the rule the searches use); the test set
-is measured only afterwards, to fill the comparison table, and never chooses anything. Section 7's wide network is
-``config.WIDE_RECIPE``; a single run trains with ``runs.fit``, which resumes it from a checkpoint.
+is measured only afterwards, to fill the comparison table, and never chooses anything; ``study.stats`` then says
+which of the differences on the test set are significant. Section 7's wide network is ``config.WIDE_RECIPE``; it
+trains with :func:`fit_with_progress`, which shows its epochs as they pass and resumes it from a checkpoint.
 """
 
-import pandas as pd
+import os
+import sys
 
-from study import runs
+import pandas as pd
+from tqdm import tqdm
+
+from modules import MLP
+from study import runs, stats
 from study.metrics import per_class_accuracy
 
 
-def fit_candidates(candidates, X_train, y_train, X_val, y_val, n_jobs=1):
+def fit_candidates(candidates, X_train, y_train, X_val, y_val, n_jobs=1, progress=True):
     """Train one model per settings dict (``MLP`` keyword arguments), ``n_jobs`` at a time through
     ``runs.dispatch`` (one BLAS thread per run, so that the results do not depend on ``n_jobs``); the trained models
-    in the candidates' order."""
-    return list(runs.dispatch(runs.fit, candidates, X_train, y_train, X_val, y_val, n_jobs=n_jobs, ordered=True))
+    in the candidates' order. A progress bar on stdout counts the finished runs."""
+    trained = runs.dispatch(runs.fit, candidates, X_train, y_train, X_val, y_val, n_jobs=n_jobs, ordered=True)
+    with tqdm(total=len(candidates), desc="candidates", unit="run", disable=not progress, file=sys.stdout) as bar:
+        models = []
+        for model in trained:
+            models.append(model)
+            bar.update()
+            bar.set_postfix(last=f"{model.optimizer.config()['name']} lr {model.lr:g}",
+                            val_acc=f"{model.best_val_acc:.4f}")
+    return models
+
+
+def fit_with_progress(settings, X_train, y_train, X_val, y_val, save_path=None, checkpoint_path=None, fresh=False,
+                      progress=True, desc="training"):
+    """``runs.fit`` for a long run, one epoch at a time under a progress bar on stdout (epoch, validation accuracy
+    of the last and of the best check); the same run, since a run trained in pieces equals one trained at once.
+
+    With ``checkpoint_path`` the run saves its state after every epoch and, when a checkpoint of the same settings
+    is there, goes on from it (a finished run is not trained again); ``fresh=True`` deletes that checkpoint first.
+    """
+    model = runs.new_model(settings)
+    if checkpoint_path is not None and os.path.exists(checkpoint_path):
+        if fresh:
+            os.remove(checkpoint_path)
+        else:
+            resumed = MLP.from_checkpoint(checkpoint_path, print_log=False)
+            if resumed.config() != model.config():
+                raise ValueError(f"{checkpoint_path} holds a run of other settings ({resumed.config()}); delete it "
+                                 f"(or pass fresh=True) to train {model.config()} from the start")
+            model = resumed
+    with tqdm(total=model.max_epoch, initial=model.epoch, desc=desc, unit="epoch", disable=not progress,
+              file=sys.stdout) as bar:
+        while True:
+            model.train(X_train, y_train, X_val, y_val, save_path=save_path, epochs=1, checkpoint_path=checkpoint_path)
+            bar.update(model.epoch - bar.n)
+            history = model.history
+            if len(history):
+                bar.set_postfix(val_acc=f"{history['val_acc'].iloc[-1]:.4f}", best=f"{model.best_val_acc:.4f}")
+            if model.epoch >= model.max_epoch or model.diverged or model.stopped_early:
+                return model
 
 
 def best_on_validation(models):
@@ -41,17 +85,23 @@ def describe(model):
 
 
 def comparison_row(name, model, X_test, y_test):
-    """One row of the comparison table: validation numbers, then the test numbers, epochs and wall time."""
+    """One row of the comparison table: validation numbers, then the test numbers (accuracy with its exact 95%
+    interval, loss), epochs and wall time."""
     test_acc, test_loss = model.evaluate(X_test, y_test)
+    low, high = stats.accuracy_ci(round(test_acc * len(y_test)), len(y_test))
     return {"model": name, "settings": describe(model), "val_accuracy": model.best_val_acc,
-            "test_accuracy": test_acc, "test_loss": test_loss, "epochs": model.epoch,
-            "train_time_s": model.train_time_s}
+            "test_accuracy": test_acc, "test_ci_low": low, "test_ci_high": high, "test_loss": test_loss,
+            "epochs": model.epoch, "train_time_s": model.train_time_s}
 
 
 def class_changes(y_true, before, after, class_names):
-    """Per-class test accuracy of two sets of predictions and the change, largest gain first."""
+    """Per-class test accuracy of two sets of predictions and the change, largest gain first, with McNemar's exact
+    p-value of the change on the class's own images (``stats.mcnemar``)."""
     n = len(class_names)
+    y_true, before, after = (pd.Series(v).to_numpy() for v in (y_true, before, after))
     table = pd.DataFrame({"class": class_names, "before": per_class_accuracy(y_true, before, n),
                           "after": per_class_accuracy(y_true, after, n)})
     table["change"] = table["after"] - table["before"]
+    table["p_value"] = [stats.mcnemar(y_true[y_true == c], before[y_true == c], after[y_true == c])["p_value"]
+                        for c in range(n)]
     return table.sort_values("change", ascending=False, kind="mergesort").reset_index(drop=True)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from modules import Activation
+from study import stats
 
 
 def confusion_matrix(y_true, y_pred, n_classes):
@@ -25,6 +26,17 @@ def per_class_accuracy(y_true, y_pred, n_classes):
     cm = confusion_matrix(y_true, y_pred, n_classes)
     support = cm.sum(axis=1)
     return np.divide(np.diag(cm), support, out=np.full(n_classes, np.nan), where=support > 0)
+
+
+def per_class_table(y_true, y_pred, class_names):
+    """Per class: its images, the accuracy on them and the accuracy's exact 95% interval (``stats.accuracy_ci``;
+    NaN for a class without images)."""
+    cm = confusion_matrix(y_true, y_pred, len(class_names))
+    support, right = cm.sum(axis=1), np.diag(cm)
+    intervals = [stats.accuracy_ci(k, n) if n else (np.nan, np.nan) for k, n in zip(right, support, strict=True)]
+    return pd.DataFrame({"class": class_names, "test images": support,
+                         "accuracy": per_class_accuracy(y_true, y_pred, len(class_names)),
+                         "ci_low": [low for low, _ in intervals], "ci_high": [high for _, high in intervals]})
 
 
 # -- hidden units ------------------------------------------------------------------------------------------------

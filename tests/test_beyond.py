@@ -1,8 +1,10 @@
 import numpy as np
+import pandas as pd
 import pytest
 from test_modules import small_problem
 
-from study import beyond, runs
+from modules import MLP
+from study import beyond, runs, stats
 
 
 def candidates():
@@ -43,3 +45,66 @@ def test_class_changes_lists_the_largest_gain_first():
     table = beyond.class_changes(y_true, before, after, ["a", "b", "c"])
     assert list(table["class"]) == ["a", "b", "c"]  # a stable sort keeps ties in class order
     np.testing.assert_allclose(table["change"], [0.5, 0.5, -0.5])
+
+
+def test_class_changes_carries_mcnemars_p_value_per_class():
+    y_true = np.repeat([0, 1], 20)
+    before = y_true.copy()
+    before[:12] = 1  # class 0: 8 of 20 right
+    after = y_true.copy()  # class 0: all right; class 1 unchanged
+    table = beyond.class_changes(y_true, before, after, ["a", "b"]).set_index("class")
+    assert table.loc["a", "change"] == pytest.approx(0.6)
+    assert table.loc["a", "p_value"] == pytest.approx(stats.mcnemar(y_true[:20], before[:20], after[:20])["p_value"])
+    assert table.loc["a", "p_value"] < 0.001 and table.loc["b", "p_value"] == 1.0
+
+
+def test_comparison_row_carries_the_test_accuracys_interval():
+    X_train, y_train, X_val, y_val = small_problem()
+    model = runs.fit(candidates()[0], X_train, y_train, X_val, y_val)
+    row = beyond.comparison_row("momentum", model, X_val, y_val)
+    correct = round(row["test_accuracy"] * len(y_val))
+    assert (row["test_ci_low"], row["test_ci_high"]) == stats.accuracy_ci(correct, len(y_val))
+
+
+def test_fit_with_progress_is_the_run_runs_fit_trains(tmp_path, capsys):
+    data = small_problem()
+    settings = dict(candidates()[1], max_epoch=4)
+    whole = runs.fit(settings, *data)
+    shown = beyond.fit_with_progress(settings, *data, save_path=tmp_path / "best.npz", desc="wide")
+    assert shown.epoch == 4
+    pd.testing.assert_frame_equal(shown.history, whole.history)
+    for name, array in whole.get_parameters().items():
+        np.testing.assert_array_equal(shown.get_parameters()[name], array)
+    np.testing.assert_array_equal(MLP.from_file(tmp_path / "best.npz").get_parameters()["W1"],
+                                  whole.get_parameters()["W1"])
+    bar = capsys.readouterr().out
+    assert "wide: 100%" in bar and "4/4" in bar and "epoch" in bar
+
+
+def test_fit_with_progress_resumes_from_its_checkpoint_unless_fresh(tmp_path, monkeypatch):
+    data = small_problem()
+    settings = dict(candidates()[1], max_epoch=4)
+    checkpoint = tmp_path / "run.npz"
+    first = beyond.fit_with_progress(dict(settings, max_epoch=4), *data, checkpoint_path=checkpoint, progress=False)
+    epochs = []
+    train = MLP.train
+
+    def counting_train(model, *args, **kwargs):
+        epochs.append(model.epoch)
+        return train(model, *args, **kwargs)
+
+    monkeypatch.setattr(MLP, "train", counting_train)
+    again = beyond.fit_with_progress(settings, *data, checkpoint_path=checkpoint, progress=False)
+    assert epochs == [4]  # finished: one call that trains nothing
+    assert again.best_val_acc == first.best_val_acc and again.epoch == 4
+    epochs.clear()
+    fresh = beyond.fit_with_progress(settings, *data, checkpoint_path=checkpoint, fresh=True, progress=False)
+    assert epochs == [0, 1, 2, 3]
+    pd.testing.assert_frame_equal(fresh.history, first.history)
+    with pytest.raises(ValueError, match="other settings"):
+        beyond.fit_with_progress(dict(settings, lr=0.02), *data, checkpoint_path=checkpoint, progress=False)
+
+
+def test_fit_with_progress_stops_on_divergence():
+    model = beyond.fit_with_progress(candidates()[2], *small_problem(), progress=False)
+    assert model.diverged and model.epoch == 1

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from modules import MLP
-from study import metrics
+from study import metrics, stats
 
 
 def test_hidden_activations_are_the_relu_outputs():
@@ -96,3 +96,15 @@ def test_per_class_accuracy_matches_loop():
     reference = [np.mean(y_pred[y_true == c] == c) for c in range(10)]
     np.testing.assert_allclose(metrics.per_class_accuracy(y_true, y_pred, 10), reference)
     assert metrics.confusion_matrix(y_true, y_pred, 10).sum() == 500
+
+
+def test_per_class_table_gives_each_class_accuracy_its_exact_interval():
+    y_true = np.array([0, 0, 0, 0, 1, 1, 2])
+    y_pred = np.array([0, 0, 0, 1, 1, 0, 1])
+    table = metrics.per_class_table(y_true, y_pred, ["a", "b", "c", "d"])
+    assert list(table.columns) == ["class", "test images", "accuracy", "ci_low", "ci_high"]
+    assert list(table["test images"]) == [4, 2, 1, 0]
+    np.testing.assert_allclose(table["accuracy"], [0.75, 0.5, 0.0, np.nan])
+    assert (table.loc[0, "ci_low"], table.loc[0, "ci_high"]) == stats.accuracy_ci(3, 4)
+    assert (table.loc[2, "ci_low"], table.loc[2, "ci_high"]) == stats.accuracy_ci(0, 1)
+    assert np.isnan(table.loc[3, "ci_low"]) and np.isnan(table.loc[3, "ci_high"])  # no image, no interval
