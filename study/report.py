@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from solver import atomic_write
-from study import grid, runs
+from study import config, followup, grid, runs, stats
 
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
@@ -101,22 +101,28 @@ def write_results(path, results):
 
 
 def notebook_results(cfg, grid_log, trained_now, n_jobs, final, test, halving_found, beyond_table, beyond_test,
-                     wall_s):
+                     wall_s, mcnemar=None, lr_followup=None, seeds=None, sections=None):
     """What the notebook measured, as the dict :func:`write_results` writes to ``log/results.json``.
 
     ``cfg`` is the run's ``StudyConfig``; ``grid_log`` the grid's log, of which ``trained_now`` runs were trained in
     this execution on ``n_jobs`` processes; ``final`` the model retrained on the grid's best settings; ``test`` its
-    ``(accuracy, loss, images)`` on the test set; ``halving_found`` what ``halving.halving_result`` found;
-    ``beyond_table`` section 7's comparison table and ``beyond_test`` the ``(accuracy, loss)`` of its saved model;
-    ``wall_s`` the wall times in seconds of ``"grid"``, ``"halving"``, ``"final_training"``, ``"beyond"`` (section 7)
-    and the whole ``"notebook"``.
+    ``(accuracy, loss, images)`` on the test set (its exact 95% interval is added here, ``stats.accuracy_ci``);
+    ``halving_found`` what ``halving.halving_result`` found; ``beyond_table`` section 7's comparison table and
+    ``beyond_test`` the ``(accuracy, loss)`` of its saved model; ``wall_s`` the wall times in seconds of ``"grid"``,
+    ``"halving"``, ``"final_training"``, ``"beyond"`` (section 7), the whole ``"notebook"`` and, when they ran,
+    ``"lr_followup"`` and ``"seeds"`` (section 8). Then, when given: ``mcnemar``, section 7's contenders against the
+    seed grid's best (``stats.mcnemar_table``); ``lr_followup``, ``{"table": followup.lr_table(...), "verdict":
+    followup.verdict(...)}``; ``seeds``, ``{"table": seeds.seed_table(...), "summary": seeds.summary(...)}``;
+    ``sections``, the wall time of each section of the notebook (``timing.Sections.times``).
     """
     top5 = grid.top_k(grid_log, k=5)
     best = runs.settings_from_row(top5.iloc[0])
     picked = halving_found["settings"]
-    return {
+    images = test[2]
+    results = {
         "quick": cfg.quick,
-        "test": {"accuracy": test[0], "loss": test[1], "images": test[2]},
+        "test": {"accuracy": test[0], "loss": test[1], "images": images,
+                 "ci": stats.accuracy_ci(round(test[0] * images), images)},
         "best": {**best, "best_val_acc": top5.loc[0, "best_val_acc"], "best_val_loss": top5.loc[0, "best_val_loss"]},
         "top5": top5,
         "grid": {"runs": len(grid_log), "trained_now": trained_now, "n_jobs": n_jobs, "wall_time_s": wall_s["grid"],
@@ -128,9 +134,20 @@ def notebook_results(cfg, grid_log, trained_now, n_jobs, final, test, halving_fo
                     "epochs": halving_found["epochs_spent"], "grid_epochs": len(grid_log) * cfg.max_epoch,
                     "rungs": halving_found["rungs"], "wall_time_s": wall_s["halving"]},
         "beyond": {"table": beyond_table, "test_accuracy": beyond_test[0], "test_loss": beyond_test[1],
+                   "test_ci": stats.accuracy_ci(round(beyond_test[0] * images), images),
                    "wall_time_s": wall_s["beyond"]},
         "notebook_wall_time_s": wall_s["notebook"],
     }
+    if mcnemar is not None:
+        results["beyond"]["mcnemar"] = mcnemar
+    if lr_followup is not None:
+        results["lr_followup"] = dict(lr_followup, wall_time_s=wall_s["lr_followup"])
+    if seeds is not None:
+        results["seeds"] = dict(seeds, original_test_accuracy=config.ORIGINAL_TEST_ACCURACY,
+                                wall_time_s=wall_s["seeds"])
+    if sections is not None:
+        results["sections_wall_time_s"] = dict(sections)
+    return results
 
 
 # -- the README's results ----------------------------------------------------------------------------------------
@@ -236,13 +253,74 @@ def halving_section(halving, grid, best_val_acc):
             f"{duration(grid['wall_time_s'])}.")
 
 
-def beyond_section(beyond):
+def _with_ci(accuracy, ci):
+    """``"0.8927 (95% CI 0.8865-0.8987)"``, or the accuracy alone when no interval was recorded."""
+    return f"{accuracy:.4f}" + (f" (95% CI {stats.format_ci(*ci)})" if ci else "")
+
+
+def mcnemar_section(rows, reference, images):
+    table = pd.DataFrame(rows)
+    lines = [(r["model"], _with_ci(r["test_accuracy"], (r["ci_low"], r["ci_high"])), f"{100 * r['difference']:+.2f}",
+              r["only_reference_right"], r["only_model_right"], f"{r['p_value']:.3g}",
+              "yes" if r["significant"] else "no") for r in rows]
+    header = ["model", "test accuracy", "difference (points)", "only the reference right", "only the model right",
+              "p-value", f"significant at {stats.ALPHA:g}"]
+    return (f"Each contender against the {reference} on the same {images:,} test images (McNemar's exact test on "
+            f"the images that only one of the two gets right):\n\n{_table(header, lines)}\n\n"
+            f"{stats.significance_sentence(table, f'the {reference}')}")
+
+
+def beyond_section(beyond, images=10000):
+    with_ci = all("test_ci_low" in r for r in beyond["table"])
     rows = [(r["model"], r["settings"], f"{r['val_accuracy']:.4f}", f"{r['test_accuracy']:.4f}",
+             *([stats.format_ci(r["test_ci_low"], r["test_ci_high"])] if with_ci else []),
              f"{r['test_loss']:.4f}", r["epochs"], duration(r["train_time_s"])) for r in beyond["table"]]
-    table = _table(["model", "settings", "val accuracy", "test accuracy", "test loss", "epochs", "train time"], rows)
-    return (f"**Beyond the original study** (section 7; settings chosen on the validation set, the test set measured "
-            f"afterwards):\n\n{table}\n\n`weights/beyond_model.npz`, loaded into a fresh `MLP`: test accuracy "
-            f"**{beyond['test_accuracy']:.4f}**, cross-entropy loss {beyond['test_loss']:.4f}.")
+    header = ["model", "settings", "val accuracy", "test accuracy", *(["95% CI"] if with_ci else []), "test loss",
+              "epochs", "train time"]
+    text = (f"**Beyond the original study** (section 7; settings chosen on the validation set, the test set measured "
+            f"afterwards):\n\n{_table(header, rows)}")
+    if beyond.get("mcnemar"):
+        text += "\n\n" + mcnemar_section(beyond["mcnemar"], beyond["table"][0]["model"], images)
+    return (f"{text}\n\n`weights/beyond_model.npz`, loaded into a fresh `MLP`: test accuracy "
+            f"**{_with_ci(beyond['test_accuracy'], beyond.get('test_ci'))}**, cross-entropy loss "
+            f"{beyond['test_loss']:.4f}.")
+
+
+def lr_followup_section(found, best):
+    """The grid's runs of the best architecture and L2 beside the follow-up's, and the notebook's verdict."""
+    rows = [(f"{r['lr']:g}", "diverged" if r["diverged"] else f"{r['best_val_acc']:.4f}",
+             "" if r["diverged"] else f"{r['best_val_loss']:.4f}", r["source"]) for r in found["table"]]
+    table = _table(["learning rate", "val accuracy", "val loss", "run of"], rows)
+    layers = "-".join(str(n) for n in best["layers"])
+    return (f"**Learning rates beyond the grid's largest** (section 3's follow-up; validation only, layers {layers} "
+            f"and L2 {best['L2_lambda']:g} with the grid's recipe):\n\n{table}\n\n"
+            f"{followup.describe_verdict(found['verdict'], best['layers'], best['L2_lambda'])} The model tested "
+            "above stays the grid's choice.")
+
+
+def seeds_section(seeds):
+    summary, rows = seeds["summary"], seeds["table"]
+    val, spread = summary["val"], summary["test"]
+    table = _table(["seed", "val accuracy", "test accuracy", "95% CI"],
+                   [(r["seed"], f"{r['best_val_acc']:.4f}", f"{r['test_acc']:.4f}",
+                     stats.format_ci(r["test_ci_low"], r["test_ci_high"])) for r in rows])
+    single, original = summary["single_run"], summary.get("original_test")
+
+    def where(found):
+        distance = "" if found["z"] is None else f"{found['z']:+.1f} standard deviations from the seeds' mean, "
+        return f"{distance}above {found['below']} and below {found['above']} of the {spread['n']} runs"
+
+    text = (f"**The chosen settings with {len(rows)} other seeds** (section 8; the seed draws the initial weights "
+            f"and the order of the batches, the split stays fixed):\n\n{table}\n\n"
+            f"Validation accuracy {val['mean']:.4f} +- {val['std']:.4f}, test accuracy {spread['mean']:.4f} +- "
+            f"{spread['std']:.4f} (mean +- standard deviation over the {spread['n']} runs; test from "
+            f"{spread['min']:.4f} to {spread['max']:.4f}). The grid's own run (seed {single['seed']}), "
+            f"{single['test']['value']:.4f} on the test set, lies {where(single['test'])}")
+    if original:
+        text += f"; the original study's {original['value']:.4f} lies {where(original)}"
+    if summary.get("diverged"):
+        text += f". {summary['diverged']} of the runs diverged and are left out of the spread"
+    return text + "."
 
 
 def render(results, log, benches=(), figures=(), grid_bench=None):
@@ -254,6 +332,9 @@ def render(results, log, benches=(), figures=(), grid_bench=None):
     if "halving" in results:
         times.append(f"successive halving {duration(results['halving']['wall_time_s'])}")
     times.append(f"final training {duration(final['wall_time_s'])}")
+    for key, name in (("lr_followup", "learning-rate follow-up"), ("seeds", "other seeds (section 8)")):
+        if key in results:
+            times.append(f"{name} {duration(results[key]['wall_time_s'])}")
     notebook = results["notebook_wall_time_s"]
     if "beyond" in results:
         section7 = results["beyond"]["wall_time_s"]
@@ -269,8 +350,8 @@ def render(results, log, benches=(), figures=(), grid_bench=None):
     parts = [
         "_Written by `python -m study.report` from `log/results.json` and `log/grid_search.csv`; "
         f"numbers of the run of {results.get('written_at', 'unknown date')}._",
-        f"**Test set** ({test.get('images', 10000):,} images): accuracy **{test['accuracy']:.4f}**, "
-        f"cross-entropy loss {test['loss']:.4f}.",
+        f"**Test set** ({test.get('images', 10000):,} images): accuracy "
+        f"**{_with_ci(test['accuracy'], test.get('ci'))}**, cross-entropy loss {test['loss']:.4f}.",
         f"**Best settings** (chosen on the validation set): layers {layers}, learning rate {best['lr']:g}, "
         f"L2 {best['L2_lambda']:g}; validation accuracy {best['best_val_acc']:.4f}.",
         f"**Top five** of the {len(log)}-run grid search, by validation accuracy:\n\n{top_five_table(log)}",
@@ -279,8 +360,12 @@ def render(results, log, benches=(), figures=(), grid_bench=None):
     ]
     if "halving" in results:
         parts.insert(4, halving_section(results["halving"], grid, best["best_val_acc"]))
+    if "lr_followup" in results:
+        parts.insert(4, lr_followup_section(results["lr_followup"], best))
     if "beyond" in results:
-        parts.append(beyond_section(results["beyond"]))
+        parts.append(beyond_section(results["beyond"], test.get("images", 10000)))
+    if "seeds" in results:
+        parts.append(seeds_section(results["seeds"]))
     parts += [bench_section(bench, script, what) for bench, script, what in benches]
     if grid_bench is not None:
         parts.append(grid_bench_section(grid_bench))
@@ -320,7 +405,7 @@ def build(root):
     readme = root / "README.md"
     results = _read_json(root / "log" / "results.json", "run Fashion_mnist_model.ipynb first (its last cell writes it)")
     if results.get("quick"):
-        raise ReportError(f"{root / 'log' / 'results.json'} comes from a quick run (FMNIST_QUICK=1); "
+        raise ReportError(f"{root / 'log' / 'results.json'} comes from a quick run (QUICK = True); "
                           "run the full notebook before reporting")
     log_path = root / "log" / "grid_search.csv"
     if not log_path.exists():

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from study import config, grid, report
+from study import config, followup, grid, report, seeds, stats
 
 README = """# Project
 
@@ -273,7 +273,8 @@ def test_notebook_results_gathers_what_the_report_reads(project):
     assert list(results) == ["quick", "test", "best", "top5", "grid", "final_training", "halving", "beyond",
                              "notebook_wall_time_s"]
     assert results["quick"] is False
-    assert results["test"] == {"accuracy": 0.8934, "loss": 0.3012, "images": 10000}
+    assert results["test"] == {"accuracy": 0.8934, "loss": 0.3012, "images": 10000,
+                               "ci": stats.accuracy_ci(8934, 10000)}
     assert results["best"] == {"layers": (784, 256, 128, 10), "lr": 0.05, "L2_lambda": 0.001, "best_val_acc": 0.9045,
                                "best_val_loss": 0.27}
     pd.testing.assert_frame_equal(results["top5"], grid.top_k(_log(), k=5))
@@ -285,7 +286,8 @@ def test_notebook_results_gathers_what_the_report_reads(project):
                                   "grid_epochs": 6 * 40, "rungs": 4, "wall_time_s": 80.0}
     beyond = dict(results["beyond"])
     assert beyond.pop("table") is table
-    assert beyond == {"test_accuracy": 0.9061, "test_loss": 0.33, "wall_time_s": 300.0}
+    assert beyond == {"test_accuracy": 0.9061, "test_loss": 0.33, "test_ci": stats.accuracy_ci(9061, 10000),
+                      "wall_time_s": 300.0}
     assert results["notebook_wall_time_s"] == 1000.2
     report.write_results(project / "log" / "results.json", results)
     assert report.main(["--root", str(project)]) == 0
@@ -294,3 +296,82 @@ def test_notebook_results_gathers_what_the_report_reads(project):
     assert "picks layers 784-128-64-10, learning rate 0.05, L2 0, whose 40-epoch validation accuracy is 0.9001" in block
     assert "| (c) wide | 784-1024-1024-10, adam | 0.9130 | 0.9061 | 0.3300 | 60 | 11.7 min |" in block
     assert "Only 4 of the runs were trained" in block
+
+
+def _uncertainty_results():
+    """What a notebook of issue 12 passes: the McNemar table, the learning-rate follow-up and the seeds."""
+    log = _log()
+    best = grid.best_settings(log)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, size=10000)
+    reference = np.where(rng.random(10000) < 0.893, y, (y + 1) % 10)
+    momentum = reference.copy()  # 20 images more right, 20 more wrong: no evidence of a difference
+    momentum[np.flatnonzero(reference != y)[:20]] = y[np.flatnonzero(reference != y)[:20]]
+    momentum[np.flatnonzero(reference == y)[:20]] = (y[np.flatnonzero(reference == y)[:20]] + 1) % 10
+    predictions = {"seed grid's best (SGD)": reference, "(a) momentum": momentum,
+                   "(c) wide": np.where(rng.random(10000) < 0.12, y, reference)}
+    significance = stats.mcnemar_table(y, predictions, "seed grid's best (SGD)")
+    more = pd.DataFrame([{"layers": "784-256-128-10", "lr": lr, "L2_lambda": 0.001, "best_val_acc": acc,
+                          "best_val_loss": 0.3, "train_time_s": 9.0, "best_iteration": 100, "diverged": diverged}
+                         for lr, acc, diverged in ((0.2, 0.9050, False), (0.5, float("nan"), True))],
+                        columns=grid.LOG_COLUMNS)
+    lr_table = followup.lr_table(log, more, best)
+    seed_table = seeds.seed_table([{"seed": s, "key": "k", "best_val_acc": 0.90 + s / 1000, "best_val_loss": 0.28,
+                                    "best_iteration": 100, "train_time_s": 30.0, "diverged": False,
+                                    "test_correct": 8920 + s, "test_images": 10000} for s in (1, 2, 3, 4, 5)])
+    summary = seeds.summary(seed_table, {"seed": 0, "val_acc": 0.9045, "test_acc": 0.8934}, original=0.8932)
+    table = pd.DataFrame([{"model": name, "settings": "784-256-128-10", "val_accuracy": 0.9, "test_accuracy": acc,
+                           "test_ci_low": acc - 0.006, "test_ci_high": acc + 0.006, "test_loss": 0.3, "epochs": 40,
+                           "train_time_s": 30.0} for name, acc in (("seed grid's best (SGD)", 0.8934),
+                                                                    ("(c) wide", 0.9))])
+    wall_s = {"grid": 612.0, "halving": 80.0, "final_training": 47.3, "beyond": 300.0, "lr_followup": 61.0,
+              "seeds": 95.0, "notebook": 1300.0}
+    found = {"settings": best, "best_val_acc": 0.9045, "best_val_loss": 0.27, "epochs_spent": 100, "rungs": 3}
+    final = SimpleNamespace(best_val_acc=0.9045, best_iteration=1000)
+    return report.notebook_results(
+        config.study_config(quick=False), log, trained_now=6, n_jobs=2, final=final, test=(0.8934, 0.3012, 10000),
+        halving_found=found, beyond_table=table, beyond_test=(0.9, 0.33), wall_s=wall_s, mcnemar=significance,
+        lr_followup={"table": lr_table, "verdict": followup.verdict(lr_table, best)},
+        seeds={"table": seed_table, "summary": summary}, sections={"3. Hyperparameter tuning": 700.0})
+
+
+def test_notebook_results_carry_the_uncertainty(project):
+    results = _uncertainty_results()
+    assert list(results)[-4:] == ["notebook_wall_time_s", "lr_followup", "seeds", "sections_wall_time_s"]
+    assert results["beyond"]["mcnemar"]["model"].tolist() == ["(a) momentum", "(c) wide"]
+    assert results["lr_followup"]["wall_time_s"] == 61.0 and results["lr_followup"]["verdict"]["peak_lr"] == 0.2
+    assert results["seeds"]["original_test_accuracy"] == config.ORIGINAL_TEST_ACCURACY
+    assert results["seeds"]["wall_time_s"] == 95.0
+    assert results["sections_wall_time_s"] == {"3. Hyperparameter tuning": 700.0}
+    written = report.write_results(project / "log" / "results.json", results)
+    assert written["test"]["ci"] == list(stats.accuracy_ci(8934, 10000))
+
+
+def test_the_readme_shows_intervals_mcnemar_seeds_and_the_follow_up(project):
+    report.write_results(project / "log" / "results.json", _uncertainty_results())
+    assert report.main(["--root", str(project)]) == 0
+    block = _block((project / "README.md").read_text())
+    low, high = stats.accuracy_ci(8934, 10000)
+    assert f"accuracy **0.8934 (95% CI {low:.4f}-{high:.4f})**, cross-entropy loss 0.3012" in block
+    # Section 7's table with its intervals, then McNemar's table and what it says.
+    assert "| model | settings | val accuracy | test accuracy | 95% CI | test loss | epochs | train time |" in block
+    assert "| (c) wide | 784-256-128-10 | 0.9000 | 0.9000 | 0.8940-0.9060 | 0.3000 | 40 | 30 s |" in block
+    assert "McNemar's exact test" in block
+    assert "| model | test accuracy | difference (points) | only the reference right | only the model right |" in block
+    assert "| +0.00 | 20 | 20 | 1 | no |" in block
+    assert "(c) wide is more accurate than the seed grid's best (SGD)" in block
+    assert "(a) momentum does not differ significantly from the seed grid's best (SGD)" in block
+    assert "test accuracy **0.9000 (95% CI " in block  # the saved wide model
+    # The learning-rate follow-up beside the grid's runs of the same network.
+    assert "**Learning rates beyond the grid's largest**" in block
+    assert "| 0.05 | 0.9045 | 0.2700 | grid |" in block and "| 0.2 | 0.9050 | 0.3000 | follow-up |" in block
+    assert "| 0.5 | diverged |  | follow-up |" in block
+    assert "the learning rate would move from 0.05 to 0.2, for +0.05 points" in block
+    assert "The model tested above stays the grid's choice." in block
+    # The seeds' spread, and where the single run and the original fall in it.
+    assert "**The chosen settings with 5 other seeds**" in block
+    assert "| 3 | 0.9030 | 0.8923 | " in block
+    assert "test accuracy 0.8923 +- 0.0002 (mean +- standard deviation over the 5 runs" in block
+    assert "The grid's own run (seed 0), 0.8934 on the test set, lies" in block
+    assert "the original study's 0.8932 lies" in block
+    assert "learning-rate follow-up 61 s, other seeds (section 8) 1.6 min, section 7 5.0 min" in block
