@@ -6,9 +6,29 @@ NOTEBOOK := Fashion_mnist_model.ipynb
 
 .PHONY: run test lint data bench bench-grid report clean
 
+# make run: the whole study, every part trained again, the notebook executed in place by papermill with its
+# outputs shown in the terminal as they come; then the notebook tidied (progress bars kept at their final state)
+# and the README's results rewritten. FRESH=0 resumes from the logs instead (an interrupted run, say); JOBS=n trains
+# n runs at once (default: one per core). QUICK=1 runs the quick mode into a new temporary folder, notebook
+# included, and leaves the repository as it was.
+QUICK ?= 0
+FRESH ?= 1
+JOBS ?=
+PAPERMILL = $(VENV)/bin/papermill --log-output --no-progress-bar --log-level INFO \
+	$(if $(JOBS),-p N_JOBS $(JOBS))
+
 run: $(VENV)/.run-deps data
-	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=-1 $(NOTEBOOK)
+ifeq ($(QUICK),1)
+	@out=$$(mktemp -d "$${TMPDIR:-/tmp}/fmnist_quick_XXXXXX") && \
+	echo "quick run: the notebook and its outputs go to $$out" && \
+	$(PAPERMILL) -p QUICK True -p FRESH True -p OUTPUT_DIR "$$out" $(NOTEBOOK) "$$out/$(NOTEBOOK)" && \
+	$(PY) -m study.tidy "$$out/$(NOTEBOOK)" && \
+	echo "quick run done: $$out/$(NOTEBOOK), with log/, weights/ and figures/ beside it"
+else
+	$(PAPERMILL) -p QUICK False -p FRESH $(if $(filter 0,$(FRESH)),False,True) $(NOTEBOOK) $(NOTEBOOK)
+	$(PY) -m study.tidy $(NOTEBOOK)
 	$(PY) -m study.report
+endif
 
 test: $(VENV)/.test-deps
 	$(VENV)/bin/ruff check .

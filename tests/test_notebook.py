@@ -1,17 +1,21 @@
-"""Executes Fashion_mnist_model.ipynb in quick mode on a small synthetic data set, in a real kernel."""
+"""Executes Fashion_mnist_model.ipynb as `make run QUICK=1` does, with papermill and its parameters, on a small
+synthetic data set in a real kernel; then tidies it as `make run` does and reads it as a reader without Jupyter would,
+rendered to HTML by nbconvert."""
 
 import json
+import re
+import subprocess
 from pathlib import Path
 
 import nbformat
 import pandas as pd
+import papermill
 import pytest
 from idx_files import write_fake_fashion_mnist
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbconvert import HTMLExporter
 
 from modules import MLP
-from study import config, grid, halving, runs
+from study import config, grid, halving, runs, seeds, tidy
 
 pytestmark = pytest.mark.slow
 
@@ -32,19 +36,25 @@ FIGURES = [
     "beyond_history.png",
     "beyond_confusion_matrices.png",
 ]
+PROGRESS_BARS = ["grid search", "halving search", "candidates", "wide network", "seeds"]
+SECTIONS = ["1. Load data and preprocess", "2. Build the model", "3. Hyperparameter tuning",
+            "4. Train the model with the best hyperparameters", "5. Model test", "6. Visualisation",
+            "7. Beyond the original study", "8. The chosen settings with other seeds"]
 
 
-def execute(notebook):
-    """Run every cell in one fresh python3 kernel started in the repository root; return the executed notebook.
-
-    The saved outputs of the full run are cleared first, so that only this execution's outputs remain.
-    """
-    for cell in notebook.cells:
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
-    client = NotebookClient(notebook, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(REPO)}})
-    client.execute()
-    return notebook
+def execute(output_path, **parameters):
+    """Execute the notebook with papermill and ``parameters`` in a fresh python3 kernel started in the repository
+    root, write it to ``output_path``, keep a copy as papermill wrote it (``.raw.ipynb``), tidy it as `make run` does
+    (``study.tidy``), and return it."""
+    output_path = Path(output_path)
+    try:
+        papermill.execute_notebook(NOTEBOOK, output_path, parameters=parameters, cwd=str(REPO),
+                                   kernel_name="python3", progress_bar=False, log_output=False)
+    finally:
+        if output_path.exists():
+            output_path.with_suffix(".raw.ipynb").write_bytes(output_path.read_bytes())
+            tidy.tidy_file(output_path)
+    return nbformat.read(output_path, as_version=4)
 
 
 def assert_repository_untouched(cfg):
@@ -55,21 +65,35 @@ def assert_repository_untouched(cfg):
     assert not results.exists() or json.loads(results.read_text())["quick"] is False
 
 
-@pytest.fixture
-def quick_env(tmp_path, monkeypatch):
-    """Environment of a quick run; the kernel inherits os.environ when it starts."""
-    monkeypatch.setenv("FMNIST_QUICK", "1")
-    monkeypatch.setenv("FMNIST_OUTPUT_DIR", str(tmp_path / "out"))
-    monkeypatch.delenv("MPLBACKEND", raising=False)  # the notebook's figures must go to the inline backend
-    return tmp_path
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """One quick execution for the module's tests: the parameter QUICK = True alone, as a reader of the README
+    would set it, so the outputs go to the temporary folder the notebook makes itself (under TMPDIR, which the kernel
+    inherits). Returns the executed notebook, its output folder and the folder everything went to."""
+    tmp = tmp_path_factory.mktemp("quick")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("FASHION_MNIST_DIR", str(write_fake_fashion_mnist(tmp / "data", n_train=5000, n_test=1000)))
+        env.setenv("TMPDIR", str(tmp))
+        env.delenv("MPLBACKEND", raising=False)  # the notebook's figures must go to the inline backend
+        nb = execute(tmp / "executed.ipynb", QUICK=True)
+    (out,) = tmp.glob("fmnist_quick_*")
+    return nb, out, tmp
 
 
-def test_quick_run_produces_every_artefact(quick_env, monkeypatch):
-    data_dir = write_fake_fashion_mnist(quick_env / "data", n_train=5000, n_test=1000)
-    monkeypatch.setenv("FASHION_MNIST_DIR", str(data_dir))
+def test_the_parameters_cell_is_tagged_and_papermill_injects_after_it(quick_run):
+    nb, _, _ = quick_run
+    tags = [cell.metadata.get("tags", []) for cell in nb.cells]
+    parameters, injected = tags.index(["parameters"]), tags.index(["injected-parameters"])
+    assert injected == parameters + 1
+    source = nb.cells[parameters].source
+    for name, default in (("QUICK", "False"), ("FRESH", "False"), ("N_JOBS", "None"), ("OUTPUT_DIR", "None")):
+        assert re.search(rf"^{name} = {default}\b", source, re.MULTILINE), name
+    assert "FRESH = True" in source  # the comment says how to ask for a fresh run in Jupyter
+    assert "QUICK = True" in nb.cells[injected].source
 
-    nb = execute(nbformat.read(NOTEBOOK, as_version=4))
 
+def test_quick_run_produces_every_artefact(quick_run):
+    nb, out, _ = quick_run
     code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert [cell.execution_count for cell in code_cells] == list(range(1, len(code_cells) + 1))
     outputs = [output for cell in code_cells for output in cell.outputs]
@@ -78,7 +102,6 @@ def test_quick_run_produces_every_artefact(quick_env, monkeypatch):
     # Each figure is shown exactly once.
     assert sum("image/png" in o.get("data", {}) for o in outputs) == len(FIGURES)
 
-    out = quick_env / "out"
     cfg = config.study_config(quick=True, output_dir=out)
     log = grid.read_log(out / "log" / "grid_search.csv")
     assert len(log) == len(cfg.grid) == 8
@@ -94,6 +117,8 @@ def test_quick_run_produces_every_artefact(quick_env, monkeypatch):
     halving_log = halving.read_halving_log(out / "log" / "halving_search.csv")
     assert [len(rung) for _, rung in halving_log.groupby("rung")] == [runs for runs, _ in halving.rung_plan(
         len(cfg.grid), cfg.halving_factor, cfg.halving_min_epochs, cfg.max_epoch)]
+    assert len(grid.read_log(cfg.followup_log_path)) == len(cfg.followup_lrs)
+    assert sorted(seeds.read_seed_log(cfg.seeds_log_path)["seed"]) == list(cfg.seeds)
     for name in FIGURES:
         assert (out / "figures" / name).read_bytes().startswith(b"\x89PNG"), name
     assert sorted(p.name for p in (out / "figures").iterdir()) == sorted(FIGURES)
@@ -102,6 +127,7 @@ def test_quick_run_produces_every_artefact(quick_env, monkeypatch):
     assert results["quick"] is True
     assert results["test"]["images"] == 1000
     assert results["test"]["accuracy"] > 0.5  # the synthetic classes are learnable
+    assert results["test"]["ci"][0] < results["test"]["accuracy"] <= results["test"]["ci"][1]
     assert results["test"]["loss"] > 0
     assert tuple(results["best"]["layers"]) == grid.best_settings(log)["layers"]
     assert len(results["top5"]) == 5
@@ -115,23 +141,83 @@ def test_quick_run_produces_every_artefact(quick_env, monkeypatch):
     assert results["final_training"]["best_iteration"] == results["top5"][0]["best_iteration"]
     assert results["machine"]["cpu_count"] >= 1 and results["machine"]["numpy"]
     assert results["halving"]["epochs"] < results["halving"]["grid_epochs"] == 8 * cfg.max_epoch
-    assert [row["model"] for row in results["beyond"]["table"]] == [
-        "seed grid's best (SGD)", "(a) momentum", "(b) Adam", "(c) wide, dropout, AdamW"]
+    models = ["seed grid's best (SGD)", "(a) momentum", "(b) Adam", "(c) wide, dropout, AdamW"]
+    assert [row["model"] for row in results["beyond"]["table"]] == models
     assert results["beyond"]["table"][-1]["test_accuracy"] == results["beyond"]["test_accuracy"]
+    assert all(row["test_ci_low"] <= row["test_accuracy"] <= row["test_ci_high"] for row in results["beyond"]["table"])
+    assert [row["model"] for row in results["beyond"]["mcnemar"]] == models[1:]
+    assert all(0 < row["p_value"] <= 1 for row in results["beyond"]["mcnemar"])
+    followup = results["lr_followup"]
+    assert [row["lr"] for row in followup["table"]] == sorted([*cfg.learning_rates, *cfg.followup_lrs])
+    assert followup["verdict"]["chosen_lr"] == results["best"]["lr"] and followup["wall_time_s"] > 0
+    assert [row["seed"] for row in results["seeds"]["table"]] == list(cfg.seeds)
+    summary = results["seeds"]["summary"]
+    assert summary["test"]["n"] == len(cfg.seeds) and summary["single_run"]["seed"] == cfg.seed
+    assert summary["single_run"]["test"]["value"] == results["test"]["accuracy"]
+    assert "original_test" not in summary  # the original study's number is not compared with synthetic data
+    assert list(results["sections_wall_time_s"]) == SECTIONS
 
     assert_repository_untouched(cfg)
 
 
-def test_missing_data_stops_the_first_cell_with_how_to_get_it(quick_env, monkeypatch):
-    monkeypatch.setenv("FASHION_MNIST_DIR", str(quick_env / "empty"))
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+def test_the_stored_notebook_reads_cleanly(quick_run):
+    """What a reader without Jupyter sees (nbconvert's HTML): each progress bar once, at its final state; every
+    section's start and time; short bookkeeping; no widget state; no absolute path of this machine."""
+    nb, out, tmp = quick_run
+    stored = nbformat.writes(nb)
+    assert "widgets" not in nb.metadata and "application/vnd.jupyter.widget" not in stored
+    streams = [o.text for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs
+               if o.output_type == "stream"]
+    assert not [text for text in streams if "\r" in text]
+    bar_lines = [line for text in streams for line in text.splitlines() if re.match(r"^[\w ]+:\s+\d+%\|", line)]
+    assert sorted(line.split(":")[0] for line in bar_lines) == sorted([*PROGRESS_BARS, "grid search"])  # + follow-up
+    assert all("100%|" in line for line in bar_lines), bar_lines
+    printed = "".join(streams)
+    for section in SECTIONS:
+        assert f"== {section}\n" in printed and f"== {section}: " in printed
+    assert max(len(text.splitlines()) for text in streams) <= 25  # bookkeeping stays short
 
-    with pytest.raises(CellExecutionError) as error:
-        execute(nb)
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    raw_html, _ = HTMLExporter().from_notebook_node(nbformat.read(tmp / "executed.raw.ipynb", as_version=4))
+    assert len(re.findall(r"grid search:\s+\d+%\|", raw_html)) > 2  # as papermill stored it: every state
+    for bar in PROGRESS_BARS:
+        states = re.findall(rf"{bar}:\s+(\d+)%\|", html)
+        assert states == ["100"] * (2 if bar == "grid search" else 1), (bar, states)
+    for path in {str(REPO), str(tmp), str(out), str(Path.home())}:
+        assert path not in html and path not in printed, path
+    assert "outputs in a folder outside the repository" in html
+
+
+def test_make_run_quick_writes_only_to_a_temporary_folder():
+    """The recipe `make run QUICK=1` would follow (make -n prints it without running it)."""
+    recipe = subprocess.run(["make", "-n", "-s", "run", "QUICK=1"], cwd=REPO, capture_output=True, text=True,
+                            check=True).stdout
+    papermill_line = next(line for line in recipe.splitlines() if "papermill" in line)
+    assert "-p QUICK True" in papermill_line and '-p OUTPUT_DIR "$out"' in papermill_line
+    assert '"$out/Fashion_mnist_model.ipynb"' in papermill_line and "--log-output" in papermill_line
+    assert "study.tidy" in recipe and "study.report" not in recipe
+    full = subprocess.run(["make", "-n", "-s", "run", "JOBS=3"], cwd=REPO, capture_output=True, text=True,
+                          check=True).stdout
+    assert "-p QUICK False -p FRESH True" in full and "-p N_JOBS 3" in full
+    assert "Fashion_mnist_model.ipynb Fashion_mnist_model.ipynb" in full
+    assert full.index("papermill") < full.index("study.tidy") < full.index("study.report")
+    resume = subprocess.run(["make", "-n", "-s", "run", "FRESH=0"], cwd=REPO, capture_output=True, text=True,
+                            check=True).stdout
+    assert "-p FRESH False" in resume
+
+
+def test_missing_data_stops_the_first_cell_with_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+
+    with pytest.raises(papermill.PapermillExecutionError) as error:
+        execute(tmp_path / "executed.ipynb", QUICK=True)
 
     assert error.value.ename == "FileNotFoundError"
-    for hint in ("download_fashion_mnist", "FASHION_MNIST_DIR", str(quick_env / "empty")):
+    for hint in ("download_fashion_mnist", "FASHION_MNIST_DIR", str(tmp_path / "empty")):
         assert hint in error.value.evalue
+    nb = nbformat.read(tmp_path / "executed.ipynb", as_version=4)
     code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
-    assert [o.output_type for o in code_cells[0].outputs] == ["error"]
-    assert all(cell.execution_count is None for cell in code_cells[1:])
+    setup = next(i for i, cell in enumerate(code_cells) if "require_files" in cell.source)
+    assert [o.output_type for o in code_cells[setup].outputs] == ["error"]
+    assert all(cell.execution_count is None for cell in code_cells[setup + 1:])
