@@ -9,9 +9,12 @@ description of the machine (:func:`machine_info`, which the benchmarks record to
 Run as a script, the module reads ``log/results.json``, ``log/grid_search.csv`` and, if present, the benchmarks'
 ``results.json``, ``beyond_results.json`` and ``grid_results.json`` in ``bench/``, all under ``--root`` (default:
 the repository), and replaces what lies between the two markers of ``README.md`` with: the top five runs of the
-grid, the test accuracy and loss, successive halving beside the grid, section 7's comparison, the wall times of each
-part and of the whole notebook, the machine, the benchmarks, and links to a few figures. Everything outside the
-markers is left as it is; the file is replaced atomically.
+grid, the test accuracy with its exact 95% interval and the loss, the learning-rate follow-up, successive halving
+beside the grid, section 7's comparison with McNemar's tests against the seed grid's best, section 8's seeds and
+where the single run and the original study fall among them, the wall times of each part and of the whole notebook,
+the machine, the benchmarks, and links to a few figures. Parts that ``results.json`` does not hold (one written
+before they existed) are left out. Everything outside the markers is left as it is; the file is replaced
+atomically.
 """
 
 import argparse

@@ -4,6 +4,7 @@ rendered to HTML by nbconvert."""
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -188,6 +189,7 @@ def test_the_stored_notebook_reads_cleanly(quick_run):
     assert "outputs in a folder outside the repository" in html
 
 
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_run_quick_writes_only_to_a_temporary_folder():
     """The recipe `make run QUICK=1` would follow (make -n prints it without running it)."""
     recipe = subprocess.run(["make", "-n", "-s", "run", "QUICK=1"], cwd=REPO, capture_output=True, text=True,
