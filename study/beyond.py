@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from modules import MLP
 from study import runs, stats
-from study.metrics import per_class_accuracy
+from study.metrics import per_class_accuracy, per_class_table
 
 
 def fit_candidates(candidates, X_train, y_train, X_val, y_val, n_jobs=1, progress=True):
@@ -95,12 +95,16 @@ def comparison_row(name, model, X_test, y_test):
 
 
 def class_changes(y_true, before, after, class_names):
-    """Per-class test accuracy of two sets of predictions and the change, largest gain first, with McNemar's exact
-    p-value of the change on the class's own images (``stats.mcnemar``)."""
+    """Per-class test accuracy of two sets of predictions and the change, largest gain first: the ``after``
+    accuracy with its exact 95% interval (``after_ci_low``, ``after_ci_high``; the ``before`` ones are
+    ``metrics.per_class_table``'s), and McNemar's exact p-value of the change on the class's own images
+    (``stats.mcnemar``)."""
     n = len(class_names)
     y_true, before, after = (pd.Series(v).to_numpy() for v in (y_true, before, after))
+    after_table = per_class_table(y_true, after, class_names)
     table = pd.DataFrame({"class": class_names, "before": per_class_accuracy(y_true, before, n),
-                          "after": per_class_accuracy(y_true, after, n)})
+                          "after": after_table["accuracy"], "after_ci_low": after_table["ci_low"],
+                          "after_ci_high": after_table["ci_high"]})
     table["change"] = table["after"] - table["before"]
     table["p_value"] = [stats.mcnemar(y_true[y_true == c], before[y_true == c], after[y_true == c])["p_value"]
                         for c in range(n)]

@@ -56,6 +56,7 @@ def test_class_changes_carries_mcnemars_p_value_per_class():
     assert table.loc["a", "change"] == pytest.approx(0.6)
     assert table.loc["a", "p_value"] == pytest.approx(stats.mcnemar(y_true[:20], before[:20], after[:20])["p_value"])
     assert table.loc["a", "p_value"] < 0.001 and table.loc["b", "p_value"] == 1.0
+    assert (table.loc["a", "after_ci_low"], table.loc["a", "after_ci_high"]) == stats.accuracy_ci(20, 20)
 
 
 def test_comparison_row_carries_the_test_accuracys_interval():
