@@ -319,17 +319,18 @@ class MLP:
             check_rows(X, self, "evaluation")
         return correct / len(X), loss_sum / len(X)
 
-    def train(self, X_train, y_train, X_val, y_val, save_path=None, epochs=None, checkpoint_path=None):
+    def train(self, X_train, y_train, X_val, y_val, save_path=None, epochs=None, checkpoint_path=None, on_epoch=None):
         """Train up to ``max_epoch`` epochs and return the history as a DataFrame: a row every ``print_iter``
         batches with the training numbers since the last row and the whole validation set's.
 
         The model ends holding the parameters of best validation accuracy (lower loss breaks ties), written to
         ``save_path`` each time they improve. ``epochs`` trains that many more epochs of the same run;
-        ``checkpoint_path`` saves the run after every epoch for ``MLP.from_checkpoint``. See ``solver.Solver``.
+        ``checkpoint_path`` saves the run after every epoch for ``MLP.from_checkpoint``; ``on_epoch(model)`` is called
+        after every epoch. See ``solver.Solver``.
         """
         X_train, y_train = check_data(X_train, y_train, self, "training")
         X_val, y_val = check_data(X_val, y_val, self, "validation")
-        return self.solver.train(X_train, y_train, X_val, y_val, save_path, epochs, checkpoint_path)
+        return self.solver.train(X_train, y_train, X_val, y_val, save_path, epochs, checkpoint_path, on_epoch)
 
     # -- parameters on disk -----------------------------------------------------------------------------------------
 

@@ -245,7 +245,7 @@ class Solver:
         history["diverged"] = history["diverged"].astype(bool)
         return history
 
-    def train(self, X_train, y_train, X_val, y_val, save_path=None, epochs=None, checkpoint_path=None):
+    def train(self, X_train, y_train, X_val, y_val, save_path=None, epochs=None, checkpoint_path=None, on_epoch=None):
         """Go on with the run up to ``max_epoch`` epochs (or ``epochs`` more); return the history (see ``MLP.train``).
 
         The data must have passed the model's checks already.
@@ -276,6 +276,8 @@ class Solver:
                     self.train_time_s += time.perf_counter() - started
                     started = time.perf_counter()
                     self.save_checkpoint(checkpoint_path)
+                if on_epoch is not None:
+                    on_epoch(model)
         self.train_time_s += time.perf_counter() - started
         for layer in model.net:
             layer.clear()  # a trained model need not carry its last batch (tens of MB after a validation pass)

@@ -7,13 +7,11 @@ which of the differences on the test set are significant. Section 7's wide netwo
 trains with :func:`fit_with_progress`, which shows its epochs as they pass and resumes it from a checkpoint.
 """
 
-import os
 import sys
 
 import pandas as pd
 from tqdm import tqdm
 
-from modules import MLP
 from study import runs, stats
 from study.metrics import per_class_accuracy, per_class_table
 
@@ -35,32 +33,16 @@ def fit_candidates(candidates, X_train, y_train, X_val, y_val, n_jobs=1, progres
 
 def fit_with_progress(settings, X_train, y_train, X_val, y_val, save_path=None, checkpoint_path=None, fresh=False,
                       progress=True, desc="training"):
-    """``runs.fit`` for a long run, one epoch at a time under a progress bar on stdout (epoch, validation accuracy
-    of the last and of the best check); the same run, since a run trained in pieces equals one trained at once.
+    """``runs.fit`` for a long run, under a progress bar on stdout that moves after every epoch (epoch, validation
+    accuracy of the last and of the best check). ``checkpoint_path`` and ``fresh`` are ``runs.fit``'s."""
+    with tqdm(total=settings["max_epoch"], desc=desc, unit="epoch", disable=not progress, file=sys.stdout) as bar:
 
-    With ``checkpoint_path`` the run saves its state after every epoch and, when a checkpoint of the same settings
-    is there, goes on from it (a finished run is not trained again); ``fresh=True`` deletes that checkpoint first.
-    """
-    model = runs.new_model(settings)
-    if checkpoint_path is not None and os.path.exists(checkpoint_path):
-        if fresh:
-            os.remove(checkpoint_path)
-        else:
-            resumed = MLP.from_checkpoint(checkpoint_path, print_log=False)
-            if resumed.config() != model.config():
-                raise ValueError(f"{checkpoint_path} holds a run of other settings ({resumed.config()}); delete it "
-                                 f"(or pass fresh=True) to train {model.config()} from the start")
-            model = resumed
-    with tqdm(total=model.max_epoch, initial=model.epoch, desc=desc, unit="epoch", disable=not progress,
-              file=sys.stdout) as bar:
-        while True:
-            model.train(X_train, y_train, X_val, y_val, save_path=save_path, epochs=1, checkpoint_path=checkpoint_path)
+        def show(model):
             bar.update(model.epoch - bar.n)
-            history = model.history
-            if len(history):
-                bar.set_postfix(val_acc=f"{history['val_acc'].iloc[-1]:.4f}", best=f"{model.best_val_acc:.4f}")
-            if model.epoch >= model.max_epoch or model.diverged or model.stopped_early:
-                return model
+            bar.set_postfix(val_acc=f"{model.history['val_acc'].iloc[-1]:.4f}", best=f"{model.best_val_acc:.4f}")
+
+        return runs.fit(settings, X_train, y_train, X_val, y_val, save_path=save_path,
+                        checkpoint_path=checkpoint_path, fresh=fresh, on_epoch=show)
 
 
 def best_on_validation(models):

@@ -148,12 +148,13 @@ def grid_search(
     rerun=False,
     n_jobs=1,
     progress=True,
+    desc="grid search",
     **model_kwargs,
 ):
     """Train one MLP per settings dict of ``grid`` and return the whole log as a DataFrame.
 
-    Runs already in ``log_path`` are skipped; ``rerun=True`` moves the old log and history
-    folder to ``.bak`` and trains everything again. ``model_kwargs`` go to :class:`MLP`
+    ``desc`` labels the progress bar. Runs already in ``log_path`` are skipped; ``rerun=True`` moves
+    the old log and history folder to ``.bak`` and trains everything again. ``model_kwargs`` go to :class:`MLP`
     (activation, max_epoch, batch_size, seed, ...). All runs share the same seed, so a
     run's numbers depend only on its settings, not on the order or on ``n_jobs``.
     ``n_jobs > 1`` trains in joblib workers (loky unless ``joblib.parallel_config`` says
@@ -183,7 +184,7 @@ def grid_search(
         with tqdm(
             total=len(todo),
             initial=len(todo) - len(pending),
-            desc="grid search",
+            desc=desc,
             unit="run",
             disable=not progress,
             # Plain text on stdout: a saved notebook then shows the finished bar wherever it is read, GitHub included.

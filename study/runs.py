@@ -76,21 +76,25 @@ def new_model(settings):
     return MLP(**dict(settings, layers=list(settings["layers"]), print_log=False))
 
 
-def fit(settings, X_train, y_train, X_val, y_val, save_path=None, checkpoint_path=None):
-    """Train :func:`new_model` of ``settings`` and return it (it holds its best-validation weights).
+def fit(settings, X_train, y_train, X_val, y_val, save_path=None, checkpoint_path=None, fresh=False, on_epoch=None):
+    """Train :func:`new_model` of ``settings`` and return it (it holds its best-validation weights); ``on_epoch(model)``
+    is called after every epoch (a progress bar, say).
 
     With ``checkpoint_path`` the run writes its state there after every epoch and, when a checkpoint of the same
     settings is already there, resumes it instead of starting over: an interrupted run loses at most one epoch, and
-    a finished one is not trained again.
+    a finished one is not trained again. ``fresh=True`` deletes that checkpoint first.
     """
     model = new_model(settings)
+    if checkpoint_path is not None and fresh:
+        Path(checkpoint_path).unlink(missing_ok=True)
     if checkpoint_path is not None and os.path.exists(checkpoint_path):
         resumed = MLP.from_checkpoint(checkpoint_path, print_log=False)
         if resumed.config() != model.config():
             raise ValueError(f"{checkpoint_path} holds a run of other settings ({resumed.config()}); delete it "
-                             f"to train {model.config()} from the start")
+                             f"(or pass fresh=True) to train {model.config()} from the start")
         model = resumed
-    model.train(X_train, y_train, X_val, y_val, save_path=save_path, checkpoint_path=checkpoint_path)
+    model.train(X_train, y_train, X_val, y_val, save_path=save_path, checkpoint_path=checkpoint_path,
+                on_epoch=on_epoch)
     return model
 
 
