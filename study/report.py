@@ -30,6 +30,7 @@ import pandas as pd
 
 from solver import atomic_write
 from study import config, followup, grid, runs, stats
+from study.benches import bench_paragraphs, duration, machine_line, table
 
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
@@ -114,8 +115,8 @@ def notebook_results(cfg, grid_log, trained_now, n_jobs, final, test, halving_fo
     ``beyond_test`` the ``(accuracy, loss)`` of its saved model; ``wall_s`` the wall times in seconds of ``"grid"``,
     ``"halving"``, ``"final_training"``, ``"beyond"`` (section 7), the whole ``"notebook"`` and, when they ran,
     ``"lr_followup"`` and ``"seeds"`` (section 8). Then, when given: ``mcnemar``, section 7's contenders against the
-    seed grid's best (``stats.mcnemar_table``); ``lr_followup``, ``{"table": followup.lr_table(...), "verdict":
-    followup.verdict(...)}``; ``seeds``, ``{"table": seeds.seed_table(...), "summary": seeds.summary(...)}``;
+    seed grid's best (``stats.mcnemar_table``); ``lr_followup``, ``{"table": followup.lrtable(...), "verdict":
+    followup.verdict(...)}``; ``seeds``, ``{"table": seeds.seedtable(...), "summary": seeds.summary(...)}``;
     ``sections``, the wall time of each section of the notebook (``timing.Sections.times``).
     """
     top5 = grid.top_k(grid_log, k=5)
@@ -160,89 +161,13 @@ class ReportError(Exception):
     """Something the report needs is missing or unusable; the message says what to do."""
 
 
-def duration(seconds):
-    """A wall time for people: ``"42 s"``, ``"9.5 min"``, ``"1.25 h"``."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
-
-
-def _table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def top_five_table(log):
+def top_fivetable(log):
     top = grid.top_k(log, k=5)
     rows = [(rank, r.layers, f"{r.lr:g}", f"{r.L2_lambda:g}", f"{r.best_val_acc:.4f}",
              f"{r.best_val_loss:.4f}", int(r.best_iteration), f"{r.train_time_s:.0f}")
             for rank, r in enumerate(top.itertuples(index=False), start=1)]
     header = ["rank", "layers", "learning rate", "L2", "val accuracy", "val loss", "best iteration", "train time (s)"]
-    return _table(header, rows)
-
-
-def machine_line(machine):
-    parts = [f"{machine.get('processor') or machine.get('machine') or 'unknown processor'}"]
-    if machine.get("machine") and machine.get("machine") != parts[0]:
-        parts[0] += f" ({machine['machine']})"
-    cpus = machine.get("cpu_count") or machine.get("cpus")
-    if cpus:
-        parts.append(f"{cpus} CPUs")
-    for key, name in (("python", "Python"), ("numpy", "NumPy"), ("blas", "BLAS")):
-        if machine.get(key):
-            parts.append(f"{name} {machine[key]}")
-    return ", ".join(parts)
-
-
-BENCHES = [  # (file in bench/, the script that writes it, what it times)
-    ("results.json", "bench/bench_train.py", "Training speed of the seed's network"),
-    ("beyond_results.json", "bench/bench_beyond.py", "Training speed of section 7's wide network"),
-]
-
-
-def bench_section(bench, script="bench/bench_train.py", what="Training speed of the seed's network"):
-    """A benchmark's contenders as a table, with the ratio of each to the first; a short note if the file has a
-    shape this script does not know."""
-    contenders = bench.get("contenders") if isinstance(bench, dict) else None
-    if not isinstance(contenders, dict) or not contenders:
-        return f"The results of `{script}` are present but hold no `contenders` table this script can read."
-    columns = list(dict.fromkeys(key for numbers in contenders.values() for key in numbers))
-
-    def cell(key, value):
-        if not isinstance(value, float):
-            return str(value)
-        return f"{value:.0f}" if key.endswith("_mb") else f"{value:.3f}"
-
-    rows = [(name, *(cell(key, numbers.get(key, "")) for key in columns)) for name, numbers in contenders.items()]
-    details = ", ".join(f"{key} {bench[key]}" for key in ("data", "epochs", "repeats") if key in bench)
-    text = f"{what} (`{script}`" + (f"; {details}" if details else "") + "):\n\n"
-    text += _table(["contender", *(key.replace("_", " ") for key in columns)], rows)
-    first, *others = contenders
-    seconds = {name: numbers.get("seconds_per_epoch") for name, numbers in contenders.items()}
-    if seconds[first] and all(seconds[name] for name in others):
-        text += "\n\n" + "; ".join(f"{first} / {name}: {seconds[first] / seconds[name]:.2f}" for name in others) + "."
-    if isinstance(bench.get("machine"), dict):
-        text += f"\n\nBenchmark machine: {machine_line(bench['machine'])}."
-    return text
-
-
-def grid_bench_section(bench):
-    """What ``bench/bench_grid.py`` measured: the grid on one process and on two, and successive halving."""
-    grid, halving = bench["grid"], bench["halving"]
-    serial = grid.get("seconds_n_jobs_1")
-    text = f"The whole {bench['runs']}-run grid (`bench/bench_grid.py`, {bench['epochs']} epochs a run): "
-    text += f"{duration(grid['seconds_n_jobs_2'])} with `n_jobs=2`"
-    if serial:
-        same = (grid.get("n_jobs_1_against_2") or {}).get("same")
-        text += (f", {duration(serial)} with `n_jobs=1` ({serial / grid['seconds_n_jobs_2']:.2f} times as long; the "
-                 f"two logs hold {'the same' if same else 'different'} numbers)")
-    text += (f". Successive halving: {duration(halving['seconds'])}, {halving['epochs_spent']} epochs of the grid's "
-             f"{halving['grid_epochs']}, picking {halving['settings']}, {halving['gap_points']:.2f} points of "
-             f"validation accuracy below the grid's best.")
-    return text
+    return table(header, rows)
 
 
 def halving_section(halving, grid, best_val_acc):
@@ -269,7 +194,7 @@ def mcnemar_section(rows, reference, images):
     header = ["model", "test accuracy", "difference (points)", "only the reference right", "only the model right",
               "p-value", f"significant at {stats.ALPHA:g}"]
     return (f"Each contender against the {reference} on the same {images:,} test images (McNemar's exact test on "
-            f"the images that only one of the two gets right):\n\n{_table(header, lines)}\n\n"
+            f"the images that only one of the two gets right):\n\n{table(header, lines)}\n\n"
             f"{stats.significance_sentence(table, f'the {reference}')}")
 
 
@@ -281,7 +206,7 @@ def beyond_section(beyond, images=10000):
     header = ["model", "settings", "val accuracy", "test accuracy", *(["95% CI"] if with_ci else []), "test loss",
               "epochs", "train time"]
     text = (f"**Beyond the original study** (section 7; settings chosen on the validation set, the test set measured "
-            f"afterwards):\n\n{_table(header, rows)}")
+            f"afterwards):\n\n{table(header, rows)}")
     if beyond.get("mcnemar"):
         text += "\n\n" + mcnemar_section(beyond["mcnemar"], beyond["table"][0]["model"], images)
     return (f"{text}\n\n`weights/beyond_model.npz`, loaded into a fresh `MLP`: test accuracy "
@@ -293,10 +218,10 @@ def lr_followup_section(found, best):
     """The grid's runs of the best architecture and L2 beside the follow-up's, and the notebook's verdict."""
     rows = [(f"{r['lr']:g}", "diverged" if r["diverged"] else f"{r['best_val_acc']:.4f}",
              "" if r["diverged"] else f"{r['best_val_loss']:.4f}", r["source"]) for r in found["table"]]
-    table = _table(["learning rate", "val accuracy", "val loss", "run of"], rows)
+    followup_table = table(["learning rate", "val accuracy", "val loss", "run of"], rows)
     layers = "-".join(str(n) for n in best["layers"])
     return (f"**Learning rates beyond the grid's largest** (section 3's follow-up; validation only, layers {layers} "
-            f"and L2 {best['L2_lambda']:g} with the grid's recipe):\n\n{table}\n\n"
+            f"and L2 {best['L2_lambda']:g} with the grid's recipe):\n\n{followup_table}\n\n"
             f"{followup.describe_verdict(found['verdict'], best['layers'], best['L2_lambda'])} The model tested "
             "above stays the grid's choice.")
 
@@ -304,7 +229,7 @@ def lr_followup_section(found, best):
 def seeds_section(seeds):
     summary, rows = seeds["summary"], seeds["table"]
     val, spread = summary["val"], summary["test"]
-    table = _table(["seed", "val accuracy", "test accuracy", "95% CI"],
+    seeds_table = table(["seed", "val accuracy", "test accuracy", "95% CI"],
                    [(r["seed"], f"{r['best_val_acc']:.4f}", f"{r['test_acc']:.4f}",
                      stats.format_ci(r["test_ci_low"], r["test_ci_high"])) for r in rows])
     single, original = summary["single_run"], summary.get("original_test")
@@ -314,7 +239,7 @@ def seeds_section(seeds):
         return f"{distance}above {found['below']} and below {found['above']} of the {spread['n']} runs"
 
     text = (f"**The chosen settings with {len(rows)} other seeds** (section 8; the seed draws the initial weights "
-            f"and the order of the batches, the split stays fixed):\n\n{table}\n\n"
+            f"and the order of the batches, the split stays fixed):\n\n{seeds_table}\n\n"
             f"Validation accuracy {val['mean']:.4f} +- {val['std']:.4f}, test accuracy {spread['mean']:.4f} +- "
             f"{spread['std']:.4f} (mean +- standard deviation over the {spread['n']} runs; test from "
             f"{spread['min']:.4f} to {spread['max']:.4f}). The grid's own run (seed {single['seed']}), "
@@ -326,7 +251,7 @@ def seeds_section(seeds):
     return text + "."
 
 
-def render(results, log, benches=(), figures=(), grid_bench=None):
+def render(results, log, benches=(), figures=()):
     """The markdown that goes between the markers."""
     test, best, grid, final = results["test"], results["best"], results["grid"], results["final_training"]
     layers = "-".join(str(n) for n in best["layers"])
@@ -357,7 +282,7 @@ def render(results, log, benches=(), figures=(), grid_bench=None):
         f"**{_with_ci(test['accuracy'], test.get('ci'))}**, cross-entropy loss {test['loss']:.4f}.",
         f"**Best settings** (chosen on the validation set): layers {layers}, learning rate {best['lr']:g}, "
         f"L2 {best['L2_lambda']:g}; validation accuracy {best['best_val_acc']:.4f}.",
-        f"**Top five** of the {len(log)}-run grid search, by validation accuracy:\n\n{top_five_table(log)}",
+        f"**Top five** of the {len(log)}-run grid search, by validation accuracy:\n\n{top_fivetable(log)}",
         wall_times,
         f"**Machine**: {machine_line(results.get('machine', {}))}.",
     ]
@@ -369,9 +294,7 @@ def render(results, log, benches=(), figures=(), grid_bench=None):
         parts.append(beyond_section(results["beyond"], test.get("images", 10000)))
     if "seeds" in results:
         parts.append(seeds_section(results["seeds"]))
-    parts += [bench_section(bench, script, what) for bench, script, what in benches]
-    if grid_bench is not None:
-        parts.append(grid_bench_section(grid_bench))
+    parts += list(benches)
     if figures:
         parts.append("\n\n".join(f"![{caption}](figures/{name})" for name, caption in figures))
     return "\n\n".join(parts)
@@ -414,16 +337,13 @@ def build(root):
     if not log_path.exists():
         raise ReportError(f"{log_path} not found: run the grid search of Fashion_mnist_model.ipynb first")
     log = grid.read_log(log_path)
-    benches = [(_read_json(root / "bench" / name, ""), script, what) for name, script, what in BENCHES
-               if (root / "bench" / name).exists()]
-    grid_bench_path = root / "bench" / "grid_results.json"
-    grid_bench = _read_json(grid_bench_path, "") if grid_bench_path.exists() else None
+    benches = bench_paragraphs(root / "bench")
     figures = [(name, caption) for name, caption in FIGURES if (root / "figures" / name).exists()]
     try:
         text = readme.read_bytes().decode("utf-8")  # bytes: line endings stay as they are
     except FileNotFoundError:
         raise ReportError(f"{readme} not found") from None
-    return replace_block(text, render(results, log, benches, figures, grid_bench), source=str(readme))
+    return replace_block(text, render(results, log, benches, figures), source=str(readme))
 
 
 def main(argv=None):

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from study import config, followup, grid, report, seeds, stats
+from study import benches, config, followup, grid, report, seeds, stats
 
 README = """# Project
 
@@ -190,9 +190,9 @@ def test_missing_inputs_exit_with_a_clear_error(project, capsys, broken, message
 
 
 def test_duration():
-    assert report.duration(42.4) == "42 s"
-    assert report.duration(612) == "10.2 min"
-    assert report.duration(4 * 3600) == "4.00 h"
+    assert benches.duration(42.4) == "42 s"
+    assert benches.duration(612) == "10.2 min"
+    assert benches.duration(4 * 3600) == "4.00 h"
 
 
 def test_halving_beyond_and_section_times_when_present(project):
