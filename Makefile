@@ -44,8 +44,10 @@ data: $(VENV)/.run-deps
 # PyTorch is a benchmark reference only, never a dependency of the project.
 bench: $(VENV)/.test-deps
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install torch==2.13.0
+	$(PY) bench/bench_update.py
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_beyond.py
+	$(PY) bench/bench_epochs.py
 
 bench-grid: $(VENV)/.test-deps
 	$(PY) bench/bench_grid.py
