@@ -32,8 +32,6 @@ from typing import Any
 
 import numpy as np
 
-from solver import atomic_write
-
 __all__ = [
     "CLASS_NAMES",
     "FILES",
@@ -325,5 +323,8 @@ def _download(url: str, target: Path, expected_md5: str, opener: Callable[..., A
             )
 
     # Written under a temporary name and renamed only once complete and verified, with ordinary permissions; a
-    # download killed part-way leaves a temporary file that the next attempt removes.
+    # download killed part-way leaves a temporary file that the next attempt removes. Imported here, where it is
+    # needed: reading the data should not load the training machinery (pandas, the compiled update rules).
+    from solver import atomic_write
+
     atomic_write(target, fetch_and_check)

@@ -115,8 +115,8 @@ def notebook_results(cfg, grid_log, trained_now, n_jobs, final, test, halving_fo
     ``beyond_test`` the ``(accuracy, loss)`` of its saved model; ``wall_s`` the wall times in seconds of ``"grid"``,
     ``"halving"``, ``"final_training"``, ``"beyond"`` (section 7), the whole ``"notebook"`` and, when they ran,
     ``"lr_followup"`` and ``"seeds"`` (section 8). Then, when given: ``mcnemar``, section 7's contenders against the
-    seed grid's best (``stats.mcnemar_table``); ``lr_followup``, ``{"table": followup.lrtable(...), "verdict":
-    followup.verdict(...)}``; ``seeds``, ``{"table": seeds.seedtable(...), "summary": seeds.summary(...)}``;
+    seed grid's best (``stats.mcnemar_table``); ``lr_followup``, ``{"table": followup.lr_table(...), "verdict":
+    followup.verdict(...)}``; ``seeds``, ``{"table": seeds.seed_table(...), "summary": seeds.summary(...)}``;
     ``sections``, the wall time of each section of the notebook (``timing.Sections.times``).
     """
     top5 = grid.top_k(grid_log, k=5)
@@ -161,7 +161,7 @@ class ReportError(Exception):
     """Something the report needs is missing or unusable; the message says what to do."""
 
 
-def top_fivetable(log):
+def top_five_table(log):
     top = grid.top_k(log, k=5)
     rows = [(rank, r.layers, f"{r.lr:g}", f"{r.L2_lambda:g}", f"{r.best_val_acc:.4f}",
              f"{r.best_val_loss:.4f}", int(r.best_iteration), f"{r.train_time_s:.0f}")
@@ -187,7 +187,7 @@ def _with_ci(accuracy, ci):
 
 
 def mcnemar_section(rows, reference, images):
-    table = pd.DataFrame(rows)
+    comparisons = pd.DataFrame(rows)
     lines = [(r["model"], _with_ci(r["test_accuracy"], (r["ci_low"], r["ci_high"])), f"{100 * r['difference']:+.2f}",
               r["only_reference_right"], r["only_model_right"], f"{r['p_value']:.3g}",
               "yes" if r["significant"] else "no") for r in rows]
@@ -195,7 +195,7 @@ def mcnemar_section(rows, reference, images):
               "p-value", f"significant at {stats.ALPHA:g}"]
     return (f"Each contender against the {reference} on the same {images:,} test images (McNemar's exact test on "
             f"the images that only one of the two gets right):\n\n{table(header, lines)}\n\n"
-            f"{stats.significance_sentence(table, f'the {reference}')}")
+            f"{stats.significance_sentence(comparisons, f'the {reference}')}")
 
 
 def beyond_section(beyond, images=10000):
@@ -282,7 +282,7 @@ def render(results, log, benches=(), figures=()):
         f"**{_with_ci(test['accuracy'], test.get('ci'))}**, cross-entropy loss {test['loss']:.4f}.",
         f"**Best settings** (chosen on the validation set): layers {layers}, learning rate {best['lr']:g}, "
         f"L2 {best['L2_lambda']:g}; validation accuracy {best['best_val_acc']:.4f}.",
-        f"**Top five** of the {len(log)}-run grid search, by validation accuracy:\n\n{top_fivetable(log)}",
+        f"**Top five** of the {len(log)}-run grid search, by validation accuracy:\n\n{top_five_table(log)}",
         wall_times,
         f"**Machine**: {machine_line(results.get('machine', {}))}.",
     ]
