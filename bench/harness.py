@@ -87,9 +87,24 @@ def train_torch(layers, epochs, batch_size, val_every, make_optimizer, make_sche
     return (time.perf_counter() - started) / epochs, best
 
 
+def peak_rss_mb():
+    """This process's own peak resident memory in MB.
+
+    Linux's ``ru_maxrss`` survives ``execve``: a spawned child starts with its parent's peak (here the parent has
+    torch and the data loaded), so it cannot tell contenders apart. ``VmHWM`` belongs to the process's own address
+    space; ``ru_maxrss`` is the fallback where /proc is missing.
+    """
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kilobytes = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
+    return int(kilobytes) / 1024
+
+
 def _child(fn, epochs, queue):
     seconds, accuracy = fn(epochs)
-    queue.put((seconds, accuracy, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    queue.put((seconds, accuracy, peak_rss_mb()))
 
 
 def measure(fn, epochs):
