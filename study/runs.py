@@ -10,6 +10,7 @@ then the run's outcome under the model's attribute names (``best_val_acc``, ``be
 import contextlib
 import fcntl
 import functools
+import hashlib
 import json
 import math
 import os
@@ -26,8 +27,9 @@ from study import config
 
 SETTINGS = ["layers", "lr", "L2_lambda"]
 OUTCOMES = ["best_val_acc", "best_val_loss", "train_time_s", "best_iteration", "diverged"]
-DTYPES = {"rung": int, "layers": str, "lr": float, "L2_lambda": float, "epochs": int, "best_val_acc": float,
-          "best_val_loss": float, "train_time_s": float, "best_iteration": int, "diverged": bool}
+DTYPES = {"rung": int, "layers": str, "lr": float, "L2_lambda": float, "epochs": int, "max_epoch": int, "key": str,
+          "best_val_acc": float, "best_val_loss": float, "train_time_s": float, "best_iteration": int,
+          "diverged": bool, "val_images": int}
 
 # -- a run's settings and their names ----------------------------------------------------------------------------
 
@@ -184,10 +186,30 @@ def append_rows(path, rows, columns):
         os.fsync(f.fileno())
 
 
+def run_key(settings, data):
+    """A short hash of a run's ``settings`` (``MLP`` keyword arguments) and of its ``data`` (the arrays): rows of
+    the log with this key were trained so."""
+    described = json.dumps({"settings": dict(settings, layers=list(settings["layers"])),
+                            "data": solver.fingerprint(*data)}, sort_keys=True, default=str)
+    return hashlib.sha256(described.encode()).hexdigest()[:16]
+
+
+def drop_torn_row(log_path):
+    """A row that a crash cut short (no line end) is removed: its run trains again, and the next row starts on a
+    line of its own."""
+    if log_path.exists():
+        with open(log_path, "rb+") as f:
+            data = f.read()
+            if data and not data.endswith(b"\n"):
+                f.truncate(data.rfind(b"\n") + 1)
+        if log_path.stat().st_size == 0:  # not even the header was whole
+            log_path.unlink()
+
+
 def read_log(path, columns, what, advice=""):
     """Read the CSV log at ``path``, checking that its columns are ``columns``; ValueError otherwise, naming ``what``
     the log should be, followed by ``advice``."""
-    log = pd.read_csv(path, dtype={"layers": str})
+    log = pd.read_csv(path, dtype={column: str for column in columns if DTYPES.get(column) is str})
     if list(log.columns) != list(columns):
         raise ValueError(f"{path} is not {what}: found columns {list(log.columns)}, expected {list(columns)}.{advice}")
     return log.astype({column: DTYPES[column] for column in columns})

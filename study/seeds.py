@@ -10,27 +10,16 @@ training them again; a row belongs to one set of settings and one data set (its 
 are ignored. ``fresh=True`` moves the old log to ``.bak`` and trains every run again.
 """
 
-import hashlib
-import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
 
-from solver import fingerprint
 from study import runs, stats
 
 LOG_COLUMNS = ["seed", "key", "best_val_acc", "best_val_loss", "best_iteration", "train_time_s", "diverged",
                "test_correct", "test_images"]
-
-
-def run_key(settings, data):
-    """A short hash of a run's ``settings`` (``MLP`` keyword arguments) and of its ``data`` (the arrays): rows of
-    the log with this key were trained so."""
-    described = json.dumps({"settings": dict(settings, layers=list(settings["layers"])), "data": fingerprint(*data)},
-                           sort_keys=True, default=str)
-    return hashlib.sha256(described.encode()).hexdigest()[:16]
 
 
 def read_seed_log(log_path):
@@ -44,18 +33,6 @@ def read_seed_log(log_path):
                          f"{LOG_COLUMNS}. Pass fresh=True to start a new one (the old one is kept as .bak).")
     return log.astype({"seed": int, "best_iteration": int, "diverged": bool, "test_correct": int,
                        "test_images": int})
-
-
-def _drop_torn_row(log_path):
-    """A row that a crash cut short (no line end) is removed: its run trains again, and the next row starts on a
-    line of its own."""
-    if log_path.exists():
-        with open(log_path, "rb+") as f:
-            data = f.read()
-            if data and not data.endswith(b"\n"):
-                f.truncate(data.rfind(b"\n") + 1)
-        if log_path.stat().st_size == 0:  # not even the header was whole
-            log_path.unlink()
 
 
 def seed_runs(settings_list, X_train, y_train, X_val, y_val, X_test, y_test, log_path, n_jobs=1, fresh=False,
@@ -74,12 +51,12 @@ def seed_runs(settings_list, X_train, y_train, X_val, y_val, X_test, y_test, log
     if fresh and log_path.exists():
         runs.backup(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    _drop_torn_row(log_path)
+    runs.drop_torn_row(log_path)
     log = read_seed_log(log_path)
     if not log_path.exists():
         runs.start_log(log_path, LOG_COLUMNS)
     data = (X_train, y_train, X_val, y_val, X_test, y_test)
-    keys = {seed: run_key(settings, data) for seed, settings in zip(seeds, settings_list, strict=True)}
+    keys = {seed: runs.run_key(settings, data) for seed, settings in zip(seeds, settings_list, strict=True)}
     found = {(int(row["seed"]), row["key"]): row for row in log.to_dict("records")}
     rows = {seed: found[(seed, keys[seed])] for seed in seeds if (seed, keys[seed]) in found}
     pending = [settings for seed, settings in zip(seeds, settings_list, strict=True) if seed not in rows]
