@@ -18,8 +18,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from solver import atomic_write  # noqa: E402
-
 
 def load_data():
     """The study's split of Fashion-MNIST, or random data of the same shapes when the files are not here."""
@@ -149,6 +147,9 @@ def run_benchmark(contenders, torch_reference, epochs, repeats, output):
 
 def write_results(path, payload):
     """Write ``payload`` and a description of this machine to ``path`` as JSON, atomically."""
+    # Imported here, not at the top: a contender's process then loads only what the contender itself imports, and the
+    # matrix-product floor's peak memory is that of the data and NumPy alone.
+    from solver import atomic_write
     from study.report import machine_info
 
     payload = dict(payload, machine=machine_info())
