@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NOTEBOOK := Fashion_mnist_model.ipynb
 
-.PHONY: run test lint data bench bench-grid report clean
+.PHONY: run test lint data bench bench-grid budget report clean
 
 # make run: the whole study, every part trained again, the notebook executed in place by papermill with its
 # outputs shown in the terminal as they come; then the notebook tidied (progress bars kept at their final state)
@@ -51,6 +51,10 @@ bench: $(VENV)/.test-deps
 
 bench-grid: $(VENV)/.test-deps
 	$(PY) bench/bench_grid.py
+
+# How many epochs section 7's wide network trains, chosen on validation (study/budget.py; about 20 minutes).
+budget: $(VENV)/.run-deps data
+	$(PY) -m study.budget
 
 report: $(VENV)/.run-deps
 	$(PY) -m study.report

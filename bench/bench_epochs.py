@@ -5,7 +5,7 @@ moment, momentum's velocity and an L2-decayed weight shrink by a constant factor
 reach the subnormal floats, on which x86 arithmetic is many times slower: the epochs then get slower as the run goes
 on. The update rules set such values to zero; this benchmark shows whether the epochs stay level.
 
-- ``wide adamw``: section 7's recipe (``study.config.WIDE_RECIPE``), the first ``--epochs`` of its 60;
+- ``wide adamw``: section 7's recipe (``study.config.WIDE_RECIPE``), the first ``--epochs`` of its ``max_epoch``;
 - ``momentum, L2``: the seed's best network with heavy-ball momentum (lr 0.01) and strong L2 (0.05), 40 planned.
 
 Each epoch is trained with ``train(..., epochs=1)`` and timed by the model's own clock; printed: every epoch's time
