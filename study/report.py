@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from solver import atomic_write
-from study import config, followup, grid, runs, stats
+from study import budget, config, followup, grid, runs, stats
 from study.benches import bench_paragraphs, duration, machine_line, table
 
 START = "<!-- results:start -->"
@@ -175,7 +175,7 @@ def halving_section(halving, grid, best_val_acc):
     gap = 100 * (best_val_acc - halving["best_val_acc"])
     return (f"**Successive halving** over the same {grid['runs']} settings ({halving['rungs']} rungs) picks layers "
             f"{layers}, learning rate {halving['settings']['lr']:g}, L2 {halving['settings']['L2_lambda']:g}, whose "
-            f"40-epoch validation accuracy is {halving['best_val_acc']:.4f}, {gap:.2f} points below the grid's best, "
+            f"{halving['grid_epochs'] // grid['runs']}-epoch validation accuracy is {halving['best_val_acc']:.4f}, {gap:.2f} points below the grid's best, "
             f"for {halving['epochs']} epochs instead of {halving['grid_epochs']} "
             f"({halving['epochs'] / halving['grid_epochs']:.0%}) and {duration(halving['wall_time_s'])} instead of "
             f"{duration(grid['wall_time_s'])}.")
@@ -212,6 +212,18 @@ def beyond_section(beyond, images=10000):
     return (f"{text}\n\n`weights/beyond_model.npz`, loaded into a fresh `MLP`: test accuracy "
             f"**{_with_ci(beyond['test_accuracy'], beyond.get('test_ci'))}**, cross-entropy loss "
             f"{beyond['test_loss']:.4f}.")
+
+
+def budget_section(log):
+    """How section 7's epochs were chosen: the runs of ``study.budget``'s log and the rule's choice."""
+    chosen, threshold = budget.choose_budget(log)
+    rows = [(r["max_epoch"], "diverged" if r["diverged"] else f"{r['best_val_acc']:.4f}",
+             "" if r["diverged"] else f"{r['best_val_loss']:.4f}", duration(r["train_time_s"]))
+            for r in log.to_dict("records")]
+    return (f"The wide network trains **{chosen} epochs**, the fewest whose validation accuracy is at least "
+            f"{threshold:.4f}, one standard error below the best budget's (`make budget`, `log/wide_budget.csv`; "
+            "each budget is a run of its own cosine schedule, with one BLAS thread):\n\n"
+            + table(["epochs", "val accuracy", "val loss", "train time"], rows))
 
 
 def lr_followup_section(found, best):
@@ -251,7 +263,7 @@ def seeds_section(seeds):
     return text + "."
 
 
-def render(results, log, benches=(), figures=()):
+def render(results, log, benches=(), figures=(), budget_log=None):
     """The markdown that goes between the markers."""
     test, best, grid, final = results["test"], results["best"], results["grid"], results["final_training"]
     layers = "-".join(str(n) for n in best["layers"])
@@ -292,6 +304,8 @@ def render(results, log, benches=(), figures=()):
         parts.insert(4, lr_followup_section(results["lr_followup"], best))
     if "beyond" in results:
         parts.append(beyond_section(results["beyond"], test.get("images", 10000)))
+        if budget_log is not None:
+            parts.append(budget_section(budget_log))
     if "seeds" in results:
         parts.append(seeds_section(results["seeds"]))
     parts += list(benches)
@@ -338,12 +352,14 @@ def build(root):
         raise ReportError(f"{log_path} not found: run the grid search of Fashion_mnist_model.ipynb first")
     log = grid.read_log(log_path)
     benches = bench_paragraphs(root / "bench")
+    budget_path = root / "log" / "wide_budget.csv"
+    budget_log = budget.read_budget_log(budget_path) if budget_path.exists() else None
     figures = [(name, caption) for name, caption in FIGURES if (root / "figures" / name).exists()]
     try:
         text = readme.read_bytes().decode("utf-8")  # bytes: line endings stay as they are
     except FileNotFoundError:
         raise ReportError(f"{readme} not found") from None
-    return replace_block(text, render(results, log, benches, figures), source=str(readme))
+    return replace_block(text, render(results, log, benches, figures, budget_log), source=str(readme))
 
 
 def main(argv=None):

@@ -215,6 +215,17 @@ def test_halving_beyond_and_section_times_when_present(project):
     assert "successive halving 80 s" in text
     assert "section 7 5.0 min, whole notebook 11.7 min (6.7 min without section 7)" in text
     assert "numpy MLP / pytorch: 1.50" in text
+    assert "epochs**" not in text  # no budget log, no budget paragraph
+
+    se = (0.913 * 0.087 / 6000) ** 0.5
+    pd.DataFrame([{"max_epoch": epochs, "key": "k", "best_val_acc": acc, "best_val_loss": 0.3, "best_iteration": 9,
+                   "train_time_s": 100.0, "diverged": False, "val_images": 6000}
+                  for epochs, acc in ((30, 0.913 - 2 * se), (40, 0.913 - se / 2), (60, 0.913))]
+                 ).to_csv(project / "log" / "wide_budget.csv", index=False)
+    assert report.main(["--root", str(project)]) == 0
+    text = (project / "README.md").read_text()
+    assert f"trains **40 epochs**, the fewest whose validation accuracy is at least {0.913 - se:.4f}" in text
+    assert "| 30 | 0.9057 | 0.3000 | 1.7 min |" in text
 
 
 def test_grid_benchmark_when_present(project):
