@@ -60,6 +60,9 @@ def bench_section(bench, script="bench/bench_train.py", what="Training speed of 
     seconds = {name: numbers.get("seconds_per_epoch") for name, numbers in contenders.items()}
     if seconds[first] and all(seconds[name] for name in others):
         text += "\n\n" + "; ".join(f"{first} / {name}: {seconds[first] / seconds[name]:.2f}" for name in others) + "."
+    if "peak_rss_mb" in columns:
+        text += ("\n\nPeak RSS is each contender's own process at its highest (its VmHWM): the data, the libraries it "
+                 "imports, and what its training allocates.")
     if isinstance(bench.get("machine"), dict):
         text += f"\n\nBenchmark machine: {machine_line(bench['machine'])}."
     return text

@@ -173,9 +173,11 @@ def top_five_table(log):
 def halving_section(halving, grid, best_val_acc):
     layers = "-".join(str(n) for n in halving["settings"]["layers"])
     gap = 100 * (best_val_acc - halving["best_val_acc"])
+    epochs = halving["grid_epochs"] // grid["runs"]
     return (f"**Successive halving** over the same {grid['runs']} settings ({halving['rungs']} rungs) picks layers "
             f"{layers}, learning rate {halving['settings']['lr']:g}, L2 {halving['settings']['L2_lambda']:g}, whose "
-            f"{halving['grid_epochs'] // grid['runs']}-epoch validation accuracy is {halving['best_val_acc']:.4f}, {gap:.2f} points below the grid's best, "
+            f"{epochs}-epoch validation accuracy is {halving['best_val_acc']:.4f}, {gap:.2f} points below the grid's "
+            "best, "
             f"for {halving['epochs']} epochs instead of {halving['grid_epochs']} "
             f"({halving['epochs'] / halving['grid_epochs']:.0%}) and {duration(halving['wall_time_s'])} instead of "
             f"{duration(grid['wall_time_s'])}.")
