@@ -102,7 +102,9 @@ def check_rows(X, model, name, check_finite=True):
     X = X.astype(model.dtype, copy=False)
     if X.ndim != 2 or X.shape[1] != model.layers[0] or not len(X):
         raise ValueError(f"{name} data must have shape (N, {model.layers[0]}) with N > 0, got {X.shape}")
-    if check_finite and not np.isfinite(X).all():
+    # The extremes are finite exactly when every value is (min and max propagate NaN): two passes that allocate
+    # nothing, where isfinite(X).all() would first make a boolean copy of the data (42 MB for the training set).
+    if check_finite and not (np.isfinite(X.min()) and np.isfinite(X.max())):
         raise ValueError(f"{name} data holds NaN or infinite values (in {np.count_nonzero(~np.isfinite(X))} places): "
                          "clean or impute them before training or evaluating")
     return X

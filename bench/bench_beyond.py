@@ -11,7 +11,7 @@ does not depend on where in the schedule it is.
 import argparse
 from pathlib import Path
 
-from harness import load_data, run_benchmark, train_torch
+from harness import load_data, run_benchmark, train_torch, warm_up
 
 from study.config import WIDE_RECIPE
 
@@ -23,9 +23,11 @@ VAL_EVERY = 100
 def run_numpy_mlp(epochs):
     from modules import MLP
 
-    X_train, y_train, X_val, y_val, _ = load_data()
-    model = MLP(**dict(WIDE_RECIPE, print_iter=VAL_EVERY, print_log=False, seed=0))
-    model.train(X_train, y_train, X_val, y_val, epochs=epochs)
+    data = load_data()[:4]
+    settings = dict(WIDE_RECIPE, print_iter=VAL_EVERY, print_log=False, seed=0)
+    warm_up(settings, *data)
+    model = MLP(**settings)
+    model.train(*data, epochs=epochs)
     return model.train_time_s / epochs, model.best_val_acc
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import load_data, write_results
+from harness import load_data, warm_up, write_results
 
 from modules import MLP
 from study.config import WIDE_RECIPE
@@ -33,6 +33,7 @@ RUNS = {
 
 
 def epoch_times(settings, epochs, data):
+    warm_up(settings, *data)  # else the first epoch carries numba's loading of the compiled step
     model = MLP(**settings)
     times = []
     for _ in range(epochs):

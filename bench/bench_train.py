@@ -17,7 +17,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
-from harness import load_data, run_benchmark, train_torch
+from harness import load_data, run_benchmark, train_torch, warm_up
 
 LAYERS = [784, 256, 128, 10]
 BATCH, LR, DECAY_FACTOR, DECAY_STEPS, VAL_EVERY = 100, 0.1, 0.95, 500, 100
@@ -26,10 +26,12 @@ BATCH, LR, DECAY_FACTOR, DECAY_STEPS, VAL_EVERY = 100, 0.1, 0.95, 500, 100
 def run_numpy_mlp(epochs):
     from modules import MLP
 
-    X_train, y_train, X_val, y_val, _ = load_data()
-    model = MLP(LAYERS, lr=LR, max_epoch=epochs, batch_size=BATCH, decay_factor=DECAY_FACTOR,
-                decay_steps=DECAY_STEPS, print_iter=VAL_EVERY, print_log=False, seed=0)
-    model.train(X_train, y_train, X_val, y_val)
+    data = load_data()[:4]
+    settings = dict(layers=LAYERS, lr=LR, batch_size=BATCH, decay_factor=DECAY_FACTOR, decay_steps=DECAY_STEPS,
+                    print_iter=VAL_EVERY, print_log=False, seed=0)
+    warm_up(settings, *data)
+    model = MLP(**dict(settings, max_epoch=epochs))
+    model.train(*data)
     return model.train_time_s / epochs, model.best_val_acc
 
 

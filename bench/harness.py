@@ -5,6 +5,8 @@ benchmark script. It runs in a fresh spawned process, so that its peak resident 
 turns, and each keeps its fastest repeat: on a shared machine the minimum is the least disturbed measurement.
 """
 
+import copy
+import gc
 import json
 import multiprocessing
 import resource
@@ -30,6 +32,19 @@ def load_data():
         rng = np.random.default_rng(0)
         return (rng.random((54000, 784), dtype=np.float32), rng.integers(0, 10, 54000),
                 rng.random((6000, 784), dtype=np.float32), rng.integers(0, 10, 6000), "random data (no data set found)")
+
+
+def warm_up(settings, X_train, y_train, X_val, y_val):
+    """Train a throwaway ``MLP(**settings)`` for one epoch on the first 1,000 rows, before a contender's clock starts.
+
+    What a process pays once, whatever the length of its runs, then falls outside the timed epochs: numba loading the
+    compiled steps of the update rule (about a quarter of a second), OpenBLAS's first buffers. A short benchmark would
+    otherwise charge it to its few epochs, though a run of the study spreads it over forty.
+    """
+    from modules import MLP
+
+    MLP(**dict(settings, max_epoch=1, print_log=False)).train(X_train[:1000], y_train[:1000], X_val[:500], y_val[:500])
+    gc.collect()  # a model and its Solver refer to each other: only the cycle collector frees the throwaway one
 
 
 def torch_available():
@@ -64,6 +79,10 @@ def train_torch(layers, epochs, batch_size, val_every, make_optimizer, make_sche
     optimizer = make_optimizer(net.parameters())
     schedule = make_schedule(optimizer, -(-len(X_train) // batch_size))
     loss_fn = torch.nn.CrossEntropyLoss()
+    scratch = copy.deepcopy(net)  # warm-up on a copy, as warm_up does for the MLP: PyTorch's first calls set up
+    scratch_optimizer = make_optimizer(scratch.parameters())
+    loss_fn(scratch(X_train[:batch_size]), y_train[:batch_size]).backward()
+    scratch_optimizer.step()
     best, iteration = 0.0, 0
     started = time.perf_counter()
     for _ in range(epochs):

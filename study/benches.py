@@ -60,8 +60,11 @@ def bench_section(bench, script="bench/bench_train.py", what="Training speed of 
     seconds = {name: numbers.get("seconds_per_epoch") for name, numbers in contenders.items()}
     if seconds[first] and all(seconds[name] for name in others):
         text += "\n\n" + "; ".join(f"{first} / {name}: {seconds[first] / seconds[name]:.2f}" for name in others) + "."
+    text += ("\n\nThe numpy MLP and PyTorch first train a throwaway model briefly, untimed, so that what a process "
+             "pays once (numba loading the compiled update steps, PyTorch's first calls) is not charged to the few "
+             "timed epochs.")
     if "peak_rss_mb" in columns:
-        text += ("\n\nPeak RSS is each contender's own process at its highest (its VmHWM): the data, the libraries it "
+        text += (" Peak RSS is each contender's own process at its highest (its VmHWM): the data, the libraries it "
                  "imports, and what its training allocates.")
     if isinstance(bench.get("machine"), dict):
         text += f"\n\nBenchmark machine: {machine_line(bench['machine'])}."
@@ -103,7 +106,8 @@ def epochs_bench_section(bench):
     """What ``bench/bench_epochs.py`` measured: each epoch's time in long runs, and the last over the first."""
     rows = [(name, " ".join(f"{t:.2f}" for t in run["seconds_per_epoch"]), f"{run['last_over_first']:.2f}",
              f"{run['slowest_over_first']:.2f}") for name, run in bench["runs"].items()]
-    return (f"Each epoch's time in long runs (`bench/bench_epochs.py`, {bench['epochs']} epochs):\n\n"
+    return (f"Each epoch's time in long runs (`bench/bench_epochs.py`, {bench['epochs']} epochs, after an untimed "
+            "warm-up so that the first epoch does not carry numba's loading of the compiled step):\n\n"
             + table(["run", "seconds per epoch", "last / first", "slowest / first"], rows))
 
 
