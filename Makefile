@@ -52,7 +52,7 @@ bench: $(VENV)/.test-deps
 bench-grid: $(VENV)/.test-deps
 	$(PY) bench/bench_grid.py
 
-# How many epochs section 7's wide network trains, chosen on validation (study/budget.py; about 20 minutes).
+# How many epochs section 7's wide network trains, chosen on validation (study/budget.py; about 15 minutes on 2 cores).
 budget: $(VENV)/.run-deps data
 	$(PY) -m study.budget
 

@@ -37,7 +37,7 @@ def budget_runs(settings, budgets, X_train, y_train, X_val, y_val, log_path, n_j
     Runs already in the log with the same settings and data (its ``key``) are read from it, unless ``fresh``.
     """
     budgets = [int(budget) for budget in budgets]
-    if len(set(budgets)) != len(budgets) or min(budgets) < 1:
+    if not budgets or len(set(budgets)) != len(budgets) or min(budgets) < 1:
         raise ValueError(f"budgets must be distinct numbers of epochs of at least 1, got {budgets}")
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)

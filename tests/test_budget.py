@@ -59,6 +59,9 @@ def test_each_budget_trains_from_the_start_and_finished_ones_are_read_back(tmp_p
 def test_bad_budgets_are_refused():
     with pytest.raises(ValueError, match="distinct numbers of epochs"):
         budget.budget_runs(settings(), [2, 2], *small_problem(), "unused.csv", progress=False)
+    for bad in ([], [0, 3]):
+        with pytest.raises(ValueError, match="distinct numbers of epochs"):
+            budget.budget_runs(settings(), bad, *small_problem(), "unused.csv", progress=False)
 
 
 def test_the_wide_recipe_trains_the_epochs_that_the_committed_log_chose():
