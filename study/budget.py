@@ -15,11 +15,8 @@ so an interrupted search goes on where it stopped; ``--fresh`` keeps the old log
 
 import argparse
 import math
-import sys
-from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
 import mnist_reader
 from study import config, runs
@@ -39,33 +36,13 @@ def budget_runs(settings, budgets, X_train, y_train, X_val, y_val, log_path, n_j
     budgets = [int(budget) for budget in budgets]
     if not budgets or len(set(budgets)) != len(budgets) or min(budgets) < 1:
         raise ValueError(f"budgets must be distinct numbers of epochs of at least 1, got {budgets}")
-    log_path = Path(log_path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     with runs.exclusive(log_path):
-        if fresh and log_path.exists():
-            runs.backup(log_path)
-        runs.drop_torn_row(log_path)
-        if not log_path.exists():
-            runs.start_log(log_path, LOG_COLUMNS)
-        log = read_budget_log(log_path)
-        data = (X_train, y_train, X_val, y_val)
-        settings_of = {budget: dict(settings, max_epoch=budget) for budget in budgets}
-        keys = {budget: runs.run_key(settings_of[budget], data) for budget in budgets}
-        found = {(int(row["max_epoch"]), row["key"]): row for row in log.to_dict("records")}
-        rows = {budget: found[(budget, keys[budget])] for budget in budgets if (budget, keys[budget]) in found}
-        pending = [settings_of[budget] for budget in budgets if budget not in rows]
-
-        results = runs.dispatch(runs.fit, pending, X_train, y_train, X_val, y_val, n_jobs=n_jobs)
-        with tqdm(total=len(budgets), initial=len(rows), desc="budgets", unit="run", disable=not progress,
-                  file=sys.stdout) as bar:
-            for model in results:
-                row = {"max_epoch": model.max_epoch, "key": keys[model.max_epoch], **runs.outcome(model),
-                       "val_images": len(y_val)}
-                runs.append_rows(log_path, [row], LOG_COLUMNS)
-                rows[model.max_epoch] = row
-                bar.update()
-                bar.set_postfix(epochs=model.max_epoch, val_acc=f"{model.best_val_acc:.4f}")
-    return pd.DataFrame([rows[budget] for budget in budgets], columns=LOG_COLUMNS)
+        rows = runs.keyed_runs(
+            [dict(settings, max_epoch=budget) for budget in budgets], (X_train, y_train, X_val, y_val), log_path,
+            LOG_COLUMNS, "a log of epoch budgets", lambda model: {**runs.outcome(model), "val_images": len(y_val)},
+            lambda row: {"epochs": row["max_epoch"], "val_acc": f"{row['best_val_acc']:.4f}"},
+            n_jobs=n_jobs, fresh=fresh, progress=progress, desc="budgets")
+    return pd.DataFrame(rows, columns=LOG_COLUMNS)
 
 
 def read_budget_log(log_path=LOG_PATH):

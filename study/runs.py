@@ -14,11 +14,13 @@ import hashlib
 import json
 import math
 import os
+import sys
 from pathlib import Path
 
 import joblib
 import pandas as pd
 from threadpoolctl import threadpool_info, threadpool_limits
+from tqdm import tqdm
 
 import solver
 from modules import MLP
@@ -29,7 +31,7 @@ SETTINGS = ["layers", "lr", "L2_lambda"]
 OUTCOMES = ["best_val_acc", "best_val_loss", "train_time_s", "best_iteration", "diverged"]
 DTYPES = {"rung": int, "layers": str, "lr": float, "L2_lambda": float, "epochs": int, "max_epoch": int, "key": str,
           "best_val_acc": float, "best_val_loss": float, "train_time_s": float, "best_iteration": int,
-          "diverged": bool, "val_images": int}
+          "diverged": bool, "val_images": int, "seed": int, "test_correct": int, "test_images": int}
 
 # -- a run's settings and their names ----------------------------------------------------------------------------
 
@@ -255,6 +257,46 @@ def exclusive(log_path):
             raise LogInUse(f"another search is writing {log_path} right now (it holds {lock_path}); wait for it to "
                            "end, or give this search another log_path") from None
         yield
+
+
+def keyed_runs(settings_list, data, log_path, columns, what, row_of, postfix, n_jobs=1, fresh=False, progress=True,
+               desc="runs"):
+    """Train the runs of ``settings_list`` (``MLP`` keyword arguments) that the CSV log at ``log_path`` does not hold
+    yet, ``n_jobs`` at a time on ``data[:4]`` (``X_train, y_train, X_val, y_val``), appending each one's row as it
+    finishes; return the rows of all of them, in the order of ``settings_list``.
+
+    The runs differ by the setting ``columns[0]`` names (``seed``, ``max_epoch``: a name of the constructor and of
+    the model alike). A row holds that value, its ``key`` (:func:`run_key` of the settings and all of ``data``), then
+    ``row_of(model)``: only rows of the same settings and data are read back, so an interrupted search goes on where
+    it stopped. ``fresh=True`` keeps the old log as a backup and trains every run. ``what`` names the log in the error
+    about misfit columns; the progress bar (``desc``) shows ``postfix(row)`` of the last run.
+    """
+    name = columns[0]
+    values = [int(settings[name]) for settings in settings_list]
+    log_path = Path(log_path)
+    if fresh and log_path.exists():
+        backup(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    drop_torn_row(log_path)
+    if not log_path.exists():
+        start_log(log_path, columns)
+    log = read_log(log_path, columns, what, " Pass fresh=True to start a new one (the old one is kept as .bak).")
+    keys = {value: run_key(settings, data) for value, settings in zip(values, settings_list, strict=True)}
+    found = {(row[name], row["key"]): row for row in log.to_dict("records")}
+    rows = {value: found[(value, keys[value])] for value in values if (value, keys[value]) in found}
+    pending = [settings for value, settings in zip(values, settings_list, strict=True) if value not in rows]
+
+    results = dispatch(fit, pending, *data[:4], n_jobs=n_jobs)
+    with tqdm(total=len(values), initial=len(rows), desc=desc, unit="run", disable=not progress,
+              file=sys.stdout) as bar:
+        for model in results:
+            value = int(getattr(model, name))
+            row = {name: value, "key": keys[value], **row_of(model)}
+            append_rows(log_path, [row], columns)
+            rows[value] = row
+            bar.update()
+            bar.set_postfix(postfix(row))
+    return [rows[value] for value in values]
 
 
 # -- how the runs of a log were made --------------------------------------------------------------------------------

@@ -10,11 +10,9 @@ training them again; a row belongs to one set of settings and one data set (its 
 are ignored. ``fresh=True`` moves the old log to ``.bak`` and trains every run again.
 """
 
-import sys
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
 from study import runs, stats
 
@@ -24,15 +22,10 @@ LOG_COLUMNS = ["seed", "key", "best_val_acc", "best_val_loss", "best_iteration",
 
 def read_seed_log(log_path):
     """The log of :func:`seed_runs` as a DataFrame (empty when there is none); ValueError if it has other columns."""
-    log_path = Path(log_path)
-    if not log_path.exists():
+    if not Path(log_path).exists():
         return pd.DataFrame(columns=LOG_COLUMNS)
-    log = pd.read_csv(log_path, dtype={"key": str})
-    if list(log.columns) != LOG_COLUMNS:
-        raise ValueError(f"{log_path} is not a log of seed runs: found columns {list(log.columns)}, expected "
-                         f"{LOG_COLUMNS}. Pass fresh=True to start a new one (the old one is kept as .bak).")
-    return log.astype({"seed": int, "best_iteration": int, "diverged": bool, "test_correct": int,
-                       "test_images": int})
+    return runs.read_log(log_path, LOG_COLUMNS, "a log of seed runs",
+                         " Pass fresh=True to start a new one (the old one is kept as .bak).")
 
 
 def seed_runs(settings_list, X_train, y_train, X_val, y_val, X_test, y_test, log_path, n_jobs=1, fresh=False,
@@ -47,35 +40,21 @@ def seed_runs(settings_list, X_train, y_train, X_val, y_val, X_test, y_test, log
     seeds = [int(settings["seed"]) for settings in settings_list]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"each run needs its own seed, got {seeds}")
-    log_path = Path(log_path)
-    if fresh and log_path.exists():
-        runs.backup(log_path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    runs.drop_torn_row(log_path)
-    log = read_seed_log(log_path)
-    if not log_path.exists():
-        runs.start_log(log_path, LOG_COLUMNS)
-    data = (X_train, y_train, X_val, y_val, X_test, y_test)
-    keys = {seed: runs.run_key(settings, data) for seed, settings in zip(seeds, settings_list, strict=True)}
-    found = {(int(row["seed"]), row["key"]): row for row in log.to_dict("records")}
-    rows = {seed: found[(seed, keys[seed])] for seed in seeds if (seed, keys[seed]) in found}
-    pending = [settings for seed, settings in zip(seeds, settings_list, strict=True) if seed not in rows]
 
-    results = runs.dispatch(runs.fit, pending, X_train, y_train, X_val, y_val, n_jobs=n_jobs)
-    with tqdm(total=len(seeds), initial=len(rows), desc="seeds", unit="run", disable=not progress,
-              file=sys.stdout) as bar:
-        for model in results:
-            test_acc, _ = model.evaluate(X_test, y_test)
-            outcome = runs.outcome(model)
-            row = {"seed": int(model.seed), "key": keys[int(model.seed)],
-                   **{column: outcome[column] for column in LOG_COLUMNS[2:7]},
-                   "test_correct": round(test_acc * len(y_test)), "test_images": len(y_test)}
-            runs.append_rows(log_path, [row], LOG_COLUMNS)
-            rows[row["seed"]] = row
-            bar.update()
-            bar.set_postfix(seed=row["seed"], val_acc=f"{row['best_val_acc']:.4f}",
-                            test_acc=f"{test_acc:.4f}")
-    return seed_table([rows[seed] for seed in seeds])
+    def row_of(model):
+        test_acc, _ = model.evaluate(X_test, y_test)
+        outcome = runs.outcome(model)
+        return {**{column: outcome[column] for column in LOG_COLUMNS[2:7]},
+                "test_correct": round(test_acc * len(y_test)), "test_images": len(y_test)}
+
+    def postfix(row):
+        return {"seed": row["seed"], "val_acc": f"{row['best_val_acc']:.4f}",
+                "test_acc": f"{row['test_correct'] / row['test_images']:.4f}"}
+
+    rows = runs.keyed_runs(settings_list, (X_train, y_train, X_val, y_val, X_test, y_test), log_path, LOG_COLUMNS,
+                           "a log of seed runs", row_of, postfix, n_jobs=n_jobs, fresh=fresh, progress=progress,
+                           desc="seeds")
+    return seed_table(rows)
 
 
 def seed_table(rows):
