@@ -396,3 +396,19 @@ class Solver:
         self.best_params = group("best.") or None
         self.checks_without_improvement = run["checks_without_improvement"]
         self.data_fingerprint = run["data_fingerprint"]
+
+    def restore_record(self, rows, train_time_s):
+        """Take up a finished run from its record instead of its checkpoint: the history ``rows`` (dicts of
+        ``HISTORY_COLUMNS``) and the training time it took. The model must already hold the run's best parameters
+        (``MLP.from_file`` of the weights it saved); its best validation numbers are found again in ``rows`` by
+        ``rank_key``, as ``check_validation`` found them. A record carries no optimizer state: the run cannot go on."""
+        last = rows[-1]
+        self.rows = [dict(row, diverged=bool(row["diverged"])) for row in rows]
+        self.epoch, self.iteration, self.current_lr = int(last["epoch"]), int(last["iteration"]), float(last["lr"])
+        self.train_time_s, self.diverged = float(train_time_s), bool(last["diverged"])
+        for row in self.rows:
+            if not row["diverged"] and (math.isnan(self.best_val_acc) or rank_key(row["val_acc"], row["val_loss"])
+                                        < rank_key(self.best_val_acc, self.best_val_loss)):
+                self.best_val_acc, self.best_val_loss = float(row["val_acc"]), float(row["val_loss"])
+                self.best_iteration = int(row["iteration"])
+        self.stopped_early = self.epoch < self.model.max_epoch and not self.diverged
