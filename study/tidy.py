@@ -5,7 +5,9 @@ saves the notebook, keeps only what is on screen; an execution by papermill or n
 kernel sent instead, one stream output each, so that a notebook viewer without Jupyter (nbconvert's HTML, a code
 host's preview) shows dozens of lines per bar. :func:`tidy_notebook` leaves what a terminal would show: consecutive
 stream outputs of a cell merged, and each line reduced to its last state. It also drops the widget state that a
-front end may leave in the metadata. ``make run`` calls it on the notebook papermill has written.
+front end may leave in the metadata, and the cell of parameters that papermill injects: the committed notebook keeps
+only its own parameters cell, so that Run All in Jupyter resumes (``FRESH = False``) instead of repeating
+``make run``'s fresh run. ``make run`` calls it on the notebook papermill has written.
 """
 
 import argparse
@@ -40,9 +42,13 @@ def tidy_outputs(outputs):
     return [output for output in tidied if output.get("output_type") != "stream" or output["text"]]
 
 
+INJECTED_TAG = "injected-parameters"  # papermill's tag on the cell of the parameters it was given
+
+
 def tidy_notebook(nb):
-    """:func:`tidy_outputs` on every code cell of ``nb`` (an nbformat notebook), and no widget state in its
-    metadata; ``nb`` is changed in place and returned."""
+    """:func:`tidy_outputs` on every code cell of ``nb`` (an nbformat notebook), no cell of injected parameters and
+    no widget state in its metadata; ``nb`` is changed in place and returned."""
+    nb.cells = [cell for cell in nb.cells if INJECTED_TAG not in cell.get("metadata", {}).get("tags", [])]
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs = tidy_outputs(cell.outputs)

@@ -57,3 +57,11 @@ def test_tidy_file_rewrites_the_notebook_in_place(tmp_path):
     tidy.tidy_file(path)
     assert path.read_text() == text  # tidying twice changes nothing
     assert sorted(p.name for p in tmp_path.iterdir()) == ["executed.ipynb"]
+
+
+def test_papermill_s_injected_parameters_cell_is_dropped_and_the_notebook_s_own_parameters_cell_kept():
+    own = nbformat.v4.new_code_cell("FRESH = False", metadata={"tags": ["parameters"]})
+    injected = nbformat.v4.new_code_cell("# Parameters\nFRESH = True\n", metadata={"tags": ["injected-parameters"]})
+    nb = nbformat.v4.new_notebook(cells=[own, injected, nbformat.v4.new_code_cell("train()")])
+    tidied = tidy.tidy_notebook(nb)
+    assert [cell.source for cell in tidied.cells] == ["FRESH = False", "train()"]
