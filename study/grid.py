@@ -8,7 +8,6 @@ recipe or other data is refused. Model selection uses validation numbers only; t
 never enters this module.
 """
 
-import json
 import sys
 from functools import partial
 from pathlib import Path
@@ -87,26 +86,6 @@ def logged_runs(log_path):
     return max(0, log_path.read_bytes().count(b"\n") - 1)
 
 
-def check_recipe(log_path, described):
-    """Write the recipe file of a new log; for a log that holds runs, ValueError unless its recipe and data are
-    ``described``'s (the BLAS kernels may differ: they move only the last bits)."""
-    path, has_runs = runs.recipe_path(log_path), logged_runs(log_path) > 0
-    if not path.exists():
-        if has_runs:
-            raise ValueError(f"{log_path} holds runs but no {path.name} says how they were made, so they cannot be "
-                             "resumed safely: pass rerun=True to start a new log (the old one is kept as .bak)")
-        runs.write_recipe(log_path, described)
-        return
-    logged = json.loads(path.read_text())
-    differs = [part for part in ("recipe", "data") if logged[part] != described[part]]
-    if differs and has_runs:
-        raise ValueError(f"{log_path} was made with another {' and other '.join(differs)} ({logged[differs[0]]} "
-                         f"against {described[differs[0]]}); its runs cannot be ranked with these. Pass rerun=True to "
-                         "start a new log (the old one is kept as .bak), or give a new log_path")
-    if differs:
-        runs.write_recipe(log_path, described)
-
-
 def drop_rows_without_history(log_path, log, history_dir):
     """A row is the record that a run is complete, written after its history: a row whose history file is missing
     (deleted by hand, say) is dropped, so that the run trains again. Returns the log without those rows."""
@@ -173,7 +152,8 @@ def grid_search(
         history_dir.mkdir(parents=True, exist_ok=True)
         _prepare_log(log_path)
         log = read_log(log_path)
-        check_recipe(log_path, runs.describe_recipe(model_kwargs, X_train, y_train, X_val, y_val))
+        runs.check_recipe(log_path, runs.describe_recipe(model_kwargs, X_train, y_train, X_val, y_val),
+                          has_runs=logged_runs(log_path) > 0)
         log = drop_rows_without_history(log_path, log, history_dir)
 
         done = {runs.settings_key(row) for row in log.to_dict("records")}

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import joblib
+import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_info, threadpool_limits
 from tqdm import tqdm
@@ -152,6 +153,9 @@ class _WithThreads:
             return self.function(*args, **kwargs)
 
 
+runs_started = 0  # runs this process has sent to train (dispatch counts them): 0 after a notebook that only resumed
+
+
 def dispatch(function, items, *args, n_jobs=1, ordered=False, **kwargs):
     """``function(item, *args, **kwargs)`` for every item, each with :func:`blas_threads` ``(n_jobs)`` BLAS threads;
     an iterator over the results as they come (in the items' order with ``ordered=True``).
@@ -162,7 +166,9 @@ def dispatch(function, items, *args, n_jobs=1, ordered=False, **kwargs):
     and ``n_jobs`` only has to differ from 1). ``function`` must be defined at the top level of a module so that
     joblib can send it.
     """
+    global runs_started
     call, items = _WithThreads(function, blas_threads(n_jobs)), list(items)
+    runs_started += len(items)
     if in_process(n_jobs) or not items:  # nothing to do starts no workers
         return (call(item, *args, **kwargs) for item in items)
     return joblib.Parallel(n_jobs=n_jobs, return_as="generator" if ordered else "generator_unordered")(
@@ -307,13 +313,71 @@ def recipe_path(log_path):
     return Path(log_path).with_suffix(".recipe.json")
 
 
+def plain(value):
+    """``value`` as JSON holds it: NumPy scalars and arrays, tuples and Paths become plain numbers, lists and text."""
+    if isinstance(value, np.generic | np.ndarray):
+        return plain(value.tolist())
+    if isinstance(value, dict):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    return value if value is None or isinstance(value, bool | int | float | str) else str(value)
+
+
 def describe_recipe(model_kwargs, X_train, y_train, X_val, y_val):
     """What a log's runs share: the recipe (every ``MLP`` argument but the varied settings), a fingerprint of the
-    data, and the BLAS kernels (threadpoolctl's ``architecture``), which set the last bits of every sum."""
+    data, and the BLAS kernels (threadpoolctl's ``architecture``), which set the last bits of every sum. The kernels
+    are sorted: the order in which a process happened to load its BLAS libraries says nothing about how it computes.
+    """
     blas = [{key: info.get(key) for key in ("internal_api", "version", "architecture")}
             for info in threadpool_info() if info.get("user_api") == "blas"]
-    return {"recipe": json.loads(json.dumps(model_kwargs, default=str)),
-            "data": solver.fingerprint(X_train, y_train, X_val, y_val), "blas": blas}
+    return {"recipe": plain(model_kwargs), "data": solver.fingerprint(X_train, y_train, X_val, y_val),
+            "blas": sorted(blas, key=lambda kernel: json.dumps(kernel, sort_keys=True))}
+
+
+def same_recipe(logged, described, part):
+    """Whether ``part`` (``"recipe"``, ``"data"`` or ``"blas"``) of two descriptions is the same, compared as plain
+    values and with the BLAS kernels in any order (records written before they were sorted)."""
+    def normal(described):
+        value = plain(described.get(part))
+        return sorted(value, key=lambda kernel: json.dumps(kernel, sort_keys=True)) if part == "blas" else value
+
+    return normal(logged) == normal(described)
+
+
+def read_recipe(log_path):
+    """The description recorded beside ``log_path``; ValueError naming the file if it is not one."""
+    path = recipe_path(log_path)
+    try:
+        logged = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not a readable recipe record ({error}); it says how the runs of {log_path} "
+                         "were made: restore it from git, or start a new log (fresh or rerun)") from None
+    if not isinstance(logged, dict) or not {"recipe", "data"} <= set(logged):
+        raise ValueError(f"{path} is not a recipe record (it lacks 'recipe' or 'data'): restore it from git, or start "
+                         "a new log (fresh or rerun)")
+    return logged
+
+
+def check_recipe(log_path, described, has_runs):
+    """Write the recipe record of a log (``described``, :func:`describe_recipe`) unless it holds runs: then
+    ValueError unless their recipe and data are ``described``'s (the BLAS kernels may differ: they move only the
+    last bits). A record that already says the same is left as it is."""
+    path = recipe_path(log_path)
+    if not path.exists():
+        if has_runs:
+            raise ValueError(f"{log_path} holds runs but no {path.name} says how they were made, so they cannot be "
+                             "resumed safely: start a new log (fresh or rerun; the old one is kept as .bak)")
+        write_recipe(log_path, described)
+        return
+    logged = read_recipe(log_path)
+    differs = [part for part in ("recipe", "data") if not same_recipe(logged, described, part)]
+    if differs and has_runs:
+        raise ValueError(f"{log_path} was made with another {' and other '.join(differs)} ({logged[differs[0]]} "
+                         f"against {described[differs[0]]}); its runs cannot be ranked with these. Start a new log "
+                         "(fresh or rerun; the old one is kept as .bak), or give a new log_path")
+    if differs:
+        write_recipe(log_path, described)
 
 
 def write_recipe(log_path, described):
