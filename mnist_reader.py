@@ -18,6 +18,12 @@ An idx file is a header of big-endian 32-bit integers followed by raw data:
 
 Pixels are 0 (background) to 255 (ink); each image becomes one row of 784
 values.
+
+`load_fashion_mnist` reads only the genuine files: each file it reads is
+checked against its MD5 first (see `verify_file`), so that a folder holding,
+say, the test files under the training files' names is refused instead of
+putting the test images into the training set. `load_mnist` reads any data in
+the same format and checks no MD5.
 """
 
 import gzip
@@ -43,6 +49,7 @@ __all__ = [
     "load_mnist",
     "require_files",
     "resolve_data_dir",
+    "verify_file",
 ]
 
 CLASS_NAMES = (
@@ -69,6 +76,20 @@ FILES = {
     "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
 }
 
+# The MD5s of the same files decompressed, for a folder that holds them uncompressed (the reader takes either).
+# Not published: computed from the decompressed genuine files, whose .gz MD5s are; tests/test_mnist_reader.py
+# checks them against the real data.
+RAW_MD5S = {
+    "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+    "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+    "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+    "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+}
+
+# A file of this name in a data folder says that the folder deliberately holds other data in Fashion-MNIST's
+# format and names (a small synthetic stand-in for tests, say): load_fashion_mnist then checks no MD5.
+STAND_IN_MARKER = "NOT-FASHION-MNIST"
+
 ENV_VAR = "FASHION_MNIST_DIR"
 DEFAULT_DATA_DIR = Path(__file__).parent / "data" / "fashion"
 
@@ -87,7 +108,7 @@ HOW_TO_GET_DATA = (
 
 
 class ChecksumError(ValueError):
-    """A downloaded file does not match its published MD5."""
+    """A Fashion-MNIST file, downloaded or read, does not match its MD5."""
 
 
 class DownloadError(OSError):
@@ -135,11 +156,18 @@ def load_mnist(path: str | os.PathLike[str], kind: str = "train") -> tuple[np.nd
     Raises FileNotFoundError if a file is missing and ValueError if a file is
     not a valid idx file of 28x28 images / labels, or the two disagree on N.
     """
+    return _load_split(Path(path), kind, verify=False)
+
+
+def _load_split(folder: Path, kind: str, verify: bool) -> tuple[np.ndarray, np.ndarray]:
+    """`load_mnist`, with each file checked by `verify_file` before it is read if `verify`."""
     if kind not in ("train", "t10k"):
         raise ValueError(f'kind must be "train" or "t10k", got {kind!r}')
-    folder = Path(path)
     images_file = _find_file(folder, f"{kind}-images-idx3-ubyte")
     labels_file = _find_file(folder, f"{kind}-labels-idx1-ubyte")
+    if verify:
+        verify_file(images_file)
+        verify_file(labels_file)
 
     images = _read_idx(images_file, IMAGE_MAGIC, (IMAGE_SIDE, IMAGE_SIDE))
     labels = _read_idx(labels_file, LABEL_MAGIC, ())
@@ -170,12 +198,21 @@ def load_fashion_mnist(
     C-contiguous float32 of shape (N, 784) with values in [0, 1] (pixel / 255),
     the y arrays int64 of shape (N,) with class indices 0..9 (see CLASS_NAMES).
     The test set keeps its file order.
+
+    Each file read is first checked against its MD5 (`verify_file`: the
+    published MD5 of a .gz file, that of the genuine decompressed file for an
+    uncompressed one); a mismatch raises ChecksumError (a ValueError) naming
+    the file. This reads each file once more, about 0.06 s for the four .gz
+    files. A folder holding a file named STAND_IN_MARKER is taken as a
+    deliberate stand-in in the same format and checked for structure only;
+    `load_mnist` never checks MD5s.
     """
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be strictly between 0 and 1, got {val_fraction!r}")
     folder = resolve_data_dir(data_dir)
-    train_images, train_labels = load_mnist(folder, kind="train")
-    test_images, test_labels = load_mnist(folder, kind="t10k")
+    verify = not (folder / STAND_IN_MARKER).is_file()
+    train_images, train_labels = _load_split(folder, "train", verify)
+    test_images, test_labels = _load_split(folder, "t10k", verify)
 
     n = len(train_images)
     n_val = round(val_fraction * n)
@@ -223,6 +260,31 @@ def download_fashion_mnist(
             continue
         _download(base_url.rstrip("/") + "/" + name, target, expected_md5, opener)
     return folder
+
+
+def verify_file(file: str | os.PathLike[str]) -> None:
+    """Check that `file`, one of the four Fashion-MNIST files gzipped or not, is the genuine one.
+
+    A .gz file is compared with its published MD5 (FILES), an uncompressed one with the MD5 of the genuine file
+    decompressed (RAW_MD5S). Raises ChecksumError (a ValueError) naming the file and saying what to do, and
+    ValueError for a name that is not one of the eight.
+    """
+    file = Path(file)
+    expected = {**FILES, **RAW_MD5S}
+    if file.name not in expected:
+        raise ValueError(f"{file} is not one of Fashion-MNIST's files ({', '.join(FILES)}, or those uncompressed)")
+    got = _md5_of(file)
+    if got == expected[file.name]:
+        return
+    other = next((name for name, md5 in expected.items() if md5 == got), None)
+    what = (f"it is {other}, under the wrong name" if other else
+            f"its MD5 is {got}, the genuine file's is {expected[file.name]}")
+    raise ChecksumError(
+        f"{file} is not Fashion-MNIST's {file.name} ({what}): delete it and download the genuine files with "
+        f"mnist_reader.download_fashion_mnist({str(file.parent)!r}) (or `make data`, into {ENV_VAR} or data/fashion), "
+        f"or set {ENV_VAR} to a folder that holds them; mnist_reader.load_mnist reads other data in this format "
+        "without checking MD5s."
+    )
 
 
 def _scale(pixels: np.ndarray) -> np.ndarray:

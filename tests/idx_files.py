@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+import mnist_reader
+
 
 def idx_bytes(magic, sizes, data):
     """An idx file: big-endian int32 magic and sizes, then the raw bytes."""
@@ -41,8 +43,12 @@ def class_pattern_images(n, seed=0, n_classes=10):
 
 
 def write_fake_fashion_mnist(folder, n_train=5000, n_test=1000, gz=True):
-    """A folder holding the four files of a fake Fashion-MNIST with learnable classes; returns the folder."""
+    """A folder holding the four files of a fake Fashion-MNIST with learnable classes; returns the folder.
+
+    The folder also holds mnist_reader's stand-in marker, so that load_fashion_mnist (in a notebook executed on it,
+    say) reads it without checking the files against Fashion-MNIST's MD5s."""
     folder = Path(folder)
     write_split(folder, "train", *class_pattern_images(n_train, seed=1), gz=gz)
     write_split(folder, "t10k", *class_pattern_images(n_test, seed=2), gz=gz)
+    (folder / mnist_reader.STAND_IN_MARKER).write_text("A synthetic stand-in for Fashion-MNIST (tests).\n")
     return folder

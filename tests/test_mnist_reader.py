@@ -66,13 +66,28 @@ def row_numbers(X):
     return np.rint(X[:, 0] * 255).astype(int)
 
 
+def write_fake(folder, gz=True):
+    """A small fake Fashion-MNIST in `folder`: 50 training and 10 test rows, label = row % 10."""
+    folder.mkdir(exist_ok=True)
+    write_split(folder, "train", numbered_images(N_TRAIN), (np.arange(N_TRAIN) % 10).astype(np.uint8), gz=gz)
+    write_split(folder, "t10k", numbered_images(N_TEST), (np.arange(N_TEST) % 10).astype(np.uint8), gz=gz)
+    return folder
+
+
+def trust(monkeypatch, folder):
+    """Make the files in `folder` the genuine ones for load_fashion_mnist: their MD5s replace the published ones."""
+    md5s = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    monkeypatch.setattr(mnist_reader, "FILES", {name: md5s.get(name, md5) for name, md5 in mnist_reader.FILES.items()})
+    monkeypatch.setattr(mnist_reader, "RAW_MD5S",
+                        {name: md5s.get(name, md5) for name, md5 in mnist_reader.RAW_MD5S.items()})
+
+
 @pytest.fixture
-def fake_dir(tmp_path):
-    """A folder with a small fake Fashion-MNIST: 50 training and 10 test rows, label = row % 10."""
-    folder = tmp_path / "fashion"
-    folder.mkdir()
-    write_split(folder, "train", numbered_images(N_TRAIN), (np.arange(N_TRAIN) % 10).astype(np.uint8))
-    write_split(folder, "t10k", numbered_images(N_TEST), (np.arange(N_TEST) % 10).astype(np.uint8))
+def fake_dir(tmp_path, monkeypatch):
+    """A folder with a small fake Fashion-MNIST (`write_fake`), whose MD5s load_fashion_mnist takes as the genuine
+    ones (`trust`): every load of it goes through the MD5 check."""
+    folder = write_fake(tmp_path / "fashion")
+    trust(monkeypatch, folder)
     return folder
 
 
@@ -540,3 +555,148 @@ def test_downloaded_files_are_readable_by_others_and_a_stale_partial_download_go
     stub_download(tmp_path, fake_files)
     assert files_in(tmp_path) == sorted(fake_files)
     assert all((tmp_path / name).stat().st_mode & 0o777 == 0o644 for name in fake_files)
+
+
+# ---------------------------------------------------------------- load_fashion_mnist reads only the genuine files
+
+
+SPLIT_FILES = {"train": ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"],
+               "t10k": ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]}
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["gz", "raw"])
+def test_files_that_are_not_fashion_mnist_are_refused_naming_the_file(tmp_path, gz):
+    folder = write_fake(tmp_path / "fake", gz=gz)  # well-formed idx files under the official names, not the data set
+    first = "train-images-idx3-ubyte" + (".gz" if gz else "")
+    expected = (mnist_reader.FILES if gz else mnist_reader.RAW_MD5S)[first]
+
+    with pytest.raises(mnist_reader.ChecksumError) as error:
+        mnist_reader.load_fashion_mnist(folder)
+
+    message = str(error.value)
+    assert str(folder / first) in message
+    assert hashlib.md5((folder / first).read_bytes()).hexdigest() in message and expected in message
+    for hint in ("delete it", "download_fashion_mnist", "FASHION_MNIST_DIR", "load_mnist"):
+        assert hint in message
+    # The same files are fine data for the generic reader, which checks no MD5.
+    images, labels = mnist_reader.load_mnist(folder, "train")
+    assert (images.shape, labels.shape) == ((N_TRAIN, 784), (N_TRAIN,))
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["gz", "raw"])
+def test_each_file_read_is_checked(tmp_path, monkeypatch, gz):
+    """Any one of the four files replaced by another is refused, and named; the others pass."""
+    folder = write_fake(tmp_path / "fake", gz=gz)
+    trust(monkeypatch, folder)
+    mnist_reader.load_fashion_mnist(folder)  # the trusted files load
+    suffix = ".gz" if gz else ""
+    for kind, names in SPLIT_FILES.items():
+        for name in names:
+            file = folder / (name + suffix)
+            genuine = file.read_bytes()
+            damaged = bytearray(genuine)
+            damaged[-1] ^= 1  # a single bit; for raw files the idx structure stays valid
+            file.write_bytes(bytes(damaged))
+            with pytest.raises(mnist_reader.ChecksumError, match=re.escape(str(file))):
+                mnist_reader.load_fashion_mnist(folder)
+            if not gz:  # the damaged raw file is still a valid idx file, which load_mnist reads
+                mnist_reader.load_mnist(folder, kind)
+            file.write_bytes(genuine)
+
+
+def test_files_swapped_between_the_splits_are_refused_and_said_to_be(tmp_path, monkeypatch):
+    folder = write_fake(tmp_path / "fake")
+    trust(monkeypatch, folder)
+    # The folder a careless copy makes: the training files are the test files.
+    for name in SPLIT_FILES["train"]:
+        test_name = name.replace("train", "t10k")
+        (folder / f"{name}.gz").write_bytes((folder / f"{test_name}.gz").read_bytes())
+
+    with pytest.raises(mnist_reader.ChecksumError) as error:
+        mnist_reader.load_fashion_mnist(folder)
+
+    message = str(error.value)
+    assert str(folder / "train-images-idx3-ubyte.gz") in message
+    assert "it is t10k-images-idx3-ubyte.gz, under the wrong name" in message
+    # Read without the check, the swapped folder would load: train and test then hold the same images.
+    train_images, _ = mnist_reader.load_mnist(folder, "train")
+    test_images, _ = mnist_reader.load_mnist(folder, "t10k")
+    np.testing.assert_array_equal(train_images, test_images)
+
+
+def test_only_the_file_read_is_checked(tmp_path, monkeypatch):
+    """The reader prefers the .gz file: an uncompressed file beside it is neither read nor checked."""
+    folder = write_fake(tmp_path / "fake")
+    trust(monkeypatch, folder)
+    (folder / "train-images-idx3-ubyte").write_bytes(b"not read")
+    X_train, *_ = mnist_reader.load_fashion_mnist(folder)
+    assert len(X_train) == N_TRAIN - N_VAL
+    # Without the .gz file, the uncompressed one is read, and refused.
+    (folder / "train-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(mnist_reader.ChecksumError, match=re.escape(str(folder / "train-images-idx3-ubyte"))):
+        mnist_reader.load_fashion_mnist(folder)
+
+
+def test_a_folder_marked_as_a_stand_in_is_read_without_the_check(tmp_path):
+    folder = write_fake(tmp_path / "fake")
+    with pytest.raises(mnist_reader.ChecksumError):
+        mnist_reader.load_fashion_mnist(folder)
+    (folder / mnist_reader.STAND_IN_MARKER).write_text("synthetic data for a test\n")
+    X_train, y_train, *_ = mnist_reader.load_fashion_mnist(folder)
+    assert (X_train.shape, y_train.shape) == ((N_TRAIN - N_VAL, 784), (N_TRAIN - N_VAL,))
+
+
+def test_the_tests_fake_data_set_is_marked_as_a_stand_in(tmp_path):
+    """The notebook's tests run it on idx_files' fake data set, through load_fashion_mnist."""
+    from idx_files import write_fake_fashion_mnist
+
+    folder = write_fake_fashion_mnist(tmp_path / "fake", n_train=100, n_test=20)
+    X_train, *_, X_test, _ = mnist_reader.load_fashion_mnist(folder)
+    assert (len(X_train), len(X_test)) == (90, 20)
+
+
+def test_verify_file_knows_only_the_eight_names(tmp_path):
+    other = tmp_path / "emnist-images-idx3-ubyte.gz"
+    other.write_bytes(b"")
+    with pytest.raises(ValueError, match="not one of Fashion-MNIST's files"):
+        mnist_reader.verify_file(other)
+
+
+@pytest.mark.real_data
+def test_the_genuine_files_pass_gzipped_or_not(real_dir, tmp_path):
+    """Each genuine .gz file matches its published MD5, and the same file decompressed matches RAW_MD5S; a folder of
+    the uncompressed files loads exactly as the .gz files do."""
+    raw_dir = tmp_path / "raw"
+    raw_dir.mkdir()
+    for name in mnist_reader.FILES:
+        mnist_reader.verify_file(real_dir / name)
+        raw = raw_dir / name.removesuffix(".gz")
+        raw.write_bytes(gzip.decompress((real_dir / name).read_bytes()))
+        mnist_reader.verify_file(raw)
+    assert sorted(p.name for p in raw_dir.iterdir()) == sorted(mnist_reader.RAW_MD5S)
+
+    for from_gz, from_raw in zip(mnist_reader.load_fashion_mnist(real_dir, seed=3),
+                                 mnist_reader.load_fashion_mnist(raw_dir, seed=3), strict=True):
+        np.testing.assert_array_equal(from_gz, from_raw)
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("swap", ["test files as training files", "training files as test files"])
+def test_the_genuine_files_under_each_other_s_names_are_refused(real_dir, tmp_path, swap):
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    for name in mnist_reader.FILES:
+        source = name
+        if swap == "test files as training files" and name.startswith("train"):
+            source = name.replace("train", "t10k")
+        if swap == "training files as test files" and name.startswith("t10k"):
+            source = name.replace("t10k", "train")
+        (folder / name).symlink_to(real_dir / source)
+    wrong = "train-images-idx3-ubyte.gz" if swap.startswith("test") else "t10k-images-idx3-ubyte.gz"
+    genuine = wrong.replace("train", "t10k") if swap.startswith("test") else wrong.replace("t10k", "train")
+
+    with pytest.raises(mnist_reader.ChecksumError) as error:
+        mnist_reader.load_fashion_mnist(folder)
+
+    message = str(error.value)
+    assert f"{folder / wrong} is not Fashion-MNIST's {wrong} (it is {genuine}, under the wrong name)" in message
