@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from optimizers import make_optimizer
-from solver import Solver, atomic_write, check_data, check_rows, check_settings, read_archive
+from solver import Solver, atomic_write, check_data, check_range, check_rows, check_run, check_settings, read_archive
 
 EVAL_CHUNK_ROWS = 8192  # rows per chunk in evaluate(): ~8 MB per hidden layer of 256 float32 units
 
@@ -204,7 +204,7 @@ class Dropout(Layer):
 
 ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
 WEIGHT_INIT = {"relu": "he", "sigmoid": "xavier", "tanh": "xavier"}
-ARCHIVE_FIELDS = ("layers", "activation", "config")  # what a model archive holds besides the parameters
+ARCHIVE_FIELDS = ("layers", "activation", "config", "data_range")  # what a model archive holds besides parameters
 
 
 class MLP:
@@ -224,15 +224,17 @@ class MLP:
         check_settings(locals())  # every argument, under its own name
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}: choose one of {sorted(ACTIVATIONS)}")
+        # Plain Python values, even when given NumPy scalars (read from a DataFrame, say): they must go into JSON when
+        # the model is saved, and a float64 scalar times a float32 array is a float64 array: every update would run
+        # in float64 at a fraction of the speed.
         self.layers = [int(size) for size in layers]
-        # Python floats, even when given NumPy scalars (read from a DataFrame, say): a float64 scalar times a float32
-        # array is a float64 array, and every update would run in float64 at a fraction of the speed.
         self.lr, self.L2_lambda, self.decay_factor = float(lr), float(L2_lambda), float(decay_factor)
-        self.activation, self.max_epoch, self.batch_size = activation, max_epoch, batch_size
-        self.decay_steps, self.print_log, self.print_iter, self.seed = decay_steps, print_log, print_iter, seed
-        self.dtype, self.optimizer_spec, self.dropout = np.dtype(dtype), optimizer, dropout
-        self.lr_schedule, self.warmup_steps, self.patience = lr_schedule, warmup_steps, patience
-        self.weight_init = weight_init or WEIGHT_INIT[activation]
+        self.max_epoch, self.batch_size, self.decay_steps = int(max_epoch), int(batch_size), int(decay_steps)
+        self.print_iter, self.seed, self.warmup_steps = int(print_iter), int(seed), int(warmup_steps)
+        self.patience = None if patience is None else int(patience)
+        self.activation, self.lr_schedule, self.print_log = str(activation), str(lr_schedule), bool(print_log)
+        self.dtype, self.optimizer_spec, self.dropout = np.dtype(dtype), optimizer, float(dropout)
+        self.weight_init = str(weight_init or WEIGHT_INIT[activation])
         self.init_model()
 
     def init_model(self):
@@ -242,6 +244,7 @@ class MLP:
         """
         self.rng = np.random.default_rng(self.seed)
         self.optimizer = make_optimizer(self.optimizer_spec)
+        self.data_range = None  # (min, max) of the data it was trained on: evaluate and predict refuse data far outside
         self.net = []
         n_fc = len(self.layers) - 1
         for i, (fan_in, fan_out) in enumerate(pairwise(self.layers)):
@@ -297,17 +300,23 @@ class MLP:
 
     def predict(self, X):
         """X (N, D) -> predicted labels (N,)."""
-        X = check_rows(X, self, "prediction")
+        X, data_range = check_rows(X, self, "prediction")
+        check_range("prediction", data_range, self.data_range)
         return np.concatenate([self.forward(X[start:start + EVAL_CHUNK_ROWS]).argmax(axis=1)
                                for start in range(0, len(X), EVAL_CHUNK_ROWS)])
 
     def evaluate(self, X, y):
-        """(accuracy, loss) on (X, y), where loss is the mean cross-entropy alone, without the L2 term.
+        """(accuracy, loss) on (X, y), where loss is the mean cross-entropy alone, without the L2 term; ValueError
+        for data the model cannot use, or far outside the range of its training data (see ``solver.check_range``)."""
+        X, y, data_range = check_data(X, y, self, "evaluation")
+        check_range("evaluation", data_range, self.data_range)
+        return self.measure(X, y)
+
+    def measure(self, X, y):
+        """``evaluate`` without its checks, for data checked already (the Solver's validation set, every few batches).
 
         Runs in chunks of ``EVAL_CHUNK_ROWS`` so that memory stays small whatever the number of rows.
         """
-        # The Solver calls this every few batches: the pass that looks for NaN in X is made only if the loss says so.
-        X, y = check_data(X, y, self, "evaluation", check_finite=False)
         correct, loss_sum = 0, 0.0
         with np.errstate(over="ignore", invalid="ignore"):  # a non-finite loss is answered below, not warned about
             for start in range(0, len(X), EVAL_CHUNK_ROWS):
@@ -315,8 +324,6 @@ class MLP:
                 probs = self.forward(X[start:start + EVAL_CHUNK_ROWS])
                 correct += int(np.count_nonzero(probs.argmax(axis=1) == labels))
                 loss_sum += float(self.softmax.cross_entropy(labels, reduction="none").sum(dtype=np.float64))
-        if not np.isfinite(loss_sum):
-            check_rows(X, self, "evaluation")
         return correct / len(X), loss_sum / len(X)
 
     def train(self, X_train, y_train, X_val, y_val, save_path=None, epochs=None, checkpoint_path=None, on_epoch=None):
@@ -328,9 +335,12 @@ class MLP:
         ``checkpoint_path`` saves the run after every epoch for ``MLP.from_checkpoint``; ``on_epoch(model)`` is called
         after every epoch. See ``solver.Solver``.
         """
-        X_train, y_train = check_data(X_train, y_train, self, "training")
-        X_val, y_val = check_data(X_val, y_val, self, "validation")
-        return self.solver.train(X_train, y_train, X_val, y_val, save_path, epochs, checkpoint_path, on_epoch)
+        X_train, y_train, train_range = check_data(X_train, y_train, self, "training")
+        X_val, y_val, val_range = check_data(X_val, y_val, self, "validation")
+        check_range("validation", val_range, train_range)
+        check_run(self, len(X_train), epochs, save_path, checkpoint_path)
+        return self.solver.train(X_train, y_train, X_val, y_val, save_path, epochs, checkpoint_path, on_epoch,
+                                 train_range)
 
     # -- parameters on disk -----------------------------------------------------------------------------------------
 
@@ -361,9 +371,12 @@ class MLP:
             own[name][...] = array
 
     def save_param(self, path):
-        """Write the parameters, ``layers``, ``activation`` and ``config()`` (as JSON) to one ``.npz``, atomically."""
+        """Write the parameters, ``layers``, ``activation``, ``config()`` (as JSON) and the training data's range
+        (when the model has trained) to one ``.npz``, atomically."""
         arrays = dict(self.get_parameters(), layers=np.array(self.layers, dtype=np.int64),
                       activation=np.array(self.activation), config=np.array(json.dumps(self.config())))
+        if self.data_range is not None:
+            arrays["data_range"] = np.array(self.data_range)
         atomic_write(path, lambda f: np.savez(f, **arrays))
 
     def load_model(self, path):
@@ -373,7 +386,13 @@ class MLP:
         if layers != self.layers or activation != self.activation:
             raise ValueError(f"{path} holds an MLP({layers}, activation={activation!r}), but this model is "
                              f"MLP({self.layers}, activation={self.activation!r})")
+        self.load_archive(arrays)
+
+    def load_archive(self, arrays):
+        """The parameters and training data's range of an archive read from ``save_param``'s file (archives older
+        than the recorded range leave it unknown, and the data unchecked against it)."""
         self.load_param({name: array for name, array in arrays.items() if name not in ARCHIVE_FIELDS})
+        self.data_range = tuple(arrays["data_range"].tolist()) if "data_range" in arrays else None
 
     @classmethod
     def from_file(cls, path, **kwargs):
@@ -383,7 +402,7 @@ class MLP:
         config = {"layers": arrays["layers"].tolist(), "activation": str(arrays["activation"])}
         config.update(json.loads(str(arrays["config"])) if "config" in arrays else {})
         model = cls(**dict(config, **kwargs))
-        model.load_param({name: array for name, array in arrays.items() if name not in ARCHIVE_FIELDS})
+        model.load_archive(arrays)
         return model
 
     @classmethod

@@ -23,6 +23,8 @@ Two ways to take a step, the same arithmetic:
 """
 
 import copy
+import math
+import numbers
 
 import numba
 import numpy as np
@@ -90,6 +92,13 @@ def unnamed(prefix, state):
     return arrays or None
 
 
+def fraction(name, value):
+    """``value`` as a float in [0, 1), or ValueError naming the setting."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+        raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
+    return float(value)
+
+
 def decays(param, weight_decay):
     """The weight decay that applies to ``param``: ``weight_decay`` for a weight matrix, 0 for a bias vector."""
     return weight_decay if param.ndim > 1 else 0.0
@@ -130,10 +139,8 @@ class Momentum(SGD):
     """
 
     def __init__(self, momentum=0.9, nesterov=False):
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
-        self.momentum = momentum
-        self.nesterov = nesterov
+        self.momentum = fraction("momentum", momentum)
+        self.nesterov = bool(nesterov)
         self.velocities = None
 
     @property
@@ -185,7 +192,10 @@ class Adam(SGD):
     decoupled_weight_decay = True
 
     def __init__(self, beta1=0.9, beta2=0.999, eps=1e-8):
-        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.beta1, self.beta2 = fraction("beta1", beta1), fraction("beta2", beta2)
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 < eps < math.inf:
+            raise ValueError(f"eps must be a positive number (it keeps the step finite where v is 0), got {eps!r}")
+        self.eps = float(eps)
         self.t = 0
         self.m = self.v = None
 
@@ -231,17 +241,30 @@ class Adam(SGD):
         return {"name": self.name, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
 
+SETTINGS = {"sgd": (), "momentum": ("momentum",), "nesterov": ("momentum",), "adam": ("beta1", "beta2", "eps")}
+
+
 def make_optimizer(spec):
     """An update rule from a name (``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"``), a ``config()`` dict, or
-    an optimizer object, of which it returns a copy: two models given the same object must not share a state."""
+    an optimizer object, of which it returns a copy: two models given the same object must not share a state.
+
+    A dict may hold only the settings of its rule (``SETTINGS``): any other key is refused, not silently ignored."""
     if hasattr(spec, "step"):
         return copy.deepcopy(spec)
+    if not isinstance(spec, (str, dict)):
+        raise ValueError(f"optimizer must be a name, a dict such as {{'name': 'adam', 'beta1': 0.9}} or an optimizer "
+                         f"object, got {spec!r}")
     config = {"name": spec} if isinstance(spec, str) else dict(spec)
     name = config.pop("name", None)
+    if name not in SETTINGS:
+        raise ValueError(f"unknown optimizer {name!r}: use 'sgd', 'momentum', 'nesterov', 'adam' or an optimizer "
+                         "object")
+    unknown = sorted(set(config) - set(SETTINGS[name]), key=str)
+    if unknown:
+        raise ValueError(f"optimizer {name!r} does not take {', '.join(map(repr, unknown))}: the settings it takes "
+                         f"besides 'name' are {list(SETTINGS[name]) or 'none'}")
     if name == "sgd":
         return SGD()
     if name in ("momentum", "nesterov"):
         return Momentum(nesterov=name == "nesterov", **config)
-    if name == "adam":
-        return Adam(**config)
-    raise ValueError(f"unknown optimizer {name!r}: use 'sgd', 'momentum', 'nesterov', 'adam' or an optimizer object")
+    return Adam(**config)

@@ -52,10 +52,17 @@ COUNTS = {"max_epoch": 1, "batch_size": 1, "decay_steps": 1, "print_iter": 1, "w
 RATES = {"lr": (lambda v: v > 0, "a positive number"), "L2_lambda": (lambda v: v >= 0, "a number of at least 0"),
          "decay_factor": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
          "dropout": (lambda v: 0 <= v < 1, "a probability in [0, 1)")}
+DTYPES = ("float32", "float64")  # the types the compiled update steps are built for
+# Data whose values reach further beyond the training data's [min, max] than RANGE_SLACK times its width is refused
+# by evaluate and predict: 255 against a training range of [0, 1] is pixels left unscaled, not new images.
+RANGE_SLACK = 2.0
+# A mean batch loss above DIVERGENCE_LOSS * ln(C), a hundred times that of a uniform guess over the C classes, is a
+# divergence, as a non-finite one is: no run that learns comes near it (the committed histories stay below 2.3).
+DIVERGENCE_LOSS = 100
 
 
 def check_settings(settings):
-    """ValueError naming the first of the model's numeric ``settings`` (a dict) that no run could use."""
+    """ValueError naming the first of the model's ``settings`` (a dict) that no run could use."""
     layers = settings["layers"]
     if not isinstance(layers, (list, tuple, np.ndarray)) or len(layers) < 2 or not all(
             is_count(size, 1) for size in layers):
@@ -73,6 +80,12 @@ def check_settings(settings):
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
                 or not in_range(value):
             raise ValueError(f"{name} must be {what}, got {value!r}")
+    try:
+        dtype = np.dtype(settings["dtype"]).name
+    except (TypeError, ValueError):
+        dtype = None
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be float32 or float64, got {settings['dtype']!r}")
 
 
 def is_count(value, minimum):
@@ -80,34 +93,69 @@ def is_count(value, minimum):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
 
 
-def check_data(X, y, model, name, check_finite=True):
-    """``(X, y)`` as the model computes with them (``model.dtype`` rows, ``intp`` labels); ValueError, naming the
-    ``name`` set, if they cannot be rows and labels of this model (see ``check_rows``)."""
-    X = check_rows(X, model, name, check_finite)
+def check_run(model, n_train, epochs, save_path, checkpoint_path):
+    """ValueError naming the first argument of ``train`` that would make a run nobody wants: ``epochs`` that is not
+    a positive integer, a warm-up longer than the whole run, the best weights and the checkpoint in one file."""
+    if epochs is not None and not is_count(epochs, 1):
+        raise ValueError(f"epochs must be None (up to max_epoch) or a positive integer of further epochs, "
+                         f"got {epochs!r}")
+    batches = model.max_epoch * -(-n_train // model.batch_size)
+    if model.warmup_steps > batches:
+        raise ValueError(f"warmup_steps={model.warmup_steps} is longer than the whole run ({model.max_epoch} epochs "
+                         f"of {-(-n_train // model.batch_size)} batches = {batches}): the learning rate would never "
+                         "reach lr; use fewer warm-up steps or more epochs")
+    if save_path is not None and checkpoint_path is not None and Path(save_path).resolve() == \
+            Path(checkpoint_path).resolve():
+        raise ValueError(f"save_path and checkpoint_path are the same file ({save_path}): the checkpoint would "
+                         "overwrite the best weights; give them two names")
+
+
+def check_data(X, y, model, name):
+    """``(X, y, (min, max))``: the data as the model computes with them (``model.dtype`` rows, ``intp`` labels) and
+    the range of X; ValueError, naming the ``name`` set, if they cannot be rows and labels of this model (see
+    ``check_rows``)."""
+    X, data_range = check_rows(X, model, name)
     y = np.asarray(y)
     if y.shape != (len(X),) or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"{name} labels must be integers of shape ({len(X)},), one per row; got {y.dtype} {y.shape}")
     if y.min() < 0 or y.max() >= model.layers[-1]:
         raise ValueError(f"{name} labels must be classes in [0, {model.layers[-1]}), got labels from {y.min()} to "
                          f"{y.max()}")
-    return X, y.astype(np.intp, copy=False)
+    return X, y.astype(np.intp, copy=False), data_range
 
 
-def check_rows(X, model, name, check_finite=True):
-    """``X`` as the model computes with it; ValueError, naming the ``name`` set, if it is empty, of the wrong shape
-    or (with ``check_finite``, a pass over the data) holds NaN or infinity."""
+def check_rows(X, model, name):
+    """``(X, (min, max))``: ``X`` as the model computes with it, and its range; ValueError, naming the ``name`` set,
+    if it holds integers (pixels not yet scaled), is empty or of the wrong shape, or holds NaN or infinity."""
     X = np.asarray(X)
-    if X.dtype.kind not in "fiub":
+    if X.dtype.kind in "iu":
+        raise ValueError(f"{name} data holds integers ({X.dtype}, values up to {X.max() if X.size else None}): "
+                         "scale pixels to [0, 1] first, dividing them by 255, as mnist_reader.load_fashion_mnist does")
+    if X.dtype.kind not in "fb":
         raise ValueError(f"{name} data must be real numbers, got an array of {X.dtype}")
     X = X.astype(model.dtype, copy=False)
     if X.ndim != 2 or X.shape[1] != model.layers[0] or not len(X):
         raise ValueError(f"{name} data must have shape (N, {model.layers[0]}) with N > 0, got {X.shape}")
     # The extremes are finite exactly when every value is (min and max propagate NaN): two passes that allocate
     # nothing, where isfinite(X).all() would first make a boolean copy of the data (42 MB for the training set).
-    if check_finite and not (np.isfinite(X.min()) and np.isfinite(X.max())):
+    low, high = float(X.min()), float(X.max())
+    if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError(f"{name} data holds NaN or infinite values (in {np.count_nonzero(~np.isfinite(X))} places): "
                          "clean or impute them before training or evaluating")
-    return X
+    return X, (low, high)
+
+
+def check_range(name, data_range, trained_range):
+    """ValueError if the data of ``data_range`` (its min, max) reaches further beyond ``trained_range``, that of the
+    data the model was trained on, than ``RANGE_SLACK`` times its width; nothing when the latter is unknown."""
+    if trained_range is None:
+        return
+    (low, high), (trained_low, trained_high) = data_range, trained_range
+    slack = RANGE_SLACK * (trained_high - trained_low)
+    if low < trained_low - slack or high > trained_high + slack:
+        raise ValueError(f"{name} data spans [{low:g}, {high:g}], far outside the range [{trained_low:g}, "
+                         f"{trained_high:g}] of the data the model was trained on (more than {RANGE_SLACK:g} times "
+                         "its width beyond it): preprocess it as the training data was (pixels divided by 255, say)")
 
 
 def fingerprint(*arrays):
@@ -227,6 +275,7 @@ class Solver:
         self.checks_without_improvement = 0
         self.params_reached = None
         self.data_fingerprint = None
+        self.loss_limit = DIVERGENCE_LOSS * math.log(model.layers[-1])
 
     def lr_at(self, iteration, total_batches=None):
         """The learning rate of batch ``iteration`` (counted from 0); only the cosine policy needs the run's length."""
@@ -247,10 +296,12 @@ class Solver:
         history["diverged"] = history["diverged"].astype(bool)
         return history
 
-    def train(self, X_train, y_train, X_val, y_val, save_path=None, epochs=None, checkpoint_path=None, on_epoch=None):
+    def train(self, X_train, y_train, X_val, y_val, save_path=None, epochs=None, checkpoint_path=None, on_epoch=None,
+              data_range=None):
         """Go on with the run up to ``max_epoch`` epochs (or ``epochs`` more); return the history (see ``MLP.train``).
 
-        The data must have passed the model's checks already.
+        The data and arguments must have passed the model's checks already; ``data_range``, the training data's (min,
+        max), becomes the model's ``data_range`` once the data is known to be the run's.
         """
         model = self.model
         data = fingerprint(X_train, y_train, X_val, y_val)
@@ -261,6 +312,7 @@ class Solver:
                              f"{self.data_fingerprint}); go on with the data it started with, or start a new run "
                              "(a new MLP, or init_model()) for this data")
         self.data_fingerprint = data
+        model.data_range = data_range
         one_thread()
         if self.params_reached is not None:
             model.load_param(self.params_reached)
@@ -301,30 +353,36 @@ class Solver:
             self.meter.loss_sum += loss_sum
             self.meter.correct += correct
             self.meter.seen += len(batch)
-            loss_finite = math.isfinite(loss_sum)
-            if not loss_finite or self.iteration % model.print_iter == 0 or self.iteration == total_batches:
-                self.check_validation(X_val, y_val, save_path, loss_finite)
+            exploded = self.exploded(loss_sum, len(batch))
+            if exploded or self.iteration % model.print_iter == 0 or self.iteration == total_batches:
+                self.check_validation(X_val, y_val, save_path, exploded)
             if self.diverged or self.stopped_early:
                 return
 
     def step(self, X, y):
         """One mini-batch at the current learning rate: forward with dropout, backward, update. Returns the summed
-        cross-entropy of the batch (before the step) and how many it classified right; a batch whose loss is not
-        finite takes no step."""
+        cross-entropy of the batch (before the step) and how many it classified right; a batch whose loss has
+        exploded takes no step."""
         model = self.model
         probs = model.forward(X, training=True)
         loss_sum = float(model.softmax.cross_entropy(y, reduction="none").sum())
-        if math.isfinite(loss_sum):
+        if not self.exploded(loss_sum, len(y)):
             model.backward(y)
             model.update(self.current_lr)
         return loss_sum, int(np.count_nonzero(probs.argmax(axis=1) == y))
 
-    def check_validation(self, X_val, y_val, save_path, loss_finite):
+    def exploded(self, loss_sum, n):
+        """Whether a batch of ``n`` rows with summed loss ``loss_sum`` has diverged: its mean loss is not finite or
+        above ``loss_limit``, ``DIVERGENCE_LOSS * ln(C)`` (NaN is never <=, so it counts as exploded)."""
+        return not loss_sum <= self.loss_limit * n
+
+    def check_validation(self, X_val, y_val, save_path, exploded):
         """Measure the validation set, record a row, keep the parameters if they are the best so far, and decide
-        whether the run has diverged or should stop early."""
+        whether the run has diverged (its training loss exploded, or the validation loss is not finite) or should
+        stop early."""
         val_acc = val_loss = math.nan
-        if loss_finite:
-            val_acc, val_loss = self.model.evaluate(X_val, y_val)
+        if not exploded:
+            val_acc, val_loss = self.model.measure(X_val, y_val)
         # The argmax of non-finite probabilities means nothing: a diverged row carries no validation numbers.
         self.diverged = not math.isfinite(val_loss)
         if self.diverged:
@@ -354,7 +412,7 @@ class Solver:
             line = (f"epoch {row['epoch']:3d}  iter {row['iteration']:6d}  lr {row['lr']:.4g}  "
                     f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
                     f"val loss {val_loss:.4f} acc {val_acc:.4f}")
-            print(line + ("  diverged: the loss is no longer finite" if self.diverged else ""))
+            print(line + ("  diverged: the loss exploded or is no longer finite" if self.diverged else ""))
 
     # -- checkpoints ------------------------------------------------------------------------------------------------
 
@@ -373,6 +431,8 @@ class Solver:
                "best_val_loss": self.best_val_loss, "best_iteration": self.best_iteration,
                "checks_without_improvement": self.checks_without_improvement,
                "data_fingerprint": self.data_fingerprint, "generator": model.rng.bit_generator.state}
+        if model.data_range is not None:
+            arrays["data_range"] = np.array(model.data_range)
         arrays["config"] = np.array(json.dumps(model.config()))
         arrays["run"] = np.array(json.dumps(run))
         atomic_write(path, lambda f: np.savez(f, **arrays))
@@ -387,6 +447,7 @@ class Solver:
         model.load_param(group("params."))
         model.optimizer.load_state_dict(group("optimizer."))
         model.rng.bit_generator.state = run["generator"]
+        model.data_range = tuple(arrays["data_range"].tolist()) if "data_range" in arrays else None
         self.epoch, self.iteration, self.current_lr = run["epoch"], run["iteration"], run["current_lr"]
         self.train_time_s = run["train_time_s"]
         self.diverged, self.stopped_early = run["diverged"], run["stopped_early"]
