@@ -1,20 +1,22 @@
 """A multilayer perceptron in NumPy, written to be read: the layers, then the network that stacks them.
 
-Every layer speaks Caffe's language (see ``Layer``) and keeps each parameter beside its gradient (``W`` and
-``grad_W``, ``b`` and ``grad_b``). Shapes use ``N`` for the batch size, ``D`` for a layer's input features, ``H`` for
-its output features and ``C`` for the number of classes; everything runs on whole batches with matrix products.
-How the network is trained (epochs, learning-rate policies, update rules, checkpoints) is in ``solver.py``.
+Every layer speaks Caffe's language (see ``Layer``); in CS231n's words, ``bottom`` = ``x``, the layer's input; ``top``
+= ``out``, its output; ``top_diff`` = ``dout``, the gradient of the loss with respect to ``out``; ``bottom_diff`` =
+``dx``. Each layer keeps each parameter beside its gradient (``W`` and ``grad_W``, ``b`` and ``grad_b``). Shapes use
+``N`` for the batch size, ``D`` for a layer's input features, ``H`` for its output features and ``C`` for the number
+of classes; everything runs on whole batches. Training (epochs, learning-rate policies, checkpoints) is in
+``solver.py``, the update rules in ``optimizers.py``.
 """
 
 import json
 from itertools import pairwise
-from operator import attrgetter
 
 import numpy as np
 import pandas as pd
 
+from fileio import atomic_write, read_archive
 from optimizers import make_optimizer
-from solver import Solver, atomic_write, check_data, check_range, check_rows, check_run, check_settings, read_archive
+from solver import Solver, check_data, check_parameters, check_rows, check_run, check_settings
 
 EVAL_CHUNK_ROWS = 8192  # rows per chunk in evaluate(): ~8 MB per hidden layer of 256 float32 units
 
@@ -266,6 +268,18 @@ class MLP:
     def softmax(self):
         return self.net[-1]
 
+    # Where the run is and what it has reached, as its Solver (solver.py) keeps them, read through the model.
+    epoch = property(lambda self: self.solver.epoch)
+    iteration = property(lambda self: self.solver.iteration)
+    current_lr = property(lambda self: self.solver.current_lr)
+    history = property(lambda self: self.solver.history)
+    best_val_acc = property(lambda self: self.solver.best_val_acc)
+    best_val_loss = property(lambda self: self.solver.best_val_loss)
+    best_iteration = property(lambda self: self.solver.best_iteration)
+    diverged = property(lambda self: self.solver.diverged)
+    stopped_early = property(lambda self: self.solver.stopped_early)
+    train_time_s = property(lambda self: self.solver.train_time_s)
+
     # -- the four steps of learning ---------------------------------------------------------------------------------
 
     def forward(self, X, save_activations=False, training=False):
@@ -281,42 +295,53 @@ class MLP:
 
     def backward(self, y):
         """From the last forward pass and its labels y (N,), fill every FC's ``grad_W`` and ``grad_b`` with the
-        gradient of the mean cross-entropy (the update rule adds the L2 term)."""
+        gradient of the mean cross-entropy; the L2 term is added by the update rule (see ``gradients``)."""
         diff = self.softmax.backward(y)
         for layer in reversed(self.net[:-1]):
             diff = layer.backward(diff)
 
-    def update(self, lr=None):
-        """One step of the update rule with learning rate ``lr`` (by default the run's current one) and L2."""
+    def update(self, lr):
+        """One step of the update rule (``optimizers.py``) from the gradients that ``backward`` left, at learning rate
+        ``lr``: in training, the one the schedule gives this batch (``solver.Solver.lr_at``). The rule applies
+        ``L2_lambda`` as it steps: the gradient of the L2 penalty (SGD, momentum) or AdamW's decay."""
         params = [pair for fc in self.fc_layers for pair in ((fc.W, fc.grad_W), (fc.b, fc.grad_b))]
-        self.optimizer.step(params, self.solver.current_lr if lr is None else lr, weight_decay=self.L2_lambda)
+        self.optimizer.step(params, lr, weight_decay=self.L2_lambda)
+
+    @property
+    def l2_in_loss(self):
+        """The L2 coefficient of the loss: ``L2_lambda``, or 0 when the update rule decays the weights (AdamW)."""
+        return 0.0 if self.optimizer.decoupled_weight_decay else self.L2_lambda
 
     def objective(self, X, y, training=False):
-        """The loss that training minimises: mean cross-entropy, plus the L2 penalty unless the decay is decoupled."""
+        """The loss that training minimises: mean cross-entropy plus ``(l2_in_loss / 2) * sum of ||W||^2``."""
         self.forward(X, training=training)
         squares = sum(float(np.sum(fc.W * fc.W)) for fc in self.fc_layers)
-        penalty = 0.0 if self.optimizer.decoupled_weight_decay else 0.5 * self.L2_lambda * squares
-        return self.softmax.cross_entropy(y) + penalty
+        return self.softmax.cross_entropy(y) + 0.5 * self.l2_in_loss * squares
+
+    def gradients(self, X, y, training=False):
+        """The gradient of ``objective(X, y, training)`` with respect to every parameter, as new arrays ``{"W1": ...,
+        "b1": ...}``: ``backward``'s, plus ``l2_in_loss * W`` for each weight matrix. Training takes the same step
+        without this call: the update rule adds that term as it steps, with no pass of its own."""
+        self.forward(X, training=training)
+        self.backward(y)
+        return {name: grad for i, fc in enumerate(self.fc_layers, start=1)
+                for name, grad in ((f"W{i}", fc.grad_W + self.l2_in_loss * fc.W), (f"b{i}", fc.grad_b.copy()))}
 
     def predict(self, X):
         """X (N, D) -> predicted labels (N,)."""
-        X, data_range = check_rows(X, self, "prediction")
-        check_range("prediction", data_range, self.data_range)
+        X, _ = check_rows(X, self, "prediction", self.data_range)
         return np.concatenate([self.forward(X[start:start + EVAL_CHUNK_ROWS]).argmax(axis=1)
                                for start in range(0, len(X), EVAL_CHUNK_ROWS)])
 
     def evaluate(self, X, y):
         """(accuracy, loss) on (X, y), where loss is the mean cross-entropy alone, without the L2 term; ValueError
-        for data the model cannot use, or far outside the range of its training data (see ``solver.check_range``)."""
-        X, y, data_range = check_data(X, y, self, "evaluation")
-        check_range("evaluation", data_range, self.data_range)
+        for data the model cannot use, or far outside the range of its training data (see ``solver.check_rows``)."""
+        X, y, _ = check_data(X, y, self, "evaluation", self.data_range)
         return self.measure(X, y)
 
     def measure(self, X, y):
-        """``evaluate`` without its checks, for data checked already (the Solver's validation set, every few batches).
-
-        Runs in chunks of ``EVAL_CHUNK_ROWS`` so that memory stays small whatever the number of rows.
-        """
+        """``evaluate`` without its checks, for data checked already (the Solver's validation set, every few batches);
+        in chunks of ``EVAL_CHUNK_ROWS`` rows, so that memory stays small whatever the number of rows."""
         correct, loss_sum = 0, 0.0
         with np.errstate(over="ignore", invalid="ignore"):  # a non-finite loss is answered below, not warned about
             for start in range(0, len(X), EVAL_CHUNK_ROWS):
@@ -336,8 +361,7 @@ class MLP:
         after every epoch. See ``solver.Solver``.
         """
         X_train, y_train, train_range = check_data(X_train, y_train, self, "training")
-        X_val, y_val, val_range = check_data(X_val, y_val, self, "validation")
-        check_range("validation", val_range, train_range)
+        X_val, y_val, _ = check_data(X_val, y_val, self, "validation", train_range)
         check_run(self, len(X_train), epochs, save_path, checkpoint_path)
         return self.solver.train(X_train, y_train, X_val, y_val, save_path, epochs, checkpoint_path, on_epoch,
                                  train_range)
@@ -356,18 +380,8 @@ class MLP:
     def load_param(self, params):
         """Set the parameters from a dict like ``get_parameters()`` returns; ValueError on the first misfit."""
         own = self.parameters()
-        for name, array in own.items():
-            if name not in params:
-                raise ValueError(f"parameter {name} is missing; expected keys {list(own)}")
-            if np.shape(params[name]) != array.shape:
-                raise ValueError(f"parameter {name} has shape {np.shape(params[name])}, the model needs {array.shape}")
-        extra = sorted(set(params) - set(own))
-        if extra:
-            raise ValueError(f"unexpected parameters {extra}; expected keys {list(own)}")
+        check_parameters(params, own)
         for name, array in params.items():
-            if np.asarray(array).dtype.kind not in "fiu" or not np.isfinite(array).all():
-                raise ValueError(f"parameter {name} must hold finite real numbers, got {np.asarray(array).dtype} "
-                                 "values with NaN, infinity or imaginary parts: these weights cannot be used")
             own[name][...] = array
 
     def save_param(self, path):
@@ -430,14 +444,7 @@ class MLP:
         """A DataFrame with one row per layer: its name, output size and parameter count."""
         rows, width = [], self.layers[0]
         for layer in self.net:
-            params = 0
-            if isinstance(layer, FC):
-                width, params = layer.W.shape[1], layer.W.size + layer.b.size
+            width, params = (layer.W.shape[1], layer.W.size + layer.b.size) if isinstance(layer, FC) else (width, 0)
             rows.append({"layer": repr(layer), "output_size": width, "parameters": params})
         return pd.DataFrame(rows)
 
-
-# What a run reached, as its Solver keeps it: ``model.best_val_acc`` reads ``model.solver.best_val_acc``, and so on.
-for _name in ("epoch", "iteration", "current_lr", "history", "best_val_acc", "best_val_loss", "best_iteration",
-              "diverged", "stopped_early", "train_time_s"):
-    setattr(MLP, _name, property(attrgetter(f"solver.{_name}")))

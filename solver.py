@@ -7,30 +7,24 @@
 - the **learning-rate policies** (step decay, cosine, linear warm-up);
 - the **run**: ``Solver(model).train(...)`` loops over epochs and shuffled mini-batches, records the history, keeps the
   parameters with the best validation numbers (``rank_key`` is the rule), stops early or on divergence, and writes a
-  checkpoint from which ``MLP.from_checkpoint`` resumes the run bit for bit;
-- the **files**: ``atomic_write``, through which every file of the project reaches the disk, and ``read_archive``,
-  which reads ``.npz`` archives without pickle. They know nothing of the network, so the study can write its files
-  without importing it.
+  checkpoint from which ``MLP.from_checkpoint`` resumes the run bit for bit.
 
-The update rules (SGD, momentum, Adam) that the model's ``update`` applies are in ``optimizers.py``.
+The update rules (SGD, momentum, Adam) that the model's ``update`` applies are in ``optimizers.py``; files are written
+and read through ``fileio.py``.
 """
 
-import glob
 import json
 import math
 import numbers
-import os
-import tempfile
 import time
-import zipfile
-import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from optimizers import one_thread
+from fileio import atomic_write, fingerprint
+from kernels import one_thread
 
 LR_SCHEDULES = ("step", "cosine")
 HISTORY_COLUMNS = ["iteration", "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "diverged"]
@@ -110,11 +104,11 @@ def check_run(model, n_train, epochs, save_path, checkpoint_path):
                          "overwrite the best weights; give them two names")
 
 
-def check_data(X, y, model, name):
+def check_data(X, y, model, name, trained_range=None):
     """``(X, y, (min, max))``: the data as the model computes with them (``model.dtype`` rows, ``intp`` labels) and
     the range of X; ValueError, naming the ``name`` set, if they cannot be rows and labels of this model (see
     ``check_rows``)."""
-    X, data_range = check_rows(X, model, name)
+    X, data_range = check_rows(X, model, name, trained_range)
     y = np.asarray(y)
     if y.shape != (len(X),) or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"{name} labels must be integers of shape ({len(X)},), one per row; got {y.dtype} {y.shape}")
@@ -124,9 +118,10 @@ def check_data(X, y, model, name):
     return X, y.astype(np.intp, copy=False), data_range
 
 
-def check_rows(X, model, name):
+def check_rows(X, model, name, trained_range=None):
     """``(X, (min, max))``: ``X`` as the model computes with it, and its range; ValueError, naming the ``name`` set,
-    if it holds integers (pixels not yet scaled), is empty or of the wrong shape, or holds NaN or infinity."""
+    if it holds integers (pixels not yet scaled), is empty or of the wrong shape, holds NaN or infinity, or reaches
+    far beyond ``trained_range``, the (min, max) of the data the model was trained on (see ``check_range``)."""
     X = np.asarray(X)
     if X.dtype.kind in "iu":
         raise ValueError(f"{name} data holds integers ({X.dtype}, values up to {X.max() if X.size else None}): "
@@ -142,6 +137,7 @@ def check_rows(X, model, name):
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError(f"{name} data holds NaN or infinite values (in {np.count_nonzero(~np.isfinite(X))} places): "
                          "clean or impute them before training or evaluating")
+    check_range(name, (low, high), trained_range)
     return X, (low, high)
 
 
@@ -158,79 +154,21 @@ def check_range(name, data_range, trained_range):
                          "its width beyond it): preprocess it as the training data was (pixels divided by 255, say)")
 
 
-def fingerprint(*arrays):
-    """The shape, type and CRC-32 of each array: enough to tell that a run is being handed other data (a different
-    split, subsample or preprocessing), at about 25 ms for the whole training set."""
-    return [f"{array.dtype}{list(array.shape)}:{zlib.crc32(np.ascontiguousarray(array)):08x}" for array in arrays]
-
-
-# -- files ------------------------------------------------------------------------------------------------------------
-
-def atomic_write(path, write):
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place.
-
-    A crash part-way leaves the previous file (or none) at ``path``, never a half-written one, and the next write
-    removes the temporary file it left. The new file gets the mode of the file it replaces, or an ordinary one
-    (0644) when there was none.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A process killed mid-write (kill -9, power loss) could not remove its temporary file: this write does. Each
-    # file has one writer at a time in this project, so a temporary file of this name is never another's live one.
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp makes the file private (0600); give it the mode the file it replaces had, or an ordinary one.
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def read_archive(path, required, kind, writer):
-    """All arrays of the ``.npz`` archive at ``path`` as a dict, loaded without pickle.
-
-    ValueError if it is not a ``kind`` (an archive holding the ``required`` arrays), naming the ``writer`` that makes
-    one; also, before any array's data is read, if a header promises more bytes than its file holds: a forged header
-    cannot make it allocate gigabytes. FileNotFoundError passes through as it is.
-    """
-    try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError("it holds a single array, not an .npz archive")
-        with archive:
-            for name in archive.files:
-                check_header(archive.zip, name)
-            arrays = {name: archive[name] for name in archive.files}
-    except FileNotFoundError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as error:
-        raise ValueError(f"{path} is not a readable {kind} ({error}); write it with {writer}") from None
-    missing = set(required) - set(arrays)
-    if missing:
-        raise ValueError(f"{path} is not a {kind}: it lacks {sorted(missing)}; write it with {writer}")
-    return arrays
-
-
-def check_header(zip_file, name):
-    """ValueError if the ``.npy`` header of array ``name`` in the open ``zip_file`` promises more bytes than the
-    member holds."""
-    member = zip_file.getinfo(f"{name}.npy")
-    with zip_file.open(member) as f:
-        version = np.lib.format.read_magic(f)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-            np.lib.format.read_array_header_2_0
-        shape, _, dtype = read_header(f)
-    promised = math.prod(shape) * dtype.itemsize
-    if promised > member.file_size:
-        raise ValueError(f"the header of array {name} promises {promised:,} bytes but the file holds "
-                         f"{member.file_size:,}")
+def check_parameters(params, own):
+    """ValueError naming the first of ``params`` (a dict of arrays) that cannot replace the model's parameters
+    ``own``: one missing, unexpected, of another shape, or holding NaN, infinity or complex numbers."""
+    for name, array in own.items():
+        if name not in params:
+            raise ValueError(f"parameter {name} is missing; expected keys {list(own)}")
+        if np.shape(params[name]) != array.shape:
+            raise ValueError(f"parameter {name} has shape {np.shape(params[name])}, the model needs {array.shape}")
+    extra = sorted(set(params) - set(own))
+    if extra:
+        raise ValueError(f"unexpected parameters {extra}; expected keys {list(own)}")
+    for name, array in params.items():
+        if np.asarray(array).dtype.kind not in "fiu" or not np.isfinite(array).all():
+            raise ValueError(f"parameter {name} must hold finite real numbers, got {np.asarray(array).dtype} "
+                             "values with NaN, infinity or imaginary parts: these weights cannot be used")
 
 
 # -- the run ----------------------------------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from harness import torch_available, write_results
 
-from optimizers import SGD, Adam, Momentum, one_thread
+from kernels import one_thread
+from optimizers import SGD, Adam, Momentum
 
 SHAPES = [(784, 1024), (1024,), (1024, 1024), (1024,), (1024, 10), (10,)]
 LR, WEIGHT_DECAY = 1e-3, 1e-4

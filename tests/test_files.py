@@ -1,4 +1,4 @@
-"""solver.atomic_write and solver.read_archive: atomic writes and archives read without pickle."""
+"""fileio.atomic_write and fileio.read_archive: atomic writes and archives read without pickle."""
 
 import io
 import zipfile
@@ -6,7 +6,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from solver import atomic_write, read_archive
+from fileio import atomic_write, read_archive
 
 
 def test_atomic_write_gives_ordinary_or_previous_permissions(tmp_path):

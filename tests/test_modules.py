@@ -102,18 +102,29 @@ def step_direction(model, y):
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
-def test_mlp_gradients_with_l2_match_finite_differences(activation):
+@pytest.mark.parametrize("L2_lambda", [0.0, 0.1])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])  # with Adam, L2_lambda is a decay outside the loss
+def test_gradients_are_the_gradient_of_the_objective(activation, L2_lambda, optimizer):
     rng = np.random.default_rng(5)
-    model = MLP([6, 5, 4, 3], activation=activation, L2_lambda=0.1, dtype=np.float64, seed=1)
+    model = MLP([6, 5, 4, 3], activation=activation, L2_lambda=L2_lambda, optimizer=optimizer, dtype=np.float64,
+                seed=1)
     for fc in model.fc_layers:
-        fc.b = rng.standard_normal(fc.b.shape)
+        fc.b[:] = rng.standard_normal(fc.b.shape)
     X, y = rng.standard_normal((7, 6)), rng.integers(0, 3, 7)
-    model.objective(X, y)
-    direction = step_direction(model, y)
-    for i, fc in enumerate(model.fc_layers, start=1):
-        for name in ("W", "b"):
-            numeric = numerical_gradient(lambda: model.objective(X, y), getattr(fc, name))
-            assert relative_error(direction[f"{name}{i}"], numeric) < GRAD_TOLERANCE, (fc, name)
+    gradients = model.gradients(X, y)
+    assert list(gradients) == list(model.parameters())
+    for name, param in model.parameters().items():
+        numeric = numerical_gradient(lambda: model.objective(X, y), param)
+        assert relative_error(gradients[name], numeric) < GRAD_TOLERANCE, name
+
+
+def test_gradients_with_l2_are_the_step_that_sgd_takes():
+    rng = np.random.default_rng(8)
+    model = MLP([6, 5, 3], L2_lambda=0.1, dtype=np.float64, seed=1)
+    X, y = rng.standard_normal((7, 6)), rng.integers(0, 3, 7)
+    gradients = model.gradients(X, y)
+    for name, direction in step_direction(model, y).items():
+        np.testing.assert_allclose(direction, gradients[name], rtol=1e-12, atol=1e-15)
 
 
 def test_l2_adds_to_the_weight_step_but_not_the_bias_step_and_backward_is_the_cross_entropy_gradient():
@@ -211,7 +222,7 @@ def test_update_is_one_sgd_step():
     before = model.get_parameters()
     model.forward(X)
     model.backward(y)
-    model.update()
+    model.update(lr=0.5)
     after = model.get_parameters()
     fc = model.fc_layers[0]
     np.testing.assert_allclose(after["W1"], before["W1"] - 0.5 * fc.grad_W, rtol=1e-6)

@@ -1,0 +1,89 @@
+"""Files: how every file of the project reaches the disk and how archives are read back; nothing of the network.
+
+``atomic_write`` writes a file whole or not at all; ``read_archive`` reads an ``.npz`` archive without pickle and
+without trusting its headers (``check_header``); ``fingerprint`` tells one data set from another cheaply. The model,
+the Solver and the study all write through here, so the study need not import the training machinery to write.
+"""
+
+import glob
+import math
+import os
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+
+def atomic_write(path, write):
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place.
+
+    A crash part-way leaves the previous file (or none) at ``path``, never a half-written one, and the next write
+    removes the temporary file it left. The new file gets the mode of the file it replaces, or an ordinary one
+    (0644) when there was none.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A process killed mid-write (kill -9, power loss) could not remove its temporary file: this write does. Each
+    # file has one writer at a time in this project, so a temporary file of this name is never another's live one.
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        # mkstemp makes the file private (0600); give it the mode the file it replaces had, or an ordinary one.
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def read_archive(path, required, kind, writer):
+    """All arrays of the ``.npz`` archive at ``path`` as a dict, loaded without pickle.
+
+    ValueError if it is not a ``kind`` (an archive holding the ``required`` arrays), naming the ``writer`` that makes
+    one; also, before any array's data is read, if a header promises more bytes than its file holds: a forged header
+    cannot make it allocate gigabytes. FileNotFoundError passes through as it is.
+    """
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single array, not an .npz archive")
+        with archive:
+            for name in archive.files:
+                check_header(archive.zip, name)
+            arrays = {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as error:
+        raise ValueError(f"{path} is not a readable {kind} ({error}); write it with {writer}") from None
+    missing = set(required) - set(arrays)
+    if missing:
+        raise ValueError(f"{path} is not a {kind}: it lacks {sorted(missing)}; write it with {writer}")
+    return arrays
+
+
+def check_header(zip_file, name):
+    """ValueError if the ``.npy`` header of array ``name`` in the open ``zip_file`` promises more bytes than the
+    member holds."""
+    member = zip_file.getinfo(f"{name}.npy")
+    with zip_file.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+    promised = math.prod(shape) * dtype.itemsize
+    if promised > member.file_size:
+        raise ValueError(f"the header of array {name} promises {promised:,} bytes but the file holds "
+                         f"{member.file_size:,}")
+
+
+def fingerprint(*arrays):
+    """The shape, type and CRC-32 of each array: enough to tell that a run is being handed other data (a different
+    split, subsample or preprocessing), at about 25 ms for the whole training set."""
+    return [f"{array.dtype}{list(array.shape)}:{zlib.crc32(np.ascontiguousarray(array)):08x}" for array in arrays]
