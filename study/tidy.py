@@ -11,9 +11,13 @@ only its own parameters cell, so that Run All in Jupyter resumes (``FRESH = Fals
 """
 
 import argparse
+import json
 import sys
+import warnings
+from pathlib import Path
 
 import nbformat
+from nbformat.warnings import MissingIDFieldWarning
 
 from solver import atomic_write
 
@@ -56,18 +60,102 @@ def tidy_notebook(nb):
     return nb
 
 
+class NotANotebook(ValueError):
+    """A file given to tidy is not a notebook it can read; the message names the file and says what to do."""
+
+
+AGAIN = "execute the notebook again (make run) or restore it (git checkout -- FILE)"
+
+
+def _ends_open(text):
+    """Whether JSON ``text`` ends inside a string or with a bracket still open: cut short rather than malformed."""
+    depth, in_string, escaped = 0, False, False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif in_string:
+            escaped, in_string = char == "\\", char != '"'
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+    return in_string or depth > 0
+
+
+def read_notebook(path):
+    """The notebook in the file at ``path``, as ``nbformat.read(path, as_version=nbformat.NO_CONVERT)`` reads it,
+    but :class:`NotANotebook` (naming the file) unless the file is there, is JSON text and is a valid notebook of
+    format 4 (nbformat then only logs an invalid notebook, and fails on other JSON with errors that name no file)."""
+    path = Path(path)
+    again = AGAIN.replace("FILE", str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotANotebook(f"{path} not found: give the path of an executed notebook, as `make run` does "
+                           "(python -m study.tidy Fashion_mnist_model.ipynb)") from None
+    except UnicodeDecodeError:
+        raise NotANotebook(f"{path} is not a notebook but binary data (not UTF-8 text): give the path of an executed "
+                           "notebook") from None
+    except OSError as error:
+        raise NotANotebook(f"{path} could not be read ({error.strerror or error}): give the path of an executed "
+                           "notebook file") from None
+    try:
+        content = json.loads(text)
+    except json.JSONDecodeError as error:
+        if not text.strip():
+            raise NotANotebook(f"{path} is empty, not a notebook: {again}") from None
+        if text.lstrip().startswith("{") and _ends_open(text):
+            raise NotANotebook(f"{path} is cut short, not a whole notebook (its JSON object never closes), perhaps "
+                               f"by an interrupted execution: {again}") from None
+        raise NotANotebook(f"{path} is not a notebook: it is not JSON ({error.msg} at line {error.lineno}, column "
+                           f"{error.colno}); give the path of an executed notebook") from None
+    version = content.get("nbformat") if isinstance(content, dict) else None
+    if version != 4:
+        kinds = {list: "a JSON array", str: "a JSON string", int: "a JSON number", float: "a JSON number"}
+        found = (kinds.get(type(content), f"JSON {json.dumps(content)}") if not isinstance(content, dict) else
+                 "a JSON object without an nbformat field" if version is None else f"nbformat {version!r}")
+        raise NotANotebook(f"{path} is not a Jupyter notebook of format 4 (found {found}): give the path of the "
+                           "executed notebook that papermill or Jupyter saved")
+    cells = content.get("cells")
+    if not isinstance(content.get("nbformat_minor"), int) or not (
+            isinstance(cells, list) and all(isinstance(cell, dict) for cell in cells)):
+        raise NotANotebook(f"{path} is not a valid notebook of format 4 (it lacks an integer nbformat_minor or a list "
+                           f"of cells): {again}")
+    try:
+        with warnings.catch_warnings():  # a cell without an id: Jupyter and nbformat's writer add one
+            warnings.simplefilter("ignore", MissingIDFieldWarning)
+            nbformat.validate(content)  # before nbformat reads it: its reader fails on invalid notebooks
+    except nbformat.ValidationError as error:
+        where = "/".join(str(part) for part in getattr(error, "absolute_path", ()))
+        problem = str(getattr(error, "message", error)).splitlines()[0]
+        if len(problem) > 100:  # jsonschema's message can quote a whole cell
+            problem = f"it fails the notebook schema's {getattr(error, 'validator', 'validation')} rule"
+        raise NotANotebook(f"{path} is not a valid notebook of format 4 ({problem}"
+                           + (f" at {where}" if where else "") + f"): {again}") from None
+    return nbformat.reader.reads(text)
+
+
 def tidy_file(path):
-    """Tidy the notebook file at ``path`` in place (atomically)."""
-    nb = tidy_notebook(nbformat.read(path, as_version=nbformat.NO_CONVERT))
+    """Tidy the notebook file at ``path`` in place (atomically); :class:`NotANotebook` (and the file untouched) when
+    it is not one (:func:`read_notebook`)."""
+    nb = tidy_notebook(read_notebook(path))
     text = nbformat.writes(nb)
     atomic_write(path, lambda f: f.write((text if text.endswith("\n") else text + "\n").encode("utf-8")))
 
 
 def main(argv=None):
+    """Tidy each notebook named in ``argv`` in order; 0, or 2 at the first file that is not a notebook of format 4
+    (missing, cut short, other JSON, invalid), which is left untouched and named in one sentence on stderr."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="+", help="executed notebooks to tidy in place")
     for path in parser.parse_args(argv).notebooks:
-        tidy_file(path)
+        try:
+            tidy_file(path)
+        except NotANotebook as error:  # the notebooks before it are tidied, those after it left alone
+            print(f"python -m study.tidy: error: {error}", file=sys.stderr)
+            return 2
     return 0
 
 

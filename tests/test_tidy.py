@@ -1,5 +1,11 @@
 """study.tidy: the executed notebook keeps each progress bar's final state and no widget state."""
 
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import nbformat
 import pytest
 
@@ -65,3 +71,77 @@ def test_papermill_s_injected_parameters_cell_is_dropped_and_the_notebook_s_own_
     nb = nbformat.v4.new_notebook(cells=[own, injected, nbformat.v4.new_code_cell("train()")])
     tidied = tidy.tidy_notebook(nb)
     assert [cell.source for cell in tidied.cells] == ["FRESH = False", "train()"]
+
+
+# -- files that are not notebooks -----------------------------------------------------------------------------------
+
+
+def _executed_notebook():
+    cell = nbformat.v4.new_code_cell("run()")
+    cell.outputs = [stream("\rrun 1/2"), stream("\rrun 2/2\n")]
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# title"), cell])
+
+
+def _cell_without_outputs():
+    nb = json.loads(nbformat.writes(_executed_notebook()))
+    del nb["cells"][1]["outputs"]
+    return json.dumps(nb)
+
+
+NOT_NOTEBOOKS = {  # what the file holds: (its bytes, or None for no file; what the message must say)
+    "no file": (None, "not found"),
+    "empty": (b"", "empty"),
+    "truncated": (lambda: nbformat.writes(_executed_notebook())[:300].encode(), "cut short"),
+    "csv": (b"a,b\n1,2\n", "not JSON"),
+    "binary": (b"\x89PNG\r\n\x1a\n\xff\xfe", "not UTF-8"),
+    "json array": (b"[1, 2]", "found a JSON array"),
+    "other json": (b'{"runs": 48}', "without an nbformat field"),
+    "nbformat 3": (b'{"nbformat": 3, "nbformat_minor": 0, "metadata": {}, "worksheets": []}', "found nbformat 3"),
+    "no cells": (b'{"nbformat": 4, "nbformat_minor": 5, "metadata": {}}', "list of cells"),
+    "cells not a list": (b'{"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": 3}', "list of cells"),
+    "a cell without outputs": (lambda: _cell_without_outputs().encode(), "'outputs' is a required property"),
+}
+
+
+@pytest.mark.parametrize("case", NOT_NOTEBOOKS)
+def test_a_file_that_is_not_a_notebook_is_left_alone_with_a_one_sentence_error(tmp_path, capsys, case):
+    content, message = NOT_NOTEBOOKS[case]
+    path = tmp_path / "executed.ipynb"
+    if content is not None:
+        content = content() if callable(content) else content
+        path.write_bytes(content)
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    assert tidy.main([str(path)]) == 2
+
+    err = capsys.readouterr().err
+    assert err.startswith("python -m study.tidy: error: ") and err.count("\n") == 1, err
+    assert str(path) in err and message in err
+    assert "make run" in err or "give the path" in err  # what to do
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    if content is not None:
+        assert path.read_bytes() == content
+    with pytest.raises(tidy.NotANotebook, match=re.escape(str(path))):
+        tidy.tidy_file(path)
+
+
+def test_notebooks_before_a_broken_one_are_tidied_and_those_after_it_left_alone(tmp_path, capsys):
+    paths = [tmp_path / name for name in ("first.ipynb", "broken.ipynb", "last.ipynb")]
+    nbformat.write(_executed_notebook(), paths[0])
+    paths[1].write_text("{")
+    nbformat.write(_executed_notebook(), paths[2])
+    untidy = paths[2].read_bytes()
+    assert tidy.main([str(p) for p in paths]) == 2
+    assert nbformat.read(paths[0], as_version=4).cells[1].outputs == [stream("run 2/2\n")]
+    assert paths[2].read_bytes() == untidy
+    assert "broken.ipynb" in capsys.readouterr().err
+
+
+def test_the_command_exits_with_status_2_and_no_traceback(tmp_path):
+    path = tmp_path / "executed.ipynb"
+    path.write_text(nbformat.writes(_executed_notebook())[:-40])
+    done = subprocess.run([sys.executable, "-m", "study.tidy", str(path)], capture_output=True, text=True,
+                          cwd=Path(tidy.__file__).resolve().parent.parent, timeout=120)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and str(path) in done.stderr and "cut short" in done.stderr
