@@ -332,48 +332,213 @@ def replace_block(text, block, source="README.md"):
     return f"{head}{START}\n{block}\n{END}{tail}"
 
 
+# What the report reads from ``log/results.json``, checked before anything is rendered so that a file of another
+# shape (edited, cut short, written by another version) is refused with a sentence rather than a KeyError deep in
+# :func:`render`: for each key the kind of its value, a dict for an object (the keys it must hold), a one-item list
+# for a list of such items. A key ending in ``?`` may be absent (a file written before that part existed); keys not
+# listed are not read, and not checked.
+NUMBER, MAYBE_NUMBER, WHOLE, COUNT, FLAG, TEXT, INTERVAL = (
+    "a number", "null or a number", "a whole number", "a positive whole number", "true or false", "text",
+    "null or two numbers")
+_SETTINGS = {"layers": [WHOLE], "lr": NUMBER, "L2_lambda": NUMBER}
+_PLACE = {"value": NUMBER, "z": MAYBE_NUMBER, "below": WHOLE, "above": WHOLE}  # where a run falls among the seeds
+RESULTS_SHAPE = {
+    "quick?": FLAG,
+    "test": {"accuracy": NUMBER, "loss": NUMBER, "images?": COUNT, "ci?": INTERVAL},
+    "best": {**_SETTINGS, "best_val_acc": NUMBER},
+    "grid": {"runs": COUNT, "n_jobs": WHOLE, "wall_time_s": NUMBER, "sum_train_time_s": NUMBER, "trained_now?": WHOLE},
+    "final_training": {"wall_time_s": NUMBER},
+    "notebook_wall_time_s": NUMBER,
+    "machine?": {},
+    "halving?": {"settings": _SETTINGS, "best_val_acc": NUMBER, "epochs": WHOLE, "grid_epochs": COUNT,
+                 "rungs": WHOLE, "wall_time_s": NUMBER},
+    "lr_followup?": {"table": [{"lr": NUMBER, "diverged": FLAG, "best_val_acc": MAYBE_NUMBER,
+                                "best_val_loss": MAYBE_NUMBER, "source": TEXT}],
+                     "verdict": {"peak_lr": NUMBER, "peak_val_acc": NUMBER, "largest_lr": FLAG, "changes_choice": FLAG,
+                                 "chosen_lr": NUMBER, "gain_points": NUMBER, "diverged_lrs": [NUMBER]},
+                     "wall_time_s": NUMBER},
+    "beyond?": {"table": [{"model": TEXT, "val_accuracy": NUMBER, "test_accuracy": NUMBER, "test_loss": NUMBER,
+                           "train_time_s": NUMBER}],
+                "test_accuracy": NUMBER, "test_loss": NUMBER, "test_ci?": INTERVAL, "wall_time_s": NUMBER,
+                "mcnemar?": [{"model": TEXT, "test_accuracy": NUMBER, "ci_low": NUMBER, "ci_high": NUMBER,
+                              "difference": NUMBER, "only_reference_right": WHOLE, "only_model_right": WHOLE,
+                              "p_value": NUMBER, "significant": FLAG}]},
+    "seeds?": {"table": [{"seed": WHOLE, "best_val_acc": NUMBER, "test_acc": NUMBER, "test_ci_low": NUMBER,
+                          "test_ci_high": NUMBER}],
+               "summary": {"val": {"mean": NUMBER, "std": NUMBER},
+                           "test": {"mean": NUMBER, "std": NUMBER, "n": COUNT, "min": NUMBER, "max": NUMBER},
+                           "single_run": {"seed": WHOLE, "test": _PLACE}, "original_test?": _PLACE,
+                           "diverged?": WHOLE},
+               "wall_time_s": NUMBER},
+}
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_whole(value):
+    return _is_number(value) and float(value).is_integer()
+
+
+_KIND_CHECKS = {
+    NUMBER: _is_number,
+    MAYBE_NUMBER: lambda v: v is None or _is_number(v),
+    WHOLE: _is_whole,
+    COUNT: lambda v: _is_whole(v) and v > 0,
+    FLAG: lambda v: isinstance(v, bool),
+    TEXT: lambda v: isinstance(v, str),
+    INTERVAL: lambda v: v is None or (isinstance(v, list) and len(v) == 2 and all(map(_is_number, v))),
+}
+
+
+def _json_text(value, limit=40):
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def shape_problem(value, shape=None, where=""):
+    """The first place where ``value`` (JSON as read) does not have ``shape`` (by default :data:`RESULTS_SHAPE`), as
+    a phrase (``"test.accuracy is missing"``), or None when it has."""
+    shape = RESULTS_SHAPE if shape is None else shape
+    name = where or "the file"
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            return f"{name} should be a JSON object, not {_json_text(value)}"
+        for key, inner in shape.items():
+            key, optional = key.removesuffix("?"), key.endswith("?")
+            if key not in value:
+                if optional:
+                    continue
+                return f"{where}.{key} is missing" if where else f"its section {key!r} is missing"
+            problem = shape_problem(value[key], inner, f"{where}.{key}" if where else key)
+            if problem:
+                return problem
+        return None
+    if isinstance(shape, list):
+        if not isinstance(value, list):
+            return f"{name} should be a list, not {_json_text(value)}"
+        return next((problem for i, item in enumerate(value)
+                     if (problem := shape_problem(item, shape[0], f"{where}[{i}]"))), None)
+    return None if _KIND_CHECKS[shape](value) else f"{name} should be {shape}, not {_json_text(value)}"
+
+
+def _again(path, how):
+    """What to do about the file ``path``: write it again as ``how`` says, or take back the committed one."""
+    return f"{how}, or restore the committed one (git checkout -- {path})"
+
+
 def _read_json(path, what):
+    """The JSON in ``path``; ReportError naming the file when it is missing (``what`` says what to do), unreadable
+    or not JSON."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ReportError(f"{path} not found: {what}") from None
-    except json.JSONDecodeError as error:
-        raise ReportError(f"{path} is not valid JSON ({error})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        problem = f"{error.msg} at line {error.lineno}" if isinstance(error, json.JSONDecodeError) else "not UTF-8"
+        raise ReportError(f"{path} is not valid JSON ({problem}; cut short or edited, perhaps)") from None
+    except OSError as error:
+        raise ReportError(f"{path} could not be read ({error.strerror or error})") from None
+
+
+RUN_AGAIN = "run the notebook again (make run) to write it"
+
+
+def read_results(path):
+    """The results the notebook wrote to ``path``, checked against :data:`RESULTS_SHAPE`; ReportError naming the
+    file and what to do when it is missing, not JSON, or not of that shape."""
+    try:
+        results = _read_json(path, "run Fashion_mnist_model.ipynb first (its last cell writes it)")
+    except ReportError as error:
+        if "not found" in str(error):
+            raise
+        raise ReportError(f"{error}: {_again(path, RUN_AGAIN)}") from None
+    problem = shape_problem(results)
+    if problem:
+        raise ReportError(f"{path} is not a results file this report can read ({problem}): "
+                          f"{_again(path, RUN_AGAIN)}")
+    return results
+
+
+def _read_csv_log(path, read, how):
+    """``read(path)``, a log checked by its own reader (``grid.read_log``, ``budget.read_budget_log``), with any error
+    it raises made a ReportError that names the file and says what to do (``how``)."""
+    try:
+        return read(path)
+    except (ValueError, OSError) as error:  # pandas' parser errors are ValueErrors
+        if str(path) in str(error):  # the reader's own message, which says what to do
+            raise ReportError(str(error)) from None
+        raise ReportError(f"{path} could not be read as a log ({error}): {_again(path, how)}") from None
+
+
+def _bench_paragraphs(bench_dir):
+    """``benches.bench_paragraphs``, with a benchmark file it cannot read made a ReportError naming the file (or,
+    when every file is JSON but one lacks what the README shows, the folder)."""
+    try:
+        return bench_paragraphs(bench_dir)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
+        for path in sorted(bench_dir.glob("*.json")):
+            try:
+                _read_json(path, "")
+            except ReportError as unreadable:
+                raise ReportError(f"{unreadable}: {_again(path, 'run its benchmark again (make bench)')}") from None
+        raise ReportError(f"a benchmark's results in {bench_dir} lack what the README shows "
+                          f"({type(error).__name__}: {error}): run the benchmarks again (make bench, make bench-grid), "
+                          f"or restore the committed files (git checkout -- {bench_dir})") from error
 
 
 def build(root):
     """Read the inputs under ``root`` and return the new README text."""
     root = Path(root)
     readme = root / "README.md"
-    results = _read_json(root / "log" / "results.json", "run Fashion_mnist_model.ipynb first (its last cell writes it)")
+    results_path = root / "log" / "results.json"
+    results = read_results(results_path)
     if results.get("quick"):
-        raise ReportError(f"{root / 'log' / 'results.json'} comes from a quick run (QUICK = True); "
+        raise ReportError(f"{results_path} comes from a quick run (QUICK = True); "
                           "run the full notebook before reporting")
     log_path = root / "log" / "grid_search.csv"
     if not log_path.exists():
         raise ReportError(f"{log_path} not found: run the grid search of Fashion_mnist_model.ipynb first")
-    log = grid.read_log(log_path)
-    benches = bench_paragraphs(root / "bench")
+    log = _read_csv_log(log_path, grid.read_log, "run the grid search again (make run)")
+    benches = _bench_paragraphs(root / "bench")
     budget_path = root / "log" / "wide_budget.csv"
-    budget_log = budget.read_budget_log(budget_path) if budget_path.exists() else None
+    budget_log = None
+    if budget_path.exists():
+        again = "train the budgets again (make budget)"
+        budget_log = _read_csv_log(budget_path, budget.read_budget_log, again)
+        try:
+            if "beyond" in results:  # where the README shows the budgets
+                budget.choose_budget(budget_log)
+        except ValueError as error:
+            raise ReportError(f"{budget_path} gives no budget ({error}): {_again(budget_path, again)}") from None
     figures = [(name, caption) for name, caption in FIGURES if (root / "figures" / name).exists()]
     try:
         text = readme.read_bytes().decode("utf-8")  # bytes: line endings stay as they are
     except FileNotFoundError:
         raise ReportError(f"{readme} not found") from None
-    return replace_block(text, render(results, log, benches, figures, budget_log), source=str(readme))
+    try:
+        block = render(results, log, benches, figures, budget_log)
+    except (KeyError, IndexError, TypeError, AttributeError, ZeroDivisionError, ValueError) as error:
+        # RESULTS_SHAPE holds what render reads; this is for a part of the file it does not describe (the logs
+        # were checked by their readers above).
+        raise ReportError(f"{results_path} lacks what the report reads ({type(error).__name__}: {error}): "
+                          f"{_again(results_path, RUN_AGAIN)}") from error
+    return replace_block(text, block, source=str(readme))
 
 
 def main(argv=None):
+    """Rewrite the README's results from the files under ``--root``; 0, or 2 and one sentence on stderr (the README
+    left as it was) when a file is missing or is not what the report reads."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent,
                         help="folder holding README.md, log/, figures/ and bench/ (default: the repository's)")
     args = parser.parse_args(argv)
     try:
         text = build(args.root)
-    except (ReportError, ValueError) as error:
+    except (ReportError, ValueError) as error:  # the README is left as it was
         print(f"python -m study.report: error: {error}", file=sys.stderr)
-        return 1
+        return 2
     readme = args.root / "README.md"
     atomic_write(readme, lambda f: f.write(text.encode("utf-8")))
     print(f"updated the results in {readme}")

@@ -1,9 +1,13 @@
 """study.report on a temporary project folder with fake results; the real README is never touched (but for the
 last test, which only reads it)."""
 
+import contextlib
+import io
 import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -163,7 +167,7 @@ def test_resumed_grid_is_flagged(project):
 ])
 def test_missing_or_broken_markers_exit_with_a_clear_error(project, capsys, readme):
     (project / "README.md").write_text(readme)
-    assert report.main(["--root", str(project)]) == 1
+    assert report.main(["--root", str(project)]) == 2
     err = capsys.readouterr().err
     assert "python -m study.report: error:" in err and report.START in err and report.END in err
     assert (project / "README.md").read_text() == readme
@@ -184,7 +188,7 @@ def test_missing_inputs_exit_with_a_clear_error(project, capsys, broken, message
         (project / "log" / "results.json").write_text(json.dumps(dict(RESULTS, quick=True)))
     else:
         (project / "log" / "results.json").write_text("{not json")
-    assert report.main(["--root", str(project)]) == 1
+    assert report.main(["--root", str(project)]) == 2
     assert message in capsys.readouterr().err
     assert (project / "README.md").read_text() == README
 
@@ -386,3 +390,161 @@ def test_the_readme_shows_intervals_mcnemar_seeds_and_the_follow_up(project):
     assert "The grid's own run (seed 0), 0.8934 on the test set, lies" in block
     assert "the original study's 0.8932 lies" in block
     assert "learning-rate follow-up 61 s, other seeds (section 8) 1.6 min, section 7 5.0 min" in block
+
+
+# -- a results.json, log or benchmark file the report did not write -------------------------------------------------
+
+
+def _report_fails(project, capsys, *names):
+    """Run the report on ``project``: it must exit with status 2 and one line on stderr that names the file and says
+    what to do, and leave the README as it was; returns that line."""
+    before = (project / "README.md").read_bytes()
+    assert report.main(["--root", str(project)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m study.report: error: ") and err.count("\n") == 1, err
+    for name in names:
+        assert name in err
+    assert (project / "README.md").read_bytes() == before
+    return err
+
+
+def _complete_results(project):
+    """The results of a notebook of issue 12 as write_results writes them (every part the README shows), with the
+    budget log beside them."""
+    report.write_results(project / "log" / "results.json", _uncertainty_results())
+    pd.DataFrame([{"max_epoch": epochs, "key": "k", "best_val_acc": acc, "best_val_loss": 0.3, "best_iteration": 9,
+                   "train_time_s": 100.0, "diverged": False, "val_images": 6000}
+                  for epochs, acc in ((30, 0.90), (40, 0.91))]).to_csv(project / "log" / "wide_budget.csv", index=False)
+    return json.loads((project / "log" / "results.json").read_text())
+
+
+@pytest.mark.parametrize("section", ["test", "best", "grid", "final_training", "notebook_wall_time_s"])
+def test_results_missing_a_section_the_readme_shows_are_refused_naming_it(project, capsys, section):
+    results = json.loads((project / "log" / "results.json").read_text())
+    del results[section]
+    (project / "log" / "results.json").write_text(json.dumps(results))
+    err = _report_fails(project, capsys, str(project / "log" / "results.json"), repr(section), "make run",
+                        "git checkout")
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("change, where", [
+    (lambda r: r["test"].update(accuracy="0.8934"), "test.accuracy"),
+    (lambda r: r["test"].update(ci=[0.88]), "test.ci"),
+    (lambda r: r.update(best=[784, 10]), "best"),
+    (lambda r: r["best"].update(layers="784-256-128-10"), "best.layers"),
+    (lambda r: r["grid"].update(runs=0), "grid.runs"),
+    (lambda r: r["grid"].update(runs=True), "grid.runs"),
+    (lambda r: r.update(notebook_wall_time_s=None), "notebook_wall_time_s"),
+    (lambda r: r.update(quick="false"), "quick"),
+    (lambda r: r["seeds"]["table"][2].pop("test_acc"), "seeds.table[2].test_acc"),
+    (lambda r: r["beyond"]["mcnemar"][0].update(significant="yes"), "beyond.mcnemar[0].significant"),
+    (lambda r: r["lr_followup"]["verdict"].update(diverged_lrs=0.5), "lr_followup.verdict.diverged_lrs"),
+    (lambda r: r["halving"]["settings"].pop("lr"), "halving.settings.lr"),
+])
+def test_results_of_the_wrong_types_are_refused_naming_the_value(project, capsys, change, where):
+    results = _complete_results(project)
+    assert report.main(["--root", str(project)]) == 0
+    change(results)
+    (project / "log" / "results.json").write_text(json.dumps(results))
+    err = _report_fails(project, capsys, str(project / "log" / "results.json"), "make run")
+    assert f"({where} " in err
+
+
+@pytest.mark.parametrize("content, message", [
+    (lambda text: text[: len(text) // 2], "not valid JSON"),
+    (lambda text: "", "not valid JSON"),
+    (lambda text: "[1, 2, 3]", "should be a JSON object"),
+    (lambda text: '"results"', "should be a JSON object"),
+])
+def test_results_that_are_not_json_or_not_an_object_are_refused(project, capsys, content, message):
+    path = project / "log" / "results.json"
+    path.write_text(content(path.read_text()))
+    _report_fails(project, capsys, str(path), message, "make run")
+
+
+def test_no_change_to_the_results_ends_in_a_traceback(project, monkeypatch):
+    """Every value of a complete results.json, removed or replaced by text: the report writes the README or exits
+    with status 2 and a sentence naming the file, never with an exception (the README's own markers aside)."""
+    complete = _complete_results(project)
+    path = project / "log" / "results.json"
+    grid_log = grid.read_log(project / "log" / "grid_search.csv")  # read once, not at each of 300 reports
+    budget_log = report.budget.read_budget_log(project / "log" / "wide_budget.csv")
+    monkeypatch.setattr(grid, "read_log", lambda _: grid_log.copy())
+    monkeypatch.setattr(report.budget, "read_budget_log", lambda _: budget_log.copy())
+
+    def places(value, at=()):
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                yield (*at, key)
+                yield from places(inner, (*at, key))
+        elif isinstance(value, list) and value:
+            yield (*at, 0)
+            yield from places(value[0], (*at, 0))
+
+    refused = 0
+    for place in places(complete):
+        for change in ("remove", "text"):
+            results = json.loads(json.dumps(complete))
+            *parent, last = place
+            holder = results
+            for step in parent:
+                holder = holder[step]
+            if change == "remove":
+                del holder[last]
+            else:
+                holder[last] = "not what was written"
+            path.write_text(json.dumps(results))
+            stderr = io.StringIO()
+            with contextlib.redirect_stderr(stderr):
+                status = report.main(["--root", str(project)])
+            assert status in (0, 2), place
+            if status == 2:
+                refused += 1
+                assert stderr.getvalue().count("\n") == 1 and str(path) in stderr.getvalue(), (place, stderr.getvalue())
+    assert refused > 0
+
+
+def test_a_part_the_shape_does_not_describe_still_ends_in_a_sentence(project, capsys, monkeypatch):
+    """The shape check describes what render reads; should it miss something, render's error names the file."""
+    monkeypatch.setattr(report, "RESULTS_SHAPE", {})
+    results = json.loads((project / "log" / "results.json").read_text())
+    del results["final_training"]
+    (project / "log" / "results.json").write_text(json.dumps(results))
+    err = _report_fails(project, capsys, str(project / "log" / "results.json"), "KeyError", "'final_training'")
+    assert "make run" in err
+
+
+@pytest.mark.parametrize("content", ["", "layers,lr\n784-10,abc\n", "layers,lr,L2_lambda\n\"784-10,0.1\n"])
+def test_a_grid_log_that_cannot_be_read_is_named(project, capsys, content):
+    (project / "log" / "grid_search.csv").write_text(content)
+    _report_fails(project, capsys, str(project / "log" / "grid_search.csv"))
+
+
+def test_a_budget_log_that_cannot_be_read_is_named(project, capsys):
+    _complete_results(project)
+    budget_log = project / "log" / "wide_budget.csv"
+    budget_log.write_text(budget_log.read_text().splitlines()[0] + "\n")  # the header alone: no budget to show
+    _report_fails(project, capsys, str(budget_log), "make budget")
+    budget_log.write_text("")
+    _report_fails(project, capsys, str(budget_log), "make budget")
+
+
+def test_a_benchmark_file_that_cannot_be_read_is_named(project, capsys):
+    (project / "bench").mkdir()
+    (project / "bench" / "results.json").write_text('{"contenders": {"numpy MLP": {"seconds_per_epoch": 1.2')
+    _report_fails(project, capsys, str(project / "bench" / "results.json"), "not valid JSON", "make bench")
+    (project / "bench" / "results.json").unlink()
+    (project / "bench" / "grid_results.json").write_text(json.dumps({"runs": 48}))  # JSON, without the grid's times
+    _report_fails(project, capsys, str(project / "bench"), "KeyError", "make bench")
+
+
+def test_the_command_exits_with_status_2_and_no_traceback(project):
+    path = project / "log" / "results.json"
+    path.write_text(path.read_text()[:-10])
+    done = subprocess.run([sys.executable, "-m", "study.report", "--root", str(project)], capture_output=True,
+                          text=True, cwd=Path(report.__file__).resolve().parent.parent, timeout=120)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and str(path) in done.stderr and "not valid JSON" in done.stderr
+    assert (project / "README.md").read_text() == README
