@@ -168,7 +168,7 @@ def write_results(path, payload):
     """Write ``payload`` and a description of this machine to ``path`` as JSON, atomically."""
     # Imported here, not at the top: a contender's process then loads only what the contender itself imports, and the
     # matrix-product floor's peak memory is that of the data and NumPy alone.
-    from solver import atomic_write
+    from fileio import atomic_write
     from study.report import machine_info
 
     payload = dict(payload, machine=machine_info())

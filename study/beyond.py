@@ -1,7 +1,8 @@
 """Section 7 of the study, "Beyond the original study": other update rules and a wider network with dropout.
 
-Every contender trains on the same split as the seed grid. Where a contender has candidate settings (a few learning
-rates), the one with the best validation accuracy is kept (``runs.ranked``, the rule the searches use); the test set
+Every contender trains on the same split as the seed grid, and is recorded (``study.records``) so that the notebook,
+run again, reads it instead of training it. Where a contender has candidate settings (a few learning rates), the one
+with the best validation accuracy is kept (``runs.ranked``, the rule the searches use); the test set
 is measured only afterwards, to fill the comparison table, and never chooses anything; ``study.stats`` then says
 which of the differences on the test set are significant. Section 7's wide network is ``config.WIDE_RECIPE``; it
 trains with :func:`fit_with_progress`, which shows its epochs as they pass and resumes it from a checkpoint.
@@ -14,21 +15,6 @@ from tqdm import tqdm
 
 from study import runs, stats
 from study.metrics import per_class_accuracy, per_class_table
-
-
-def fit_candidates(candidates, X_train, y_train, X_val, y_val, n_jobs=1, progress=True):
-    """Train one model per settings dict (``MLP`` keyword arguments), ``n_jobs`` at a time through
-    ``runs.dispatch`` (one BLAS thread per run, so that the results do not depend on ``n_jobs``); the trained models
-    in the candidates' order. A progress bar on stdout counts the finished runs."""
-    trained = runs.dispatch(runs.fit, candidates, X_train, y_train, X_val, y_val, n_jobs=n_jobs, ordered=True)
-    with tqdm(total=len(candidates), desc="candidates", unit="run", disable=not progress, file=sys.stdout) as bar:
-        models = []
-        for model in trained:
-            models.append(model)
-            bar.update()
-            bar.set_postfix(last=f"{model.optimizer.config()['name']} lr {model.lr:g}",
-                            val_acc=f"{model.best_val_acc:.4f}")
-    return models
 
 
 def fit_with_progress(settings, X_train, y_train, X_val, y_val, save_path=None, checkpoint_path=None, fresh=False,

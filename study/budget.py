@@ -15,6 +15,7 @@ so an interrupted search goes on where it stopped; ``--fresh`` keeps the old log
 
 import argparse
 import math
+import warnings
 
 import pandas as pd
 
@@ -36,19 +37,36 @@ def budget_runs(settings, budgets, X_train, y_train, X_val, y_val, log_path, n_j
     budgets = [int(budget) for budget in budgets]
     if not budgets or len(set(budgets)) != len(budgets) or min(budgets) < 1:
         raise ValueError(f"budgets must be distinct numbers of epochs of at least 1, got {budgets}")
-    with runs.exclusive(log_path):
-        rows = runs.keyed_runs(
-            [dict(settings, max_epoch=budget) for budget in budgets], (X_train, y_train, X_val, y_val), log_path,
-            LOG_COLUMNS, "a log of epoch budgets", lambda model: {**runs.outcome(model), "val_images": len(y_val)},
-            lambda row: {"epochs": row["max_epoch"], "val_acc": f"{row['best_val_acc']:.4f}"},
-            n_jobs=n_jobs, fresh=fresh, progress=progress, desc="budgets")
+    rows = runs.keyed_runs(
+        [dict(settings, max_epoch=budget) for budget in budgets], (X_train, y_train, X_val, y_val), log_path,
+        LOG_COLUMNS, "a log of epoch budgets", lambda model: {**runs.outcome(model), "val_images": len(y_val)},
+        lambda row: {"epochs": row["max_epoch"], "val_acc": f"{row['best_val_acc']:.4f}"},
+        n_jobs=n_jobs, fresh=fresh, progress=progress, desc="budgets")
     return pd.DataFrame(rows, columns=LOG_COLUMNS)
 
 
-def read_budget_log(log_path=LOG_PATH):
-    """The rows of a log of :func:`budget_runs` (the committed one by default), with their columns checked."""
-    return runs.read_log(log_path, LOG_COLUMNS, "a log of epoch budgets",
-                         " Pass fresh=True to start a new one (the old one is kept as .bak).")
+def read_budget_log(log_path=LOG_PATH, settings=None, data=None):
+    """The rows of a log of :func:`budget_runs` (the committed one by default), with their columns checked.
+
+    Given the ``settings`` and ``data`` (``X_train, y_train, X_val, y_val``) of the budgets wanted, only their rows
+    are kept (by their ``key``), and a warning counts the others. Without them, a budget logged twice under two keys
+    is an error: the log mixes two recipes or two data sets, and no rule may choose from the mixture."""
+    log = runs.read_log(log_path, LOG_COLUMNS, "a log of epoch budgets",
+                        " Pass fresh=True to start a new one (the old one is kept as .bak).",
+                        key=lambda row: (row["max_epoch"], row["key"]))
+    if settings is not None:
+        keys = [runs.run_key(dict(settings, max_epoch=int(budget)), data) for budget in log["max_epoch"]]
+        mine = log["key"].to_numpy() == keys
+        if not mine.all():
+            warnings.warn(f"{log_path}: {int((~mine).sum())} rows of other settings or other data left out",
+                          stacklevel=2)
+        log = log[mine].reset_index(drop=True)
+    mixed = sorted(log.loc[log["max_epoch"].duplicated(), "max_epoch"].unique().tolist())
+    if mixed:
+        raise ValueError(f"{log_path} logs the budgets {mixed} under two keys: it mixes runs of two recipes or data "
+                         "sets. Read it with the settings and data wanted (read_budget_log(path, settings, data)), "
+                         "or start a new log (--fresh)")
+    return log
 
 
 def choose_budget(table):

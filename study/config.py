@@ -124,11 +124,20 @@ class StudyConfig:
         recipe = {key: value for key, value in self.model_kwargs.items() if key != "max_epoch"}
         return dict(recipe, factor=self.halving_factor, min_epochs=self.halving_min_epochs, max_epochs=self.max_epoch)
 
+    @property
+    def model_records(self):
+        """Where the study's single models are recorded (``study.records``): the final model of section 4 and the
+        candidates and wide network of section 7, each with its weights, history and log row."""
+        from study.records import Records  # records imports the model; config stays at the bottom of the package
+
+        return Records(self.log_dir / "models.csv", self.log_dir / "model_histories", self.weights_dir)
+
     def beyond_candidates(self, best):
-        """Section 7's candidates on the grid's best settings ``best``: the same recipe with momentum, with Adam."""
+        """Section 7's candidates on the grid's best settings ``best``: the same recipe with momentum, with Adam; two
+        dicts of ``{name: MLP keyword arguments}``, the name saying the rule and the rate (``"momentum_lr0.01"``)."""
         same = dict(self.model_kwargs, layers=list(best["layers"]), L2_lambda=best["L2_lambda"])
-        return ([dict(same, optimizer="momentum", lr=lr) for lr in self.momentum_lrs],
-                [dict(same, optimizer="adam", lr=lr) for lr in self.adam_lrs])
+        return ({f"momentum_lr{lr:g}": dict(same, optimizer="momentum", lr=lr) for lr in self.momentum_lrs},
+                {f"adam_lr{lr:g}": dict(same, optimizer="adam", lr=lr) for lr in self.adam_lrs})
 
     def followup_grid(self, best):
         """The learning-rate follow-up: the grid's best architecture and L2 strength ``best`` with the rates of

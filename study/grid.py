@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from solver import atomic_write
+from fileio import atomic_write
 from study import runs
 
 LOG_COLUMNS = [*runs.SETTINGS, "best_val_acc", "best_val_loss", "train_time_s", "best_iteration", "diverged"]
@@ -30,19 +30,6 @@ def train_run(settings, X_train, y_train, X_val, y_val, **model_kwargs):
     return runs.log_row(settings, model), model.history
 
 
-def retrain(settings, X_train, y_train, X_val, y_val, save_path=None, **model_kwargs):
-    """The grid's run of ``settings`` trained again as the grid trained it, and the trained model.
-
-    Same recipe (``model_kwargs``) and seed, and one BLAS thread, as every run of a search on this machine had
-    (``runs.blas_threads``): the run then repeats the grid's run bit for bit. With another thread count the float32
-    sums would round differently, and SGD would carry the difference into slightly different weights. ``save_path``
-    receives the best-validation weights.
-    """
-    (model,) = runs.dispatch(runs.fit, [dict(settings, **model_kwargs)], X_train, y_train, X_val, y_val,
-                             save_path=save_path)
-    return model
-
-
 def history_path(history_dir, settings):
     """Where the grid search writes the training history of the run of ``settings`` (a settings dict or a log row):
     ``history_dir/<run_name>.csv``."""
@@ -50,15 +37,21 @@ def history_path(history_dir, settings):
 
 
 def read_history(history_dir, settings):
-    """The training history the grid search wrote for the run of ``settings``, as a DataFrame."""
-    return pd.read_csv(history_path(history_dir, settings))
+    """The training history the grid search wrote for the run of ``settings``, as a DataFrame; FileNotFoundError
+    saying how to get it back if it is missing."""
+    path = history_path(history_dir, settings)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run the grid search again with this history_dir (it trains the "
+                                "runs whose history is missing and writes it) or restore the file")
+    return pd.read_csv(path)
 
 
 def read_log(log_path):
-    """Read a grid-search log, checking that its columns are :data:`LOG_COLUMNS`."""
+    """Read a grid-search log, checking that its columns are :data:`LOG_COLUMNS`; a run logged twice counts once
+    (its last row), with a warning."""
     return runs.read_log(log_path, LOG_COLUMNS, "a log of this grid search (an older or different one wrote it)",
                          " Pass rerun=True to start a new log (the old one is kept as a .bak file) or delete the "
-                         "file; rows of different formats are never mixed.")
+                         "file; rows of different formats are never mixed.", key=runs.settings_key)
 
 
 def best_settings(log):
@@ -86,15 +79,26 @@ def logged_runs(log_path):
     return max(0, log_path.read_bytes().count(b"\n") - 1)
 
 
-def drop_rows_without_history(log_path, log, history_dir):
-    """A row is the record that a run is complete, written after its history: a row whose history file is missing
-    (deleted by hand, say) is dropped, so that the run trains again. Returns the log without those rows."""
-    missing = [i for i, row in enumerate(log.to_dict("records")) if not history_path(history_dir, row).exists()]
-    if missing:
-        lines = log_path.read_bytes().splitlines(keepends=True)  # the kept rows stay byte for byte as they were
-        kept = [line for i, line in enumerate(lines) if i - 1 not in missing]
-        atomic_write(log_path, lambda f: f.write(b"".join(kept)))
-    return log.drop(index=log.index[missing]).reset_index(drop=True)
+def rows_without_history(log, history_dir):
+    """The settings keys of the rows of ``log`` whose history file is missing from ``history_dir``.
+
+    ValueError, naming the folder, when the log holds runs and the folder holds none of their histories (it is
+    missing, or it is not this log's): training every run again would be the answer to a mistyped path.
+    """
+    missing = [runs.settings_key(row) for row in log.to_dict("records") if not history_path(history_dir, row).exists()]
+    if len(log) and len(missing) == len(log):
+        raise ValueError(f"the history folder {history_dir} holds none of the histories of the {len(log)} runs "
+                         "logged: pass the folder the search wrote them to, or rerun=True to train them all again "
+                         "(the old log is kept as .bak)")
+    return set(missing)
+
+
+def same_numbers(logged, row):
+    """Whether a run trained again (``row``) repeats its ``logged`` row: the same numbers but its training time."""
+    if logged is None:
+        return False
+    return all(logged[column] == row[column] or (pd.isna(logged[column]) and pd.isna(row[column]))
+               for column in LOG_COLUMNS if column != "train_time_s")
 
 
 def _prepare_log(log_path):
@@ -149,16 +153,19 @@ def grid_search(
             for path in (log_path, runs.recipe_path(log_path), history_dir):
                 if path.exists():
                     runs.backup(path)
-        history_dir.mkdir(parents=True, exist_ok=True)
         _prepare_log(log_path)
         log = read_log(log_path)
         runs.check_recipe(log_path, runs.describe_recipe(model_kwargs, X_train, y_train, X_val, y_val),
-                          has_runs=logged_runs(log_path) > 0)
-        log = drop_rows_without_history(log_path, log, history_dir)
+                          has_runs=len(log) > 0, restart="rerun=True")
+        without_history = rows_without_history(log, history_dir)
+        if without_history:
+            print(f"{len(without_history)} logged runs have no history in {history_dir}: they train again to write "
+                  "it, and their rows stay as logged")
+        history_dir.mkdir(parents=True, exist_ok=True)
 
-        done = {runs.settings_key(row) for row in log.to_dict("records")}
+        logged = {runs.settings_key(row): row for row in log.to_dict("records")}
         todo = runs.unique_settings(grid)
-        pending = [s for k, s in todo.items() if k not in done]
+        pending = [s for k, s in todo.items() if k not in logged or k in without_history]
         results = runs.dispatch(train_run, pending, X_train, y_train, X_val, y_val, n_jobs=n_jobs, **model_kwargs)
 
         with tqdm(
@@ -174,8 +181,9 @@ def grid_search(
             rows = log.to_dict("records")
             for row, history in results:
                 atomic_write(history_path(history_dir, row), partial(history.to_csv, index=False))
-                runs.append_rows(log_path, [row], LOG_COLUMNS)
-                rows.append(row)
+                if not same_numbers(logged.get(runs.settings_key(row)), row):
+                    runs.append_rows(log_path, [row], LOG_COLUMNS)  # a changed rerun: its new row counts
+                    rows.append(row)
                 bar.update()
                 _postfix(bar, pd.DataFrame(rows, columns=LOG_COLUMNS))
         return read_log(log_path)

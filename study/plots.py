@@ -10,7 +10,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from solver import atomic_write
+from fileio import atomic_write
 from study.metrics import class_mean_activations, confusion_matrix
 
 WEIGHT_CMAP = "RdBu_r"  # diverging: red = positive, blue = negative, white = 0

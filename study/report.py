@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from solver import atomic_write
+from fileio import atomic_write
 from study import budget, config, followup, grid, runs, stats
 from study.benches import bench_paragraphs, duration, machine_line, table
 
@@ -104,6 +104,41 @@ def write_results(path, results):
     return payload
 
 
+# What differs from one execution to the next although no number changed: its wall times and how much it trained.
+EXECUTION_KEYS = {"wall_time_s", "notebook_wall_time_s", "sections_wall_time_s", "trained_now", "n_jobs",
+                  "runs_trained", "machine", "written_at"}
+
+
+def measured_numbers(results):
+    """``results`` (as JSON holds them) without :data:`EXECUTION_KEYS`, at any depth: the numbers of the study."""
+    if isinstance(results, dict):
+        return {key: measured_numbers(value) for key, value in results.items() if key not in EXECUTION_KEYS}
+    if isinstance(results, list):
+        return [measured_numbers(value) for value in results]
+    return results
+
+
+def save_results(path, results):
+    """Write ``results`` to ``path`` (:func:`write_results`) when this execution trained runs (``runs_trained``,
+    which :func:`notebook_results` records) or there is no record yet; return what the file then holds.
+
+    An execution that trained nothing read every number from the logs and records: the file already there, written
+    by the execution that trained them, keeps its wall times and stays byte for byte as it was. ValueError if its
+    numbers are not the ones just computed: the logs or weights changed after it was written, and a run that trains
+    (``make run``) should measure them afresh.
+    """
+    path = Path(path)
+    if results["runs_trained"] or not path.exists():
+        return write_results(path, results)
+    recorded = json.loads(path.read_text())
+    if measured_numbers(recorded) != measured_numbers(_json_ready(results)):
+        differs = sorted(key for key in (set(recorded) | set(results)) - EXECUTION_KEYS
+                         if measured_numbers(recorded.get(key)) != measured_numbers(_json_ready(results.get(key))))
+        raise ValueError(f"{path} records other numbers than the logs and weights give now (in {differs}): they "
+                         "changed since it was written; run `make run` to train and measure the study afresh")
+    return recorded
+
+
 def notebook_results(cfg, grid_log, trained_now, n_jobs, final, test, halving_found, beyond_table, beyond_test,
                      wall_s, mcnemar=None, lr_followup=None, seeds=None, sections=None):
     """What the notebook measured, as the dict :func:`write_results` writes to ``log/results.json``.
@@ -117,7 +152,8 @@ def notebook_results(cfg, grid_log, trained_now, n_jobs, final, test, halving_fo
     ``"lr_followup"`` and ``"seeds"`` (section 8). Then, when given: ``mcnemar``, section 7's contenders against the
     seed grid's best (``stats.mcnemar_table``); ``lr_followup``, ``{"table": followup.lr_table(...), "verdict":
     followup.verdict(...)}``; ``seeds``, ``{"table": seeds.seed_table(...), "summary": seeds.summary(...)}``;
-    ``sections``, the wall time of each section of the notebook (``timing.Sections.times``).
+    ``sections``, the wall time of each section of the notebook (``timing.Sections.times``). ``runs_trained``
+    counts the runs this process trained (``runs.runs_started``): 0 when every part was read from its record.
     """
     top5 = grid.top_k(grid_log, k=5)
     best = runs.settings_from_row(top5.iloc[0])
@@ -125,6 +161,7 @@ def notebook_results(cfg, grid_log, trained_now, n_jobs, final, test, halving_fo
     images = test[2]
     results = {
         "quick": cfg.quick,
+        "runs_trained": runs.runs_started,
         "test": {"accuracy": test[0], "loss": test[1], "images": images,
                  "ci": stats.accuracy_ci(round(test[0] * images), images)},
         "best": {**best, "best_val_acc": top5.loc[0, "best_val_acc"], "best_val_loss": top5.loc[0, "best_val_loss"]},

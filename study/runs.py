@@ -15,6 +15,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import joblib
@@ -24,14 +25,14 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from tqdm import tqdm
 
 import solver
+from fileio import atomic_write
 from modules import MLP
-from solver import atomic_write
 from study import config
 
 SETTINGS = ["layers", "lr", "L2_lambda"]
 OUTCOMES = ["best_val_acc", "best_val_loss", "train_time_s", "best_iteration", "diverged"]
-DTYPES = {"rung": int, "layers": str, "lr": float, "L2_lambda": float, "epochs": int, "max_epoch": int, "key": str,
-          "best_val_acc": float, "best_val_loss": float, "train_time_s": float, "best_iteration": int,
+DTYPES = {"rung": int, "name": str, "layers": str, "lr": float, "L2_lambda": float, "epochs": int, "max_epoch": int,
+          "key": str, "best_val_acc": float, "best_val_loss": float, "train_time_s": float, "best_iteration": int,
           "diverged": bool, "val_images": int, "seed": int, "test_correct": int, "test_images": int}
 
 # -- a run's settings and their names ----------------------------------------------------------------------------
@@ -153,7 +154,13 @@ class _WithThreads:
             return self.function(*args, **kwargs)
 
 
-runs_started = 0  # runs this process has sent to train (dispatch counts them): 0 after a notebook that only resumed
+runs_started = 0  # runs this process has sent to train: 0 after a notebook that only read what was recorded
+
+
+def count_started(n_runs):
+    """Count ``n_runs`` more runs started by this process (:func:`dispatch` counts those it sends)."""
+    global runs_started
+    runs_started += n_runs
 
 
 def dispatch(function, items, *args, n_jobs=1, ordered=False, **kwargs):
@@ -166,9 +173,8 @@ def dispatch(function, items, *args, n_jobs=1, ordered=False, **kwargs):
     and ``n_jobs`` only has to differ from 1). ``function`` must be defined at the top level of a module so that
     joblib can send it.
     """
-    global runs_started
     call, items = _WithThreads(function, blas_threads(n_jobs)), list(items)
-    runs_started += len(items)
+    count_started(len(items))
     if in_process(n_jobs) or not items:  # nothing to do starts no workers
         return (call(item, *args, **kwargs) for item in items)
     return joblib.Parallel(n_jobs=n_jobs, return_as="generator" if ordered else "generator_unordered")(
@@ -214,13 +220,43 @@ def drop_torn_row(log_path):
             log_path.unlink()
 
 
-def read_log(path, columns, what, advice=""):
+def read_log(path, columns, what, advice="", key=None):
     """Read the CSV log at ``path``, checking that its columns are ``columns``; ValueError otherwise, naming ``what``
-    the log should be, followed by ``advice``."""
+    the log should be, followed by ``advice``.
+
+    True and false may be spelled as pandas and people write them (``True``, ``false``, ``1``, ``no``); any other
+    value of a boolean column is an error that names it. With ``key`` (a function of a row), rows of the same key
+    are one run logged twice: the last one counts, and a warning says so. Blank lines are skipped."""
     log = pd.read_csv(path, dtype={column: str for column in columns if DTYPES.get(column) is str})
     if list(log.columns) != list(columns):
         raise ValueError(f"{path} is not {what}: found columns {list(log.columns)}, expected {list(columns)}.{advice}")
-    return log.astype({column: DTYPES[column] for column in columns})
+    for column in columns:
+        if DTYPES.get(column) is bool:
+            log[column] = parse_booleans(log[column], path, column)
+    log = log.astype({column: DTYPES[column] for column in columns})
+    if key is not None and len(log):
+        keys = [key(row) for row in log.to_dict("records")]
+        repeated = pd.Series(keys).duplicated(keep="last").to_numpy()
+        if repeated.any():
+            warnings.warn(f"{path} logs {int(repeated.sum())} runs more than once (rows of the same run): the last row "
+                          "of each counts", stacklevel=2)
+            log = log[~repeated].reset_index(drop=True)
+    return log
+
+
+BOOLEANS = {"true": True, "1": True, "1.0": True, "yes": True, "false": False, "0": False, "0.0": False, "no": False}
+
+
+def parse_booleans(values, path, column):
+    """A column of true and false values, however spelled (see :data:`BOOLEANS`); ValueError naming any other."""
+    if values.dtype == bool:
+        return values
+    spelled = values.astype(str).str.strip().str.lower()
+    unknown = sorted(set(spelled) - set(BOOLEANS))
+    if unknown:
+        raise ValueError(f"{path}: column {column!r} must hold true or false, found {unknown}; correct those cells "
+                         "(True or False) or restore the log from its backup")
+    return spelled.map(BOOLEANS).astype(bool)
 
 
 def find_row(log, settings):
@@ -280,13 +316,22 @@ def keyed_runs(settings_list, data, log_path, columns, what, row_of, postfix, n_
     name = columns[0]
     values = [int(settings[name]) for settings in settings_list]
     log_path = Path(log_path)
-    if fresh and log_path.exists():
-        backup(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    drop_torn_row(log_path)
-    if not log_path.exists():
-        start_log(log_path, columns)
-    log = read_log(log_path, columns, what, " Pass fresh=True to start a new one (the old one is kept as .bak).")
+    with exclusive(log_path):  # one search per log at a time
+        if fresh and log_path.exists():
+            backup(log_path)
+        drop_torn_row(log_path)
+        if not log_path.exists():
+            start_log(log_path, columns)
+        log = read_log(log_path, columns, what, " Pass fresh=True to start a new one (the old one is kept as .bak).",
+                       key=lambda row: (row[name], row["key"]))
+        return _keyed_runs(settings_list, values, data, log_path, log, columns, row_of, postfix, n_jobs, progress,
+                           desc)
+
+
+def _keyed_runs(settings_list, values, data, log_path, log, columns, row_of, postfix, n_jobs, progress, desc):
+    """The runs of :func:`keyed_runs` once its log is read (``log``), under its lock."""
+    name = columns[0]
     keys = {value: run_key(settings, data) for value, settings in zip(values, settings_list, strict=True)}
     found = {(row[name], row["key"]): row for row in log.to_dict("records")}
     rows = {value: found[(value, keys[value])] for value in values if (value, keys[value]) in found}
@@ -352,30 +397,31 @@ def read_recipe(log_path):
         logged = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path} is not a readable recipe record ({error}); it says how the runs of {log_path} "
-                         "were made: restore it from git, or start a new log (fresh or rerun)") from None
+                         "were made: restore it (from git, say), or start a new log") from None
     if not isinstance(logged, dict) or not {"recipe", "data"} <= set(logged):
-        raise ValueError(f"{path} is not a recipe record (it lacks 'recipe' or 'data'): restore it from git, or start "
-                         "a new log (fresh or rerun)")
+        raise ValueError(f"{path} is not a recipe record (it lacks 'recipe' or 'data'): restore it (from git, say), or "
+                         "start a new log")
     return logged
 
 
-def check_recipe(log_path, described, has_runs):
+def check_recipe(log_path, described, has_runs, restart="fresh=True"):
     """Write the recipe record of a log (``described``, :func:`describe_recipe`) unless it holds runs: then
     ValueError unless their recipe and data are ``described``'s (the BLAS kernels may differ: they move only the
-    last bits). A record that already says the same is left as it is."""
+    last bits), saying to pass ``restart`` to start a new log. A record that already says the same is left as it
+    is."""
     path = recipe_path(log_path)
     if not path.exists():
         if has_runs:
             raise ValueError(f"{log_path} holds runs but no {path.name} says how they were made, so they cannot be "
-                             "resumed safely: start a new log (fresh or rerun; the old one is kept as .bak)")
+                             f"resumed safely: pass {restart} to start a new log (the old one is kept as .bak)")
         write_recipe(log_path, described)
         return
     logged = read_recipe(log_path)
     differs = [part for part in ("recipe", "data") if not same_recipe(logged, described, part)]
     if differs and has_runs:
         raise ValueError(f"{log_path} was made with another {' and other '.join(differs)} ({logged[differs[0]]} "
-                         f"against {described[differs[0]]}); its runs cannot be ranked with these. Start a new log "
-                         "(fresh or rerun; the old one is kept as .bak), or give a new log_path")
+                         f"against {described[differs[0]]}); its runs cannot be ranked with these. Pass {restart} to "
+                         "start a new log (the old one is kept as .bak), or give a new log_path")
     if differs:
         write_recipe(log_path, described)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 from nbformat.warnings import MissingIDFieldWarning
 
-from solver import atomic_write
+from fileio import atomic_write
 
 
 def final_states(text):
@@ -50,9 +50,16 @@ INJECTED_TAG = "injected-parameters"  # papermill's tag on the cell of the param
 
 
 def tidy_notebook(nb):
-    """:func:`tidy_outputs` on every code cell of ``nb`` (an nbformat notebook), no cell of injected parameters and
-    no widget state in its metadata; ``nb`` is changed in place and returned."""
+    """:func:`tidy_outputs` on every code cell of ``nb`` (an nbformat notebook), no cell of injected parameters (the
+    executed cells numbered again from 1, as a Run All numbers them) and no widget state in its metadata; ``nb`` is
+    changed in place and returned."""
     nb.cells = [cell for cell in nb.cells if INJECTED_TAG not in cell.get("metadata", {}).get("tags", [])]
+    executed = [cell for cell in nb.cells if cell.cell_type == "code" and cell.get("execution_count") is not None]
+    for count, cell in enumerate(executed, start=1):
+        cell.execution_count = count
+        for output in cell.outputs:
+            if "execution_count" in output:
+                output.execution_count = count
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs = tidy_outputs(cell.outputs)

@@ -76,3 +76,20 @@ def test_the_committed_log_was_made_with_the_wide_recipe_on_the_studys_split(fas
     wide = config.study_config(quick=False).wide_settings
     assert list(log["key"]) == [runs.run_key(dict(wide, max_epoch=epochs), (X_train, y_train, X_val, y_val))
                                 for epochs in log["max_epoch"]]
+
+
+def test_a_log_mixing_two_recipes_is_refused_or_read_for_the_settings_wanted(tmp_path):
+    data, log_path = small_problem(), tmp_path / "budget.csv"
+    budget.budget_runs(settings(), [1, 2], *data, log_path, progress=False)
+    budget.budget_runs(settings(lr=0.05), [2], *data, log_path, progress=False)
+    with pytest.raises(ValueError, match=r"logs the budgets \[2\] under two keys"):
+        budget.read_budget_log(log_path)
+    with pytest.warns(UserWarning, match="1 rows of other settings or other data left out"):
+        mine = budget.read_budget_log(log_path, settings(), data)
+    assert list(mine["max_epoch"]) == [1, 2]
+
+
+def test_the_budget_log_takes_the_lock(tmp_path):
+    log_path = tmp_path / "budget.csv"
+    with runs.exclusive(log_path), pytest.raises(runs.LogInUse):
+        budget.budget_runs(settings(), [1], *small_problem(), log_path, progress=False)

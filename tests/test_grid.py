@@ -241,16 +241,48 @@ def test_a_resume_with_another_recipe_or_other_data_is_refused_and_the_log_kept(
     assert len(search(settings_grid, data, paths)) == 4  # the same recipe and data resume
 
 
-def test_a_row_whose_history_is_missing_is_trained_again(data, settings_grid, paths, counter):
-    first = search(settings_grid, data, paths)
-    grid.history_path(paths[1], settings_grid[1]).unlink()
-    again = search(settings_grid, data, paths)
+def test_a_row_whose_history_is_missing_trains_again_to_write_it_and_its_row_stays(data, settings_grid, paths,
+                                                                                  counter, capsys):
+    search(settings_grid, data, paths)
+    text = paths[0].read_bytes()
+    history = grid.history_path(paths[1], settings_grid[1])
+    expected = history.read_bytes()
+    history.unlink()
+    with pytest.raises(FileNotFoundError, match="is missing: run the grid search again"):
+        grid.read_history(paths[1], settings_grid[1])
+    search(settings_grid, data, paths)
     assert counter[4:] == [settings_grid[1]]
-    assert grid.history_path(paths[1], settings_grid[1]).exists()
-    assert len(again) == len(first)
-    columns = ["layers", "lr", "L2_lambda", "best_val_acc", "best_val_loss", "best_iteration"]
-    retrained = again.iloc[-1][columns]
-    pd.testing.assert_series_equal(retrained, first.iloc[1][columns], check_names=False)
+    assert "1 logged runs have no history" in capsys.readouterr().out
+    assert history.read_bytes() == expected  # the same run, bit for bit
+    assert paths[0].read_bytes() == text  # its row repeated the logged one: the log is as it was
+
+
+def test_no_resume_loses_a_logged_row(data, settings_grid, paths, counter):
+    """The history folder missing or mistyped, a boolean spelled otherwise, a row logged twice, a blank line: the
+    log and its backups stay as they were, and what can be read is read."""
+    log_path, history_dir = paths
+    search(settings_grid, data, paths)
+    text = log_path.read_bytes()
+    for wrong in (history_dir.with_name("histories_typo"), history_dir):
+        if wrong == history_dir:
+            history_dir.rename(history_dir.with_name("moved"))
+        with pytest.raises(ValueError, match=f"history folder {wrong} holds none of the histories of the 4 runs"):
+            grid.grid_search(settings_grid, *data, log_path, wrong, progress=False, **MODEL_KWARGS)
+        assert log_path.read_bytes() == text
+    history_dir.with_name("moved").rename(history_dir)
+
+    lines = text.decode().splitlines(keepends=True)
+    edited = lines[0] + lines[1].replace(",False", ",false") + "\n" + lines[2] + lines[2] + "".join(lines[3:])
+    log_path.write_text(edited)
+    with pytest.warns(UserWarning, match="logs 1 runs more than once"):
+        log = search(settings_grid, data, paths)
+    assert len(counter) == 4 and len(log) == 4 and not log["diverged"].any()
+    assert log_path.read_text() == edited
+
+    log_path.write_text(edited.replace(",false", ",nope"))
+    with pytest.raises(ValueError, match=r"column 'diverged' must hold true or false, found \['nope'\]"):
+        search(settings_grid, data, paths)
+    assert len(counter) == 4
 
 
 def test_a_second_search_on_the_same_log_fails_at_once_and_the_lock_goes_with_the_first(data, settings_grid, paths,

@@ -81,16 +81,19 @@ def quick_run(tmp_path_factory):
     return nb, out, tmp
 
 
-def test_the_parameters_cell_is_tagged_and_papermill_injects_after_it(quick_run):
-    nb, _, _ = quick_run
-    tags = [cell.metadata.get("tags", []) for cell in nb.cells]
+def test_papermill_injects_after_the_parameters_cell_and_the_tidied_notebook_keeps_only_its_own(quick_run):
+    nb, _, tmp = quick_run
+    raw = nbformat.read(tmp / "executed.raw.ipynb", as_version=4)
+    tags = [cell.metadata.get("tags", []) for cell in raw.cells]
     parameters, injected = tags.index(["parameters"]), tags.index(["injected-parameters"])
     assert injected == parameters + 1
-    source = nb.cells[parameters].source
+    assert "QUICK = True" in raw.cells[injected].source
+    tags = [cell.metadata.get("tags", []) for cell in nb.cells]
+    assert ["injected-parameters"] not in tags  # Run All in Jupyter takes the notebook's own parameters
+    source = nb.cells[tags.index(["parameters"])].source
     for name, default in (("QUICK", "False"), ("FRESH", "False"), ("N_JOBS", "None"), ("OUTPUT_DIR", "None")):
         assert re.search(rf"^{name} = {default}\b", source, re.MULTILINE), name
     assert "FRESH = True" in source  # the comment says how to ask for a fresh run in Jupyter
-    assert "QUICK = True" in nb.cells[injected].source
 
 
 def test_quick_run_produces_every_artefact(quick_run):

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from study import benches, config, followup, grid, report, seeds, stats
+from study import benches, config, followup, grid, report, runs, seeds, stats
 
 README = """# Project
 
@@ -285,8 +285,9 @@ def test_notebook_results_gathers_what_the_report_reads(project):
     results = report.notebook_results(config.study_config(quick=False, output_dir=project), _log(), trained_now=4,
                                       n_jobs=2, final=final, test=(0.8934, 0.3012, 10000), halving_found=found,
                                       beyond_table=table, beyond_test=(0.9061, 0.33), wall_s=wall_s)
-    assert list(results) == ["quick", "test", "best", "top5", "grid", "final_training", "halving", "beyond",
-                             "notebook_wall_time_s"]
+    assert list(results) == ["quick", "runs_trained", "test", "best", "top5", "grid", "final_training", "halving",
+                             "beyond", "notebook_wall_time_s"]
+    assert results["runs_trained"] == runs.runs_started
     assert results["quick"] is False
     assert results["test"] == {"accuracy": 0.8934, "loss": 0.3012, "images": 10000,
                                "ci": stats.accuracy_ci(8934, 10000)}
@@ -390,6 +391,33 @@ def test_the_readme_shows_intervals_mcnemar_seeds_and_the_follow_up(project):
     assert "The grid's own run (seed 0), 0.8934 on the test set, lies" in block
     assert "the original study's 0.8932 lies" in block
     assert "learning-rate follow-up 61 s, other seeds (section 8) 1.6 min, section 7 5.0 min" in block
+
+
+def test_an_execution_that_trained_nothing_keeps_the_recorded_results_byte_for_byte(project, monkeypatch):
+    path = project / "log" / "results.json"
+    monkeypatch.setattr(runs, "runs_started", 3)
+    report.save_results(path, _uncertainty_results())
+    text = path.read_bytes()
+    monkeypatch.setattr(runs, "runs_started", 0)
+    resumed = _uncertainty_results()
+    resumed["notebook_wall_time_s"] = resumed["grid"]["wall_time_s"] = 1.5  # a resume is quick: times differ
+    resumed["grid"]["trained_now"] = 0
+    kept = report.save_results(path, resumed)
+    assert path.read_bytes() == text
+    assert kept["notebook_wall_time_s"] == _uncertainty_results()["notebook_wall_time_s"] and kept["runs_trained"] == 3
+
+
+def test_numbers_that_differ_from_the_record_without_training_are_an_error(project, monkeypatch):
+    path = project / "log" / "results.json"
+    monkeypatch.setattr(runs, "runs_started", 1)
+    report.save_results(path, _uncertainty_results())
+    text = path.read_bytes()
+    monkeypatch.setattr(runs, "runs_started", 0)
+    moved = _uncertainty_results()
+    moved["test"]["accuracy"] = 0.8935
+    with pytest.raises(ValueError, match=r"other numbers .*\['test'\].*make run"):
+        report.save_results(path, moved)
+    assert path.read_bytes() == text
 
 
 # -- a results.json, log or benchmark file the report did not write -------------------------------------------------

@@ -1,6 +1,6 @@
 """study.runs: what the grid search, successive halving and section 7 share."""
 
-import math
+import json
 import os
 
 import joblib
@@ -129,15 +129,35 @@ def test_blas_threads_is_one_here_and_left_to_a_cluster():
         assert runs.blas_threads(2) == 1
 
 
-def test_retrain_repeats_the_grid_run_bit_for_bit(data, tmp_path):
-    """The notebook's final training: the best setting of a grid trained on two processes, trained again here."""
-    settings_grid = config.make_grid([0.05, 0.2], [(20, 8, 3)], [0.0])
-    log = grid.grid_search(settings_grid, *data, tmp_path / "grid.csv", tmp_path / "histories", n_jobs=2,
-                           progress=False, **TINY)
-    best = grid.best_settings(log)
-    model = grid.retrain(best, *data, save_path=tmp_path / "best.npz", **TINY)
-    pd.testing.assert_frame_equal(model.history, grid.read_history(tmp_path / "histories", best))
-    assert (model.best_val_acc, model.best_iteration) == (runs.find_row(log, best)["best_val_acc"],
-                                                          runs.find_row(log, best)["best_iteration"])
-    assert MLP.from_file(tmp_path / "best.npz").evaluate(*data[2:]) == model.evaluate(*data[2:])
-    assert not math.isnan(model.best_val_loss)
+def test_a_recipe_compares_as_plain_values_with_its_blas_kernels_in_any_order(data, tmp_path):
+    kernels = [{"internal_api": "openblas", "version": v, "architecture": "Haswell"} for v in ("0.3.31", "0.3.30")]
+    logged = dict(runs.describe_recipe({"max_epoch": 2, "seed": 0}, *data), blas=kernels)
+    described = dict(runs.describe_recipe({"max_epoch": np.int64(2), "seed": np.int32(0)}, *data),
+                     blas=kernels[::-1])
+    assert all(runs.same_recipe(logged, described, part) for part in ("recipe", "data", "blas"))
+    assert runs.describe_recipe({}, *data)["blas"] == sorted(runs.describe_recipe({}, *data)["blas"],
+                                                              key=lambda kernel: json.dumps(kernel, sort_keys=True))
+    assert not runs.same_recipe(logged, dict(described, recipe={"max_epoch": 3, "seed": 0}), "recipe")
+    log_path = tmp_path / "grid.csv"
+    runs.write_recipe(log_path, logged)
+    runs.check_recipe(log_path, described, has_runs=True)  # the same recipe: accepted, and its record kept
+    assert json.loads(runs.recipe_path(log_path).read_text())["blas"] == kernels
+
+
+def test_a_damaged_recipe_record_names_its_file(data, tmp_path):
+    log_path = tmp_path / "grid.csv"
+    runs.write_recipe(log_path, runs.describe_recipe({}, *data))
+    path = runs.recipe_path(log_path)
+    path.write_text(path.read_text()[:20])
+    with pytest.raises(ValueError, match=r"grid\.recipe\.json is not a readable recipe record"):
+        runs.check_recipe(log_path, runs.describe_recipe({}, *data), has_runs=True)
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="is not a recipe record"):
+        runs.check_recipe(log_path, runs.describe_recipe({}, *data), has_runs=True)
+
+
+@pytest.mark.parametrize("spelled, expected", [("True", True), ("false", False), ("0", False), ("yes", True)])
+def test_booleans_are_read_however_spelled(tmp_path, spelled, expected):
+    path = tmp_path / "log.csv"
+    path.write_text(f"seed,diverged\n1,{spelled}\n")
+    assert runs.read_log(path, ["seed", "diverged"], "a log")["diverged"].tolist() == [expected]

@@ -115,3 +115,10 @@ def test_summary_places_the_single_run_and_the_original():
     assert "original" not in seeds.describe_summary(seeds.summary(table, {"seed": 0, "val_acc": 0.9,
                                                                           "test_acc": 0.89}))
     assert np.isfinite(found["val"]["std"])
+
+
+def test_the_seeds_log_takes_the_lock_like_every_search(tmp_path):
+    log_path = tmp_path / "seeds.csv"
+    with runs.exclusive(log_path), pytest.raises(runs.LogInUse, match="another search is writing"):
+        seeds.seed_runs([settings(1)], *problem(), log_path, progress=False)
+    assert not log_path.exists()

@@ -66,11 +66,16 @@ def test_tidy_file_rewrites_the_notebook_in_place(tmp_path):
 
 
 def test_papermill_s_injected_parameters_cell_is_dropped_and_the_notebook_s_own_parameters_cell_kept():
-    own = nbformat.v4.new_code_cell("FRESH = False", metadata={"tags": ["parameters"]})
-    injected = nbformat.v4.new_code_cell("# Parameters\nFRESH = True\n", metadata={"tags": ["injected-parameters"]})
-    nb = nbformat.v4.new_notebook(cells=[own, injected, nbformat.v4.new_code_cell("train()")])
+    own = nbformat.v4.new_code_cell("FRESH = False", metadata={"tags": ["parameters"]}, execution_count=1)
+    injected = nbformat.v4.new_code_cell("# Parameters\nFRESH = True\n", metadata={"tags": ["injected-parameters"]},
+                                         execution_count=2)
+    train = nbformat.v4.new_code_cell("train()", execution_count=3)
+    train.outputs = [nbformat.v4.new_output("execute_result", data={"text/plain": "1"}, execution_count=3)]
+    nb = nbformat.v4.new_notebook(cells=[own, injected, train])
     tidied = tidy.tidy_notebook(nb)
     assert [cell.source for cell in tidied.cells] == ["FRESH = False", "train()"]
+    assert [cell.execution_count for cell in tidied.cells] == [1, 2]  # numbered as Run All numbers them
+    assert tidied.cells[1].outputs[0].execution_count == 2
 
 
 # -- files that are not notebooks -----------------------------------------------------------------------------------

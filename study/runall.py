@@ -1,0 +1,117 @@
+"""Run All, as the notebook's reader runs it: the committed notebook executed on a fresh clone, with its own
+parameters (``FRESH = False``), must read everything it shows from the committed logs, records and weights, train
+nothing, leave every tracked file as it was, and print the numbers the committed notebook shows.
+
+    python -m study.runall [--write]
+
+clones the repository's last commit into a temporary folder, executes the notebook there as Jupyter's Run All does
+(nbclient, one kernel, the cells in order, no parameters injected), and reports the wall time, how many runs it
+trained, which tracked files changed and which cells printed other numbers than the committed ones. ``--write``
+records the first two in ``log/run_all.json`` for the README. ``tests/test_run_all.py`` holds the same checks.
+"""
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+from fileio import atomic_write
+from study import config
+
+NOTEBOOK = "Fashion_mnist_model.ipynb"
+RECORD = Path("log") / "run_all.json"
+
+# What differs between the execution that trained the study and one that read it, although no result changed: the
+# progress bars (absent where nothing trains), the wall times, and how much this execution trained.
+PROGRESS_BAR = re.compile(r"\|.*\|\s*\d+/\d+ \[")
+DURATION = re.compile(r"\b\d+(\.\d+)? ?(ms|s|min|h)\b")
+TRAINED = re.compile(r"\b\d+ trained now\b|^this execution trained .*$")
+
+
+def clone(repo, destination):
+    """A fresh clone of ``repo``'s last commit at ``destination``: what a reader gets."""
+    subprocess.run(["git", "clone", "--quiet", str(repo), str(destination)], check=True)
+    return Path(destination)
+
+
+def execute(root, timeout=1800):
+    """Execute ``root``'s notebook in a kernel started in ``root``, cell after cell, with the notebook's own
+    parameters; return the executed notebook (the file is not written) and the wall time in seconds."""
+    nb = nbformat.read(Path(root) / NOTEBOOK, as_version=4)
+    started = time.perf_counter()
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(root)}}).execute()
+    return nb, time.perf_counter() - started
+
+
+def changed_files(root):
+    """The tracked files of the clone at ``root`` that are no longer as committed, and the untracked ones git does
+    not ignore."""
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=root, check=True, capture_output=True, text=True)
+    return [line[3:] for line in status.stdout.splitlines()]
+
+
+def printed(cell):
+    """What a code cell printed and displayed as text, without what differs from one execution to the next."""
+    texts = []
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream":
+            texts.append(output["text"])
+        elif output.get("output_type") in ("execute_result", "display_data"):
+            texts.append(output.get("data", {}).get("text/plain", ""))
+        elif output.get("output_type") == "error":
+            texts.append(f"{output['ename']}: {output['evalue']}")
+    lines = "\n".join(texts).splitlines()
+    return [TRAINED.sub("<trained>", DURATION.sub("<time>", line)) for line in lines
+            if line.strip() and not PROGRESS_BAR.search(line)]
+
+
+def differing_cells(committed, executed):
+    """The code cells (counted from 0 among the code cells) whose printed text differs, with both versions."""
+    pairs = zip([c for c in committed.cells if c.cell_type == "code"],
+                [c for c in executed.cells if c.cell_type == "code"], strict=True)
+    return {i: (printed(old), printed(new)) for i, (old, new) in enumerate(pairs) if printed(old) != printed(new)}
+
+
+def runs_trained(executed):
+    """How many runs the execution says it trained (the last cell's line), or None if it does not say."""
+    for cell in reversed(executed.cells):
+        for output in cell.get("outputs", []):
+            found = re.search(r"this execution trained (\d+) runs", output.get("text", ""))
+            if found:
+                return int(found.group(1))
+    return None
+
+
+def check(repo=config.REPO_DIR, workdir=None):
+    """Run All on a fresh clone of ``repo`` in ``workdir`` (a new temporary folder if None): a dict with the wall
+    time, the runs trained, the files changed and the cells that printed other numbers."""
+    root = clone(repo, Path(workdir or tempfile.mkdtemp(prefix="fmnist_run_all_")) / "clone")
+    committed = nbformat.read(root / NOTEBOOK, as_version=4)
+    executed, wall_s = execute(root)
+    return {"wall_time_s": wall_s, "runs_trained": runs_trained(executed), "changed_files": changed_files(root),
+            "differing_cells": differing_cells(committed, executed)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--write", action="store_true", help=f"record the wall time in {RECORD}")
+    args = parser.parse_args(argv)
+    found = check()
+    print(json.dumps(found, indent=1))
+    if args.write:
+        record = {"wall_time_s": round(found["wall_time_s"], 1), "runs_trained": found["runs_trained"],
+                  "changed_files": len(found["changed_files"]), "differing_cells": len(found["differing_cells"])}
+        atomic_write(config.REPO_DIR / RECORD, lambda f: f.write((json.dumps(record, indent=1) + "\n").encode()))
+    ok = found["runs_trained"] == 0 and not found["changed_files"] and not found["differing_cells"]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

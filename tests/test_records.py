@@ -1,0 +1,113 @@
+"""study.records: finished runs recorded (weights, history, a keyed row) and read back instead of trained again."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_beyond import candidates
+from test_modules import small_problem
+
+from study import config, grid, records, runs
+
+TINY = {"max_epoch": 2, "batch_size": 50, "print_iter": 2, "seed": 0}
+
+
+@pytest.fixture
+def store(tmp_path):
+    return records.Records(tmp_path / "log" / "models.csv", tmp_path / "log" / "histories", tmp_path / "weights")
+
+
+@pytest.fixture
+def named():
+    return dict(zip(["momentum", "adam", "diverges"], candidates(), strict=True))
+
+
+def same_run(a, b):
+    pd.testing.assert_frame_equal(a.history, b.history)
+    assert (a.best_val_acc, a.best_val_loss, a.best_iteration, a.epoch, a.diverged) == \
+           (b.best_val_acc, b.best_val_loss, b.best_iteration, b.epoch, b.diverged)
+
+
+def test_runs_are_trained_once_then_read_back_as_they_trained(store, named):
+    data = small_problem()
+    started = runs.runs_started
+    first = records.fit_or_read(named, data, store, progress=False)
+    assert runs.runs_started == started + 3
+    files = {path: path.read_bytes() for path in store.log_path.parent.parent.rglob("*") if path.is_file()}
+    again = records.fit_or_read(named, data, store, progress=False)
+    assert runs.runs_started == started + 3  # nothing trained the second time
+    assert {path: path.read_bytes() for path in files} == files
+    for name in named:
+        same_run(again[name], first[name])
+        trained = runs.fit(named[name], *data)
+        same_run(again[name], trained)
+        if not trained.diverged:
+            np.testing.assert_array_equal(again[name].predict(data[2]), trained.predict(data[2]))
+            assert again[name].train_time_s == first[name].train_time_s > 0
+    assert again["diverges"].diverged
+
+
+def test_parallel_runs_are_recorded_as_serial_ones(tmp_path, named):
+    data = small_problem()
+    serial = records.fit_or_read(named, data, records.Records(tmp_path / "a.csv", tmp_path / "a", tmp_path / "a"),
+                                 progress=False)
+    parallel = records.fit_or_read(named, data, records.Records(tmp_path / "b.csv", tmp_path / "b", tmp_path / "b"),
+                                   n_jobs=2, progress=False)
+    for name in named:
+        same_run(serial[name], parallel[name])
+
+
+def test_a_record_with_a_missing_file_trains_that_run_alone(store, named):
+    data = small_problem()
+    records.fit_or_read(named, data, store, progress=False)
+    store.history_path("adam").unlink()
+    started = runs.runs_started
+    again = records.fit_or_read(named, data, store, progress=False)
+    assert runs.runs_started == started + 1
+    assert store.history_path("adam").exists()
+    same_run(again["adam"], runs.fit(named["adam"], *data))
+
+
+def test_other_settings_or_other_data_are_trained_not_read(store, named):
+    data = small_problem()
+    records.fit_or_read(named, data, store, progress=False)
+    started = runs.runs_started
+    records.fit_or_read({"adam": dict(named["adam"], lr=0.02)}, data, store, progress=False)
+    X_train, y_train, X_val, y_val = data
+    records.fit_or_read({"adam": named["adam"]}, (X_train[1:], y_train[1:], X_val, y_val), store, progress=False)
+    assert runs.runs_started == started + 2
+
+
+def test_fresh_keeps_the_old_log_and_trains_again(store, named):
+    data = small_problem()
+    records.fit_or_read(named, data, store, progress=False)
+    old = store.log_path.read_bytes()
+    started = runs.runs_started
+    records.fit_or_read(named, data, store, fresh=True, progress=False)
+    assert runs.runs_started == started + 3
+    assert store.log_path.with_name("models.csv.bak").read_bytes() == old
+
+
+def test_a_run_given_its_own_fit_trains_here_and_is_counted(store, named):
+    data = small_problem()
+    calls = []
+
+    def fit(settings, *data):
+        calls.append(settings)
+        return runs.fit(settings, *data)
+
+    started = runs.runs_started
+    (model,) = records.fit_or_read({"adam": named["adam"]}, data, store, fit=fit, progress=False).values()
+    assert calls == [named["adam"]] and runs.runs_started == started + 1
+    same_run(model, runs.fit(named["adam"], *data))
+
+
+def test_the_record_of_the_grid_s_best_run_is_the_grid_s_run_bit_for_bit(data, store):
+    """The notebook's final model: the best setting of a grid trained on two processes, trained again and recorded."""
+    settings_grid = config.make_grid([0.05, 0.2], [(20, 8, 3)], [0.0])
+    log = grid.grid_search(settings_grid, *data, store.log_path.with_name("grid.csv"), store.history_dir / "grid",
+                           n_jobs=2, progress=False, **TINY)
+    best = grid.best_settings(log)
+    final = records.fit_or_read({"best_model": dict(best, **TINY)}, data[:4], store, progress=False)["best_model"]
+    pd.testing.assert_frame_equal(final.history, grid.read_history(store.history_dir / "grid", best))
+    row = runs.find_row(log, best)
+    assert (final.best_val_acc, final.best_iteration) == (row["best_val_acc"], row["best_iteration"])

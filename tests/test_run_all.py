@@ -1,0 +1,43 @@
+"""Run All, as the notebook's reader runs it (study.runall): on a fresh clone with the committed logs, records and
+weights, the committed notebook trains nothing, changes no tracked file and prints the committed numbers."""
+
+import nbformat
+import pytest
+
+from study import runall
+
+
+def cell(*texts):
+    code = nbformat.v4.new_code_cell("...")
+    code.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text) for text in texts]
+    return code
+
+
+def test_what_differs_between_executions_is_masked_and_a_moved_number_is_not():
+    trained = cell("== 3. Hyperparameter tuning\n", "grid search: 100%|##########| 48/48 [07:02<00:00, 8.8s/run]\n",
+                   "48 runs in the log, 48 trained now on 2 processes: wall time 7.0 min (the runs' own training "
+                   "times add up to 2.1 h); 0 diverged\n== 3. Hyperparameter tuning: 7.1 min\n")
+    read = cell("== 3. Hyperparameter tuning\n", "48 runs in the log, 0 trained now on 2 processes: wall time 0.2 s "
+                "(the runs' own training times add up to 2.1 h); 0 diverged\n== 3. Hyperparameter tuning: 1 s\n")
+    moved = cell("== 3. Hyperparameter tuning\n", "47 runs in the log, 0 trained now on 2 processes: wall time 0.2 s "
+                 "(the runs' own training times add up to 2.1 h); 0 diverged\n")
+    assert runall.printed(trained) == runall.printed(read)
+    committed, executed = nbformat.v4.new_notebook(cells=[trained]), nbformat.v4.new_notebook(cells=[moved])
+    assert list(runall.differing_cells(committed, executed)) == [0]
+
+
+def test_the_number_of_runs_trained_is_read_from_the_last_line():
+    last = cell("this execution trained 0 runs; log/results.json unchanged\n")
+    nb = nbformat.v4.new_notebook(cells=[cell("a\n"), last])
+    assert runall.runs_trained(nb) == 0
+    assert runall.runs_trained(nbformat.v4.new_notebook(cells=[cell("a\n")])) is None
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_run_all_on_a_fresh_clone_reads_everything_and_changes_nothing(fashion_mnist, tmp_path):
+    found = runall.check(workdir=tmp_path)
+    print(f"Run All on a fresh clone: {found['wall_time_s']:.0f} s")
+    assert found["runs_trained"] == 0
+    assert found["changed_files"] == []
+    assert found["differing_cells"] == {}
