@@ -4,11 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NOTEBOOK := Fashion_mnist_model.ipynb
 
-.PHONY: run test lint data bench bench-grid budget report clean
+.PHONY: run run-all test lint data bench bench-grid budget report clean
 
 # make run: the whole study, every part trained again, the notebook executed in place by papermill with its
 # outputs shown in the terminal as they come; then the notebook tidied (progress bars kept at their final state)
-# and the README's results rewritten. FRESH=0 resumes from the logs instead (an interrupted run, say); JOBS=n trains
+# and the README's results rewritten; last, study.prose checks that every number the observations quote is one this
+# run printed (it fails, naming them, when a number moved). FRESH=0 resumes from the logs instead; JOBS=n trains
 # n runs at once (default: one per core). QUICK=1 runs the quick mode into a new temporary folder, notebook
 # included, and leaves the repository as it was.
 QUICK ?= 0
@@ -28,6 +29,7 @@ else
 	$(PAPERMILL) -p QUICK False -p FRESH $(if $(filter 0,$(FRESH)),False,True) $(NOTEBOOK) $(NOTEBOOK)
 	$(PY) -m study.tidy $(NOTEBOOK)
 	$(PY) -m study.report
+	$(PY) -m study.prose
 endif
 
 test: $(VENV)/.test-deps
@@ -58,6 +60,11 @@ budget: $(VENV)/.run-deps data
 
 report: $(VENV)/.run-deps
 	$(PY) -m study.report
+
+# Run All as the notebook's reader runs it, on a fresh clone of the last commit: it must train nothing and change
+# nothing; its wall time goes to log/run_all.json for the README (study/runall.py; about a minute or two).
+run-all: $(VENV)/.run-deps data
+	$(PY) -m study.runall --write
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)

@@ -73,6 +73,8 @@ def choose_budget(table):
     """The fewest epochs of ``table`` (rows of :func:`budget_runs`) whose ``best_val_acc`` is at least the best
     row's minus one standard error, ``sqrt(p (1 - p) / n)`` for its accuracy ``p`` on ``n`` validation images.
     Returns ``(max_epoch, threshold)``; diverged runs are never chosen."""
+    if table.empty:
+        raise ValueError("the log holds no budget: train them first (python -m study.budget)")
     usable = table[~table["diverged"].astype(bool)]
     if usable.empty:
         raise ValueError("every budget diverged: nothing to choose from")

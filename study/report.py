@@ -130,7 +130,11 @@ def save_results(path, results):
     path = Path(path)
     if results["runs_trained"] or not path.exists():
         return write_results(path, results)
-    recorded = json.loads(path.read_text())
+    try:
+        recorded = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not a readable results file ({error}): restore it (git checkout -- {path.name}) "
+                         "or run `make run` to measure the study afresh") from None
     if measured_numbers(recorded) != measured_numbers(_json_ready(results)):
         differs = sorted(key for key in (set(recorded) | set(results)) - EXECUTION_KEYS
                          if measured_numbers(recorded.get(key)) != measured_numbers(_json_ready(results.get(key))))

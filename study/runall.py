@@ -89,12 +89,13 @@ def runs_trained(executed):
     return None
 
 
-def check(repo=config.REPO_DIR, workdir=None):
+def check(repo=config.REPO_DIR, workdir=None, cell_timeout=1800):
     """Run All on a fresh clone of ``repo`` in ``workdir`` (a new temporary folder if None): a dict with the wall
-    time, the runs trained, the files changed and the cells that printed other numbers."""
+    time, the runs trained, the files changed and the cells that printed other numbers. A cell that runs longer
+    than ``cell_timeout`` seconds stops it (nbclient's CellTimeoutError): reading takes seconds, training minutes."""
     root = clone(repo, Path(workdir or tempfile.mkdtemp(prefix="fmnist_run_all_")) / "clone")
     committed = nbformat.read(root / NOTEBOOK, as_version=4)
-    executed, wall_s = execute(root)
+    executed, wall_s = execute(root, cell_timeout)
     return {"wall_time_s": wall_s, "runs_trained": runs_trained(executed), "changed_files": changed_files(root),
             "differing_cells": differing_cells(committed, executed)}
 
