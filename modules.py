@@ -92,8 +92,75 @@ class FC(Layer):
             return None
         return top_diff @ self.W.T
 
+    def trainable(self):
+        """Each parameter beside its gradient, under its name: what the update rule steps."""
+        return {"W": (self.W, self.grad_W), "b": (self.b, self.grad_b)}
+
     def __repr__(self):
         return f"FC({self.W.shape[0]}, {self.W.shape[1]})"
+
+
+class BatchNorm(Layer):
+    """Batch normalisation (Ioffe and Szegedy, 2015): each feature standardised, then scaled and shifted,
+    ``top = gamma * x_hat + beta``.
+
+    In training ``x_hat = (bottom - mean) / sqrt(var + eps)`` with the mean and (biased) variance of the batch, and
+    the running averages ``running_mean`` and ``running_var`` (unbiased) move ``momentum`` of the way towards them;
+    outside training, the running averages stand in for the batch's, so a prediction does not depend on the other
+    images of its batch. ``gamma`` and ``beta`` are trained; the running averages are state, saved with them.
+    """
+
+    cached = ("x_hat", "inv_std")
+    state = ("running_mean", "running_var")
+
+    def __init__(self, features, dtype=np.float32, momentum=0.1, eps=1e-5):
+        self.gamma, self.beta = np.ones(features, dtype=dtype), np.zeros(features, dtype=dtype)
+        self.grad_gamma, self.grad_beta = np.zeros_like(self.gamma), np.zeros_like(self.beta)
+        self.running_mean, self.running_var = np.zeros_like(self.beta), np.ones_like(self.gamma)
+        self.momentum, self.eps = momentum, eps
+        self.x_hat = self.inv_std = None
+
+    def forward(self, bottom):
+        """bottom (N, H) -> top (N, H)."""
+        if self.training:
+            mean = bottom.mean(axis=0)
+            centered = bottom - mean
+            var = np.mean(centered * centered, axis=0)
+            n = len(bottom)
+            self.running_mean += self.momentum * (mean - self.running_mean)
+            self.running_var += self.momentum * (var * (n / max(n - 1, 1)) - self.running_var)
+        else:
+            centered, var = bottom - self.running_mean, self.running_var
+        self.inv_std = (1 / np.sqrt(var + self.eps)).astype(bottom.dtype, copy=False)
+        self.x_hat = centered
+        self.x_hat *= self.inv_std
+        top = self.x_hat * self.gamma
+        top += self.beta
+        return top
+
+    def backward(self, top_diff):
+        """top_diff (N, H) -> bottom_diff (N, H); fills ``grad_gamma`` and ``grad_beta`` (H,).
+
+        After a training pass the mean and variance are functions of the whole batch, and the full derivative,
+        ``gamma * inv_std / N * (N * top_diff - sum(top_diff) - x_hat * sum(top_diff * x_hat))``, carries that;
+        after an evaluation pass they are constants and the layer is an affine map."""
+        np.sum(top_diff, axis=0, out=self.grad_beta)
+        np.sum(top_diff * self.x_hat, axis=0, out=self.grad_gamma)
+        scale = self.gamma * self.inv_std
+        if not self.training:
+            return top_diff * scale
+        n = len(top_diff)
+        bottom_diff = top_diff * n
+        bottom_diff -= self.grad_beta
+        bottom_diff -= self.x_hat * self.grad_gamma
+        bottom_diff *= scale / n
+        return bottom_diff
+
+    def trainable(self):
+        return {"gamma": (self.gamma, self.grad_gamma), "beta": (self.beta, self.grad_beta)}
+
+    def __repr__(self):
+        return f"BatchNorm({len(self.gamma)})"
 
 
 class Activation(Layer):
@@ -204,6 +271,46 @@ class Dropout(Layer):
         return f"Dropout({self.p})"
 
 
+class Augment(Layer):
+    """Data augmentation of square images, in training only: each image moved by a random whole number of pixels,
+    up to ``max_shift`` in each direction (zero padding, then a crop: the pixels that leave the frame are lost, the
+    ones that enter are 0), and, with ``flip``, mirrored left to right with probability 1/2. The draws come from
+    ``rng``, the model's generator, so a run stays repeatable and a checkpoint resumes it exactly. One gather over the
+    whole batch, no loop over images. Outside training, the identity.
+    """
+
+    def __init__(self, side, max_shift=0, flip=False, rng=None):
+        self.side, self.max_shift, self.flip = side, max_shift, flip
+        self.rng = np.random.default_rng() if rng is None else rng
+
+    def forward(self, bottom):
+        """bottom (N, side * side) -> top (N, side * side)."""
+        if not self.training or not (self.max_shift or self.flip):
+            return bottom
+        n = len(bottom)
+        moves = self.rng.integers(-self.max_shift, self.max_shift + 1, size=(n, 2))
+        flips = self.rng.random(n) < 0.5 if self.flip else np.zeros(n, dtype=bool)
+        return self.transform(bottom, moves, flips)
+
+    def transform(self, images, moves, flips):
+        """``images`` (N, side * side), each moved down and right by its ``moves`` (N, 2) pixels, then mirrored
+        where ``flips`` (N,) is set."""
+        n, side, pad = len(images), self.side, int(np.abs(moves).max(initial=0))
+        padded = np.zeros((n, side + 2 * pad, side + 2 * pad), dtype=images.dtype)
+        padded[:, pad:pad + side, pad:pad + side] = images.reshape(n, side, side)
+        pixels = np.arange(side)
+        columns = np.where(flips[:, None], pixels[::-1], pixels)
+        rows = (pixels + pad - moves[:, :1])[:, :, None]
+        columns = (columns + pad - moves[:, 1:])[:, None, :]
+        return padded[np.arange(n)[:, None, None], rows, columns].reshape(n, side * side)
+
+    def backward(self, top_diff):
+        return None  # its input is the data: nobody reads that gradient
+
+    def __repr__(self):
+        return f"Augment(shift {self.max_shift}{', flip' if self.flip else ''})"
+
+
 ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
 WEIGHT_INIT = {"relu": "he", "sigmoid": "xavier", "tanh": "xavier"}
 ARCHIVE_FIELDS = ("layers", "activation", "config", "data_range")  # what a model archive holds besides parameters
@@ -213,16 +320,19 @@ class MLP:
     """A multilayer perceptron trained with mini-batch gradient descent, a learning-rate schedule and L2.
 
     ``layers`` lists the sizes from input to output, e.g. ``[784, 256, 128, 10]``: an ``FC`` for each pair of adjacent
-    sizes, the activation after every ``FC`` but the last (then ``Dropout`` when ``dropout > 0``), then ``Softmax``.
+    sizes, the activation after every ``FC`` but the last (with ``batch_norm``, a ``BatchNorm`` between the two;
+    then ``Dropout`` when ``dropout > 0``), then ``Softmax``. ``augment_shift`` and ``augment_flip`` put an
+    ``Augment`` in front, which moves and mirrors the training images (square ones) of every mini-batch.
     Training minimises ``mean cross-entropy + (L2_lambda / 2) * sum of ||W||^2`` over the FC weights; with Adam,
     ``L2_lambda`` is a decoupled weight decay instead. The training settings (``optimizer``, ``lr_schedule``,
     ``warmup_steps``, ``patience``, ...) are explained in ``solver.py``. All randomness (initialisation, shuffling,
-    dropout) comes from one generator seeded with ``seed``, so identical seeds give identical runs.
+    dropout, augmentation) comes from one generator seeded with ``seed``, so identical seeds give identical runs.
     """
 
     def __init__(self, layers, lr=0.1, activation="relu", max_epoch=40, batch_size=100, L2_lambda=0.0,
                  decay_factor=0.95, decay_steps=500, print_log=True, print_iter=100, seed=0, dtype=np.float32,
-                 optimizer="sgd", dropout=0.0, lr_schedule="step", warmup_steps=0, weight_init=None, patience=None):
+                 optimizer="sgd", dropout=0.0, lr_schedule="step", warmup_steps=0, weight_init=None, patience=None,
+                 batch_norm=False, augment_shift=0, augment_flip=False):
         check_settings(locals())  # every argument, under its own name
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}: choose one of {sorted(ACTIVATIONS)}")
@@ -237,6 +347,8 @@ class MLP:
         self.activation, self.lr_schedule, self.print_log = str(activation), str(lr_schedule), bool(print_log)
         self.dtype, self.optimizer_spec, self.dropout = np.dtype(dtype), optimizer, float(dropout)
         self.weight_init = str(weight_init or WEIGHT_INIT[activation])
+        self.batch_norm, self.augment_flip = bool(batch_norm), bool(augment_flip)
+        self.augment_shift = int(augment_shift)
         self.init_model()
 
     def init_model(self):
@@ -248,11 +360,15 @@ class MLP:
         self.optimizer = make_optimizer(self.optimizer_spec)
         self.data_range = None  # (min, max) of the data it was trained on: evaluate and predict refuse data far outside
         self.net = []
+        if self.augment_shift or self.augment_flip:
+            self.net.append(Augment(round(self.layers[0] ** 0.5), self.augment_shift, self.augment_flip, self.rng))
         n_fc = len(self.layers) - 1
         for i, (fan_in, fan_out) in enumerate(pairwise(self.layers)):
             self.net.append(FC(fan_in, fan_out, rng=self.rng, dtype=self.dtype, weight_init=self.weight_init,
                                propagate_down=i > 0))
             if i < n_fc - 1:
+                if self.batch_norm:
+                    self.net.append(BatchNorm(fan_out, dtype=self.dtype))
                 self.net.append(ACTIVATIONS[self.activation]())
                 if self.dropout:
                     self.net.append(Dropout(self.dropout, rng=self.rng))
@@ -263,6 +379,15 @@ class MLP:
     def fc_layers(self):
         """The FC layers in order."""
         return [layer for layer in self.net if isinstance(layer, FC)]
+
+    def numbered_layers(self):
+        """``(number, layer)`` of the layers with parameters, each kind counted from 1 (``FC`` 1, ``BatchNorm`` 1,
+        ``FC`` 2, ...): the number that names their parameters (``W1``, ``gamma1``)."""
+        counts = {}
+        for layer in self.net:
+            if hasattr(layer, "trainable"):
+                counts[type(layer)] = counts.get(type(layer), 0) + 1
+                yield counts[type(layer)], layer
 
     @property
     def softmax(self):
@@ -303,8 +428,9 @@ class MLP:
     def update(self, lr):
         """One step of the update rule (``optimizers.py``) from the gradients that ``backward`` left, at learning rate
         ``lr``: in training, the one the schedule gives this batch (``solver.Solver.lr_at``). The rule applies
-        ``L2_lambda`` as it steps: the gradient of the L2 penalty (SGD, momentum) or AdamW's decay."""
-        params = [pair for fc in self.fc_layers for pair in ((fc.W, fc.grad_W), (fc.b, fc.grad_b))]
+        ``L2_lambda`` as it steps, to the FC weights only (never to biases, nor to batch normalisation's ``gamma``
+        and ``beta``): the gradient of the L2 penalty (SGD, momentum) or AdamW's decay."""
+        params = [pair for _, layer in self.numbered_layers() for pair in layer.trainable().values()]
         self.optimizer.step(params, lr, weight_decay=self.L2_lambda)
 
     @property
@@ -324,8 +450,8 @@ class MLP:
         without this call: the update rule adds that term as it steps, with no pass of its own."""
         self.forward(X, training=training)
         self.backward(y)
-        return {name: grad for i, fc in enumerate(self.fc_layers, start=1)
-                for name, grad in ((f"W{i}", fc.grad_W + self.l2_in_loss * fc.W), (f"b{i}", fc.grad_b.copy()))}
+        return {f"{name}{i}": grad + self.l2_in_loss * param if name == "W" else grad.copy()
+                for i, layer in self.numbered_layers() for name, (param, grad) in layer.trainable().items()}
 
     def predict(self, X):
         """X (N, D) -> predicted labels (N,)."""
@@ -369,9 +495,11 @@ class MLP:
     # -- parameters on disk -----------------------------------------------------------------------------------------
 
     def parameters(self):
-        """The parameters themselves (not copies), ``{"W1": ..., "b1": ..., "W2": ...}`` in layer order."""
-        return {name: array for i, fc in enumerate(self.fc_layers, start=1)
-                for name, array in ((f"W{i}", fc.W), (f"b{i}", fc.b))}
+        """The parameters themselves (not copies), ``{"W1": ..., "b1": ..., "W2": ...}`` in layer order, with batch
+        normalisation's ``gamma``, ``beta`` and running averages: everything a prediction needs."""
+        return {f"{name}{i}": array for i, layer in self.numbered_layers()
+                for name, array in [*((name, pair[0]) for name, pair in layer.trainable().items()),
+                                    *((name, getattr(layer, name)) for name in getattr(layer, "state", ()))]}
 
     def get_parameters(self):
         """A dict of copies of the parameters, in layer order."""
@@ -435,7 +563,8 @@ class MLP:
                 "decay_steps": self.decay_steps, "print_iter": self.print_iter, "seed": self.seed,
                 "dtype": self.dtype.name, "optimizer": self.optimizer.config(), "dropout": self.dropout,
                 "lr_schedule": self.lr_schedule, "warmup_steps": self.warmup_steps, "weight_init": self.weight_init,
-                "patience": self.patience}
+                "patience": self.patience, "batch_norm": self.batch_norm, "augment_shift": self.augment_shift,
+                "augment_flip": self.augment_flip}
 
     def __repr__(self):
         return f"MLP({self.layers}, activation={self.activation!r}): " + " -> ".join(map(repr, self.net))
@@ -444,7 +573,8 @@ class MLP:
         """A DataFrame with one row per layer: its name, output size and parameter count."""
         rows, width = [], self.layers[0]
         for layer in self.net:
-            width, params = (layer.W.shape[1], layer.W.size + layer.b.size) if isinstance(layer, FC) else (width, 0)
+            params = sum(pair[0].size for pair in layer.trainable().values()) if hasattr(layer, "trainable") else 0
+            width = layer.W.shape[1] if isinstance(layer, FC) else width
             rows.append({"layer": repr(layer), "output_size": width, "parameters": params})
         return pd.DataFrame(rows)
 

@@ -64,6 +64,16 @@ def check_settings(settings):
     for name, minimum in COUNTS.items():
         if not is_count(settings[name], minimum):
             raise ValueError(f"{name} must be an integer of at least {minimum}, got {settings[name]!r}")
+    for name in ("batch_norm", "augment_flip"):
+        if not isinstance(settings[name], bool | np.bool_):
+            raise ValueError(f"{name} must be True or False, got {settings[name]!r}")
+    side = math.isqrt(int(layers[0]))
+    if not is_count(settings["augment_shift"], 0) or settings["augment_shift"] >= side:
+        raise ValueError(f"augment_shift must be a whole number of pixels from 0 to {side - 1} (the images are "
+                         f"{side} pixels wide), got {settings['augment_shift']!r}")
+    if (settings["augment_shift"] or settings["augment_flip"]) and side * side != layers[0]:
+        raise ValueError(f"augmentation moves and mirrors square images, but {layers[0]} inputs are no square: set "
+                         "augment_shift=0 and augment_flip=False")
     if settings["patience"] is not None and not is_count(settings["patience"], 1):
         raise ValueError(f"patience must be None (no early stopping) or a positive integer, "
                          f"got {settings['patience']!r}")
