@@ -14,7 +14,7 @@ from itertools import pairwise
 import numpy as np
 import pandas as pd
 
-from fileio import atomic_write, read_archive
+from fileio import read_archive, read_model, write_model
 from optimizers import make_optimizer
 from solver import Solver, check_data, check_parameters, check_rows, check_run, check_settings
 
@@ -101,14 +101,10 @@ class FC(Layer):
 
 
 class BatchNorm(Layer):
-    """Batch normalisation (Ioffe and Szegedy, 2015): each feature standardised, then scaled and shifted,
-    ``top = gamma * x_hat + beta``.
-
-    In training ``x_hat = (bottom - mean) / sqrt(var + eps)`` with the mean and (biased) variance of the batch, and
-    the running averages ``running_mean`` and ``running_var`` (unbiased) move ``momentum`` of the way towards them;
-    outside training, the running averages stand in for the batch's, so a prediction does not depend on the other
-    images of its batch. ``gamma`` and ``beta`` are trained; the running averages are state, saved with them.
-    """
+    """Batch normalisation (Ioffe and Szegedy, 2015): ``top = gamma * x_hat + beta``, ``x_hat = (bottom - mean) /
+    sqrt(var + eps)`` with the mean and (biased) variance of each feature over the batch in training, and of its
+    running averages outside training (which move ``momentum`` of the way towards each batch's; the variance's
+    unbiased), so that a prediction does not depend on the rest of its batch. ``state``: saved, not trained."""
 
     cached = ("x_hat", "inv_std")
     state = ("running_mean", "running_var")
@@ -139,11 +135,9 @@ class BatchNorm(Layer):
         return top
 
     def backward(self, top_diff):
-        """top_diff (N, H) -> bottom_diff (N, H); fills ``grad_gamma`` and ``grad_beta`` (H,).
-
-        After a training pass the mean and variance are functions of the whole batch, and the full derivative,
-        ``gamma * inv_std / N * (N * top_diff - sum(top_diff) - x_hat * sum(top_diff * x_hat))``, carries that;
-        after an evaluation pass they are constants and the layer is an affine map."""
+        """top_diff (N, H) -> bottom_diff (N, H); fills ``grad_gamma`` and ``grad_beta`` (H,). After a training pass
+        the mean and variance depend on every row, and the full derivative carries that: ``gamma * inv_std / N * (N *
+        top_diff - sum(top_diff) - x_hat * sum(top_diff * x_hat))``; after an evaluation pass, an affine map's."""
         np.sum(top_diff, axis=0, out=self.grad_beta)
         np.sum(top_diff * self.x_hat, axis=0, out=self.grad_gamma)
         scale = self.gamma * self.inv_std
@@ -271,49 +265,8 @@ class Dropout(Layer):
         return f"Dropout({self.p})"
 
 
-class Augment(Layer):
-    """Data augmentation of square images, in training only: each image moved by a random whole number of pixels,
-    up to ``max_shift`` in each direction (zero padding, then a crop: the pixels that leave the frame are lost, the
-    ones that enter are 0), and, with ``flip``, mirrored left to right with probability 1/2. The draws come from
-    ``rng``, the model's generator, so a run stays repeatable and a checkpoint resumes it exactly. One gather over the
-    whole batch, no loop over images. Outside training, the identity.
-    """
-
-    def __init__(self, side, max_shift=0, flip=False, rng=None):
-        self.side, self.max_shift, self.flip = side, max_shift, flip
-        self.rng = np.random.default_rng() if rng is None else rng
-
-    def forward(self, bottom):
-        """bottom (N, side * side) -> top (N, side * side)."""
-        if not self.training or not (self.max_shift or self.flip):
-            return bottom
-        n = len(bottom)
-        moves = self.rng.integers(-self.max_shift, self.max_shift + 1, size=(n, 2))
-        flips = self.rng.random(n) < 0.5 if self.flip else np.zeros(n, dtype=bool)
-        return self.transform(bottom, moves, flips)
-
-    def transform(self, images, moves, flips):
-        """``images`` (N, side * side), each moved down and right by its ``moves`` (N, 2) pixels, then mirrored
-        where ``flips`` (N,) is set."""
-        n, side, pad = len(images), self.side, int(np.abs(moves).max(initial=0))
-        padded = np.zeros((n, side + 2 * pad, side + 2 * pad), dtype=images.dtype)
-        padded[:, pad:pad + side, pad:pad + side] = images.reshape(n, side, side)
-        pixels = np.arange(side)
-        columns = np.where(flips[:, None], pixels[::-1], pixels)
-        rows = (pixels + pad - moves[:, :1])[:, :, None]
-        columns = (columns + pad - moves[:, 1:])[:, None, :]
-        return padded[np.arange(n)[:, None, None], rows, columns].reshape(n, side * side)
-
-    def backward(self, top_diff):
-        return None  # its input is the data: nobody reads that gradient
-
-    def __repr__(self):
-        return f"Augment(shift {self.max_shift}{', flip' if self.flip else ''})"
-
-
 ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
 WEIGHT_INIT = {"relu": "he", "sigmoid": "xavier", "tanh": "xavier"}
-ARCHIVE_FIELDS = ("layers", "activation", "config", "data_range")  # what a model archive holds besides parameters
 
 
 class MLP:
@@ -321,8 +274,8 @@ class MLP:
 
     ``layers`` lists the sizes from input to output, e.g. ``[784, 256, 128, 10]``: an ``FC`` for each pair of adjacent
     sizes, the activation after every ``FC`` but the last (with ``batch_norm``, a ``BatchNorm`` between the two;
-    then ``Dropout`` when ``dropout > 0``), then ``Softmax``. ``augment_shift`` and ``augment_flip`` put an
-    ``Augment`` in front, which moves and mirrors the training images (square ones) of every mini-batch.
+    then ``Dropout`` when ``dropout > 0``), then ``Softmax``. ``augment_shift`` and ``augment_flip`` make the Solver
+    move and mirror the (square) images of every training batch.
     Training minimises ``mean cross-entropy + (L2_lambda / 2) * sum of ||W||^2`` over the FC weights; with Adam,
     ``L2_lambda`` is a decoupled weight decay instead. The training settings (``optimizer``, ``lr_schedule``,
     ``warmup_steps``, ``patience``, ...) are explained in ``solver.py``. All randomness (initialisation, shuffling,
@@ -360,8 +313,6 @@ class MLP:
         self.optimizer = make_optimizer(self.optimizer_spec)
         self.data_range = None  # (min, max) of the data it was trained on: evaluate and predict refuse data far outside
         self.net = []
-        if self.augment_shift or self.augment_flip:
-            self.net.append(Augment(round(self.layers[0] ** 0.5), self.augment_shift, self.augment_flip, self.rng))
         n_fc = len(self.layers) - 1
         for i, (fan_in, fan_out) in enumerate(pairwise(self.layers)):
             self.net.append(FC(fan_in, fan_out, rng=self.rng, dtype=self.dtype, weight_init=self.weight_init,
@@ -513,38 +464,27 @@ class MLP:
             own[name][...] = array
 
     def save_param(self, path):
-        """Write the parameters, ``layers``, ``activation``, ``config()`` (as JSON) and the training data's range
-        (when the model has trained) to one ``.npz``, atomically."""
-        arrays = dict(self.get_parameters(), layers=np.array(self.layers, dtype=np.int64),
-                      activation=np.array(self.activation), config=np.array(json.dumps(self.config())))
-        if self.data_range is not None:
-            arrays["data_range"] = np.array(self.data_range)
-        atomic_write(path, lambda f: np.savez(f, **arrays))
+        """Write the parameters, ``config()`` and the training data's range (once it has trained) to one ``.npz``,
+        atomically (``fileio.write_model``)."""
+        write_model(path, self.get_parameters(), self.config(), self.data_range)
 
     def load_model(self, path):
         """Load parameters saved by ``save_param`` into this model, refusing archives of another architecture."""
-        arrays = read_archive(path, ("layers", "activation"), "model archive", "MLP.save_param")
-        layers, activation = arrays["layers"].tolist(), str(arrays["activation"])
-        if layers != self.layers or activation != self.activation:
-            raise ValueError(f"{path} holds an MLP({layers}, activation={activation!r}), but this model is "
-                             f"MLP({self.layers}, activation={self.activation!r})")
-        self.load_archive(arrays)
-
-    def load_archive(self, arrays):
-        """The parameters and training data's range of an archive read from ``save_param``'s file (archives older
-        than the recorded range leave it unknown, and the data unchecked against it)."""
-        self.load_param({name: array for name, array in arrays.items() if name not in ARCHIVE_FIELDS})
-        self.data_range = tuple(arrays["data_range"].tolist()) if "data_range" in arrays else None
+        config, params, data_range = read_model(path)
+        if (config["layers"], config["activation"]) != (self.layers, self.activation):
+            raise ValueError(f"{path} holds an MLP({config['layers']}, activation={config['activation']!r}), but this "
+                             f"model is MLP({self.layers}, activation={self.activation!r})")
+        self.load_param(params)
+        self.data_range = data_range
 
     @classmethod
     def from_file(cls, path, **kwargs):
         """A new MLP with the architecture, settings (``kwargs`` override them) and parameters of an archive written
         by ``save_param``; in archives that predate recorded settings, the settings take their defaults."""
-        arrays = read_archive(path, ("layers", "activation"), "model archive", "MLP.save_param")
-        config = {"layers": arrays["layers"].tolist(), "activation": str(arrays["activation"])}
-        config.update(json.loads(str(arrays["config"])) if "config" in arrays else {})
+        config, params, data_range = read_model(path)
         model = cls(**dict(config, **kwargs))
-        model.load_archive(arrays)
+        model.load_param(params)
+        model.data_range = data_range
         return model
 
     @classmethod

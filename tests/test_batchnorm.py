@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from test_modules import small_problem
 
-from modules import MLP, Augment, BatchNorm
+from kernels import moved_images
+from modules import MLP, BatchNorm
 
 
 def central_differences(f, array, eps=1e-6):
@@ -121,28 +122,30 @@ def reference_move(image, dy, dx, flip):
 
 def test_a_moved_image_is_the_original_moved_and_mirrored():
     rng = np.random.default_rng(4)
-    augment = Augment(6, max_shift=2, flip=True)
     images = rng.random((20, 36)).astype(np.float32)
     moves, flips = rng.integers(-2, 3, size=(20, 2)), rng.random(20) < 0.5
-    out = augment.transform(images, moves, flips)
+    out = moved_images(images, 6, moves, flips)
     for image, result, (dy, dx), flip in zip(images, out, moves, flips, strict=True):
         np.testing.assert_array_equal(result.reshape(6, 6), reference_move(image.reshape(6, 6), dy, dx, flip))
         inside = image.reshape(6, 6)[max(0, -dy):6 - max(0, dy), max(0, -dx):6 - max(0, dx)]
         assert result.sum() == pytest.approx(inside.sum())  # the pixels inside the frame are all kept
     no_move = np.zeros((20, 2), dtype=int)
-    np.testing.assert_array_equal(augment.transform(augment.transform(images, no_move, flips), no_move, flips), images)
+    np.testing.assert_array_equal(moved_images(moved_images(images, 6, no_move, flips), 6, no_move, flips), images)
 
 
-def test_augmentation_draws_from_the_run_s_generator_in_training_only():
-    images = np.random.default_rng(5).random((8, 784)).astype(np.float32)
-    first, second = (Augment(28, 2, True, rng=np.random.default_rng(7)) for _ in range(2))
-    first.training = second.training = True
-    batch = first.forward(images)
-    np.testing.assert_array_equal(second.forward(images), batch)  # the same seed, the same batch
-    assert not np.array_equal(batch, images)
-    assert not np.array_equal(first.forward(images), batch)  # the next batch draws anew
-    first.training = False
-    assert first.forward(images) is images
+def test_augmentation_draws_from_the_run_s_generator_in_training_only(monkeypatch):
+    X = np.random.default_rng(5).random((8, 784)).astype(np.float32)
+    first, second = (MLP([784, 10], augment_shift=2, augment_flip=True, seed=7) for _ in range(2))
+    batch = first.solver.augmented(X)
+    np.testing.assert_array_equal(second.solver.augmented(X), batch)  # the same seed, the same batch
+    assert not np.array_equal(batch, X)
+    assert not np.array_equal(first.solver.augmented(X), batch)  # the next batch draws anew
+    seen = []
+    monkeypatch.setattr(first, "forward", lambda X, **kwargs: seen.append(X) or MLP.forward(first, X, **kwargs))
+    first.solver.step(X, np.zeros(8, dtype=int))
+    assert not np.array_equal(seen[0], X)  # the training step augments
+    first.evaluate(X, np.zeros(8, dtype=int))
+    assert seen[1] is X or np.array_equal(seen[1], X)  # evaluation does not
 
 
 def test_a_run_with_augmentation_repeats_itself_and_resumes_exactly(tmp_path):
