@@ -57,8 +57,9 @@ def torch_available():
 
 
 def torch_augment(images, max_shift, flip):
-    """What ``modules.Augment`` does, in PyTorch: each 28x28 image of the batch moved by up to ``max_shift`` pixels
-    (zero padding, then a crop) and, with ``flip``, mirrored with probability 1/2, in one gather."""
+    """What the Solver's augmentation (``Solver.augmented``) does, in PyTorch: each 28x28 image of the batch moved
+    by up to ``max_shift`` pixels (zero padding, then a crop) and, with ``flip``, mirrored with probability 1/2, in one
+    gather."""
     import torch
 
     n, side = len(images), 28
