@@ -16,7 +16,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from fileio import atomic_write
-from study import runs
+from study import recipes, runs
 
 LOG_COLUMNS = [*runs.SETTINGS, "best_val_acc", "best_val_loss", "train_time_s", "best_iteration", "diverged"]
 
@@ -150,12 +150,12 @@ def grid_search(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with runs.exclusive(log_path):  # one search per log at a time
         if rerun:
-            for path in (log_path, runs.recipe_path(log_path), history_dir):
+            for path in (log_path, recipes.recipe_path(log_path), history_dir):
                 if path.exists():
                     runs.backup(path)
         _prepare_log(log_path)
         log = read_log(log_path)
-        runs.check_recipe(log_path, runs.describe_recipe(model_kwargs, X_train, y_train, X_val, y_val),
+        recipes.check_recipe(log_path, recipes.describe_recipe(model_kwargs, X_train, y_train, X_val, y_val),
                           has_runs=len(log) > 0, restart="rerun=True")
         without_history = rows_without_history(log, history_dir)
         if without_history:
