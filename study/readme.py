@@ -126,7 +126,18 @@ def seeds_section(seeds):
     return text + "."
 
 
-def render(results, log, benches=(), figures=(), budget_log=None):
+def run_all_section(run_all):
+    """What Run All on a fresh clone measured (``log/run_all.json``, written by ``make run-all``)."""
+    verdict = ("trained nothing, changed no tracked file and printed the committed numbers"
+               if not (run_all["runs_trained"] or run_all["changed_files"] or run_all["differing_cells"]) else
+               f"trained {run_all['runs_trained']} runs, changed {run_all['changed_files']} files and printed other "
+               f"numbers in {run_all['differing_cells']} cells")
+    return (f"**Run All** of the committed notebook in Jupyter's way (its own parameters, `FRESH = False`) on a fresh "
+            f"clone took **{duration(run_all['wall_time_s'])}** (`make run-all`), most of it loading the data, "
+            f"measuring the saved models and drawing the figures: it {verdict}.")
+
+
+def render(results, log, benches=(), figures=(), budget_log=None, run_all=None):
     """The markdown that goes between the markers."""
     test, best, grid, final = results["test"], results["best"], results["grid"], results["final_training"]
     layers = "-".join(str(n) for n in best["layers"])
@@ -159,6 +170,7 @@ def render(results, log, benches=(), figures=(), budget_log=None):
         f"L2 {best['L2_lambda']:g}; validation accuracy {best['best_val_acc']:.4f}.",
         f"**Top five** of the {len(log)}-run grid search, by validation accuracy:\n\n{top_five_table(log)}",
         wall_times,
+        *([run_all_section(run_all)] if run_all else []),
         f"**Machine**: {machine_line(results.get('machine', {}))}.",
     ]
     if "halving" in results:

@@ -392,13 +392,20 @@ def build(root):
                 budget.choose_budget(budget_log)
         except ValueError as error:
             raise ReportError(f"{budget_path} gives no budget ({error}): {_again(budget_path, again)}") from None
+    run_all_path = root / "log" / "run_all.json"
+    run_all = _read_json(run_all_path, "") if run_all_path.exists() else None
+    run_all_keys = ("wall_time_s", "runs_trained", "changed_files", "differing_cells")
+    if run_all is not None and not (isinstance(run_all, dict) and all(_is_number(run_all.get(key))
+                                                                      for key in run_all_keys)):
+        raise ReportError(f"{run_all_path} is not a record of Run All (it needs wall_time_s, runs_trained, "
+                          "changed_files and differing_cells): run `make run-all` again to write it")
     figures = [(name, caption) for name, caption in FIGURES if (root / "figures" / name).exists()]
     try:
         text = readme.read_bytes().decode("utf-8")  # bytes: line endings stay as they are
     except FileNotFoundError:
         raise ReportError(f"{readme} not found") from None
     try:
-        block = render(results, log, benches, figures, budget_log)
+        block = render(results, log, benches, figures, budget_log, run_all)
     except (KeyError, IndexError, TypeError, AttributeError, ZeroDivisionError, ValueError) as error:
         # RESULTS_SHAPE holds what render reads; this is for a part of the file it does not describe (the logs
         # were checked by their readers above).
