@@ -105,14 +105,7 @@ def fit_or_read(named_settings, data, records, n_jobs=1, fresh=False, fit=None, 
     ``checkpoint_dir``, a dispatched run writes a checkpoint there after every epoch (see :func:`fit_labelled`): a
     long run cut short goes on from its last epoch, and its checkpoint is deleted once the run is recorded.
     """
-    log_path = Path(records.log_path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with runs.exclusive(log_path):
-        if fresh and log_path.exists():
-            runs.backup(log_path)
-        runs.drop_torn_row(log_path)
-        if not log_path.exists():
-            runs.start_log(log_path, COLUMNS)
+    with runs.prepared_log(records.log_path, COLUMNS, fresh):
         keys = {name: runs.run_key(settings, data) for name, settings in named_settings.items()}
         logged = records.read_log()
         pending = [(name, settings) for name, settings in named_settings.items()

@@ -300,6 +300,24 @@ def exclusive(log_path):
         yield
 
 
+@contextlib.contextmanager
+def prepared_log(log_path, columns, fresh=False, also=()):
+    """Hold the lock of the CSV log at ``log_path`` (:func:`exclusive`) with the log ready to append to: moved aside
+    first, with the files or folders of ``also`` (its recipe record, its histories), when ``fresh``; a row torn by a
+    crash dropped; a header of ``columns`` written when there is no log."""
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(log_path):
+        if fresh:
+            for path in (log_path, *also):
+                if Path(path).exists():
+                    backup(Path(path))
+        drop_torn_row(log_path)
+        if not log_path.exists():
+            start_log(log_path, columns)
+        yield log_path
+
+
 def keyed_runs(settings_list, data, log_path, columns, what, row_of, postfix, n_jobs=1, fresh=False, progress=True,
                desc="runs"):
     """Train the runs of ``settings_list`` (``MLP`` keyword arguments) that the CSV log at ``log_path`` does not hold
@@ -314,14 +332,7 @@ def keyed_runs(settings_list, data, log_path, columns, what, row_of, postfix, n_
     """
     name = columns[0]
     values = [int(settings[name]) for settings in settings_list]
-    log_path = Path(log_path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with exclusive(log_path):  # one search per log at a time
-        if fresh and log_path.exists():
-            backup(log_path)
-        drop_torn_row(log_path)
-        if not log_path.exists():
-            start_log(log_path, columns)
+    with prepared_log(log_path, columns, fresh) as log_path:  # one search per log at a time
         log = read_log(log_path, columns, what, " Pass fresh=True to start a new one (the old one is kept as .bak).",
                        key=lambda row: (row[name], row["key"]))
         return _keyed_runs(settings_list, values, data, log_path, log, columns, row_of, postfix, n_jobs, progress,
