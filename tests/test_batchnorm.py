@@ -3,23 +3,10 @@ running averages on disk; augmentation that moves and mirrors images exactly, fr
 
 import numpy as np
 import pytest
-from test_modules import small_problem
+from test_modules import numerical_gradient, small_problem
 
 from kernels import moved_images
 from modules import MLP, BatchNorm
-
-
-def central_differences(f, array, eps=1e-6):
-    grad = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        old = array[index]
-        array[index] = old + eps
-        up = f()
-        array[index] = old - eps
-        down = f()
-        array[index] = old
-        grad[index] = (up - down) / (2 * eps)
-    return grad
 
 
 def test_the_layer_s_full_derivative_matches_finite_differences_in_training():
@@ -35,11 +22,11 @@ def test_the_layer_s_full_derivative_matches_finite_differences_in_training():
 
     loss()
     bottom_diff = layer.backward(weights)
-    np.testing.assert_allclose(bottom_diff, central_differences(loss, bottom), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(bottom_diff, numerical_gradient(loss, bottom), rtol=1e-6, atol=1e-8)
     for name in ("gamma", "beta"):
         loss()
         layer.backward(weights)
-        np.testing.assert_allclose(getattr(layer, f"grad_{name}"), central_differences(loss, getattr(layer, name)),
+        np.testing.assert_allclose(getattr(layer, f"grad_{name}"), numerical_gradient(loss, getattr(layer, name)),
                                    rtol=1e-6, atol=1e-8)
     assert abs(bottom_diff.sum(axis=0)).max() < 1e-12  # the mean is taken out: shifting a feature changes nothing
 
@@ -58,7 +45,7 @@ def test_the_model_s_gradients_with_batch_norm_match_finite_differences(activati
     params = model.parameters()
     assert {"gamma1", "beta1", "gamma2", "beta2", "running_mean1", "running_var2"} <= set(params)
     for name, grad in grads.items():
-        expected = central_differences(lambda: model.objective(X, y, training=True), params[name])
+        expected = numerical_gradient(lambda: model.objective(X, y, training=True), params[name])
         np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-7, err_msg=name)
 
 
