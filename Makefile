@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NOTEBOOK := Fashion_mnist_model.ipynb
 
-.PHONY: run run-all test lint data bench bench-grid budget report clean
+.PHONY: run run-all test lint data bench bench-grid budget frontier report clean
 
 # make run: the whole study, every part trained again, the notebook executed in place by papermill with its
 # outputs shown in the terminal as they come; then the notebook tidied (progress bars kept at their final state)
@@ -50,6 +50,7 @@ bench: $(VENV)/.test-deps
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_beyond.py
 	$(PY) bench/bench_epochs.py
+	$(PY) bench/bench_frontier.py
 
 bench-grid: $(VENV)/.test-deps
 	$(PY) bench/bench_grid.py
@@ -57,6 +58,12 @@ bench-grid: $(VENV)/.test-deps
 # How many epochs section 7's wide network trains, chosen on validation (study/budget.py; about 15 minutes on 2 cores).
 budget: $(VENV)/.run-deps data
 	$(PY) -m study.budget
+
+# Section 9's runs, trained once and recorded as each finishes (study/frontier.py; about two hours on 2 cores): the
+# candidates, then the chosen recipe's members. Interrupted, it goes on where it stopped. SCHEDULER=tcp://HOST:8786
+# trains them on a Dask cluster instead of this machine's cores.
+frontier: $(VENV)/.run-deps data
+	$(PY) -m study.frontier $(if $(JOBS),--jobs $(JOBS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 report: $(VENV)/.run-deps
 	$(PY) -m study.report

@@ -1,11 +1,13 @@
 """Files: how every file of the project reaches the disk and how archives are read back; nothing of the network.
 
 ``atomic_write`` writes a file whole or not at all; ``read_archive`` reads an ``.npz`` archive without pickle and
-without trusting its headers (``check_header``); ``fingerprint`` tells one data set from another cheaply. The model,
+without trusting its headers (``check_header``); ``write_model`` and ``read_model`` are the format of a model's
+weights file; ``fingerprint`` tells one data set from another cheaply. The model,
 the Solver and the study all write through here, so the study need not import the training machinery to write.
 """
 
 import glob
+import json
 import math
 import os
 import tempfile
@@ -87,3 +89,27 @@ def fingerprint(*arrays):
     """The shape, type and CRC-32 of each array: enough to tell that a run is being handed other data (a different
     split, subsample or preprocessing), at about 25 ms for the whole training set."""
     return [f"{array.dtype}{list(array.shape)}:{zlib.crc32(np.ascontiguousarray(array)):08x}" for array in arrays]
+
+
+MODEL_FIELDS = ("layers", "activation", "config", "data_range")  # what a model archive holds besides parameters
+
+
+def write_model(path, params, config, data_range=None):
+    """Write a model's ``params`` (name -> array), its ``config`` (the constructor's arguments, as JSON, with
+    ``layers`` and ``activation`` also as arrays of their own) and the range of its training data, if known, to one
+    ``.npz`` archive at ``path``, atomically."""
+    arrays = dict(params, layers=np.array(config["layers"], dtype=np.int64), activation=np.array(config["activation"]),
+                  config=np.array(json.dumps(config)))
+    if data_range is not None:
+        arrays["data_range"] = np.array(data_range)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def read_model(path):
+    """``(config, params, data_range)`` of an archive written by ``write_model``: archives that predate the recorded
+    settings or range give the architecture alone (the settings take their defaults) and None."""
+    arrays = read_archive(path, ("layers", "activation"), "model archive", "MLP.save_param")
+    config = {"layers": arrays["layers"].tolist(), "activation": str(arrays["activation"])}
+    config.update(json.loads(str(arrays["config"])) if "config" in arrays else {})
+    data_range = tuple(arrays["data_range"].tolist()) if "data_range" in arrays else None
+    return config, {name: array for name, array in arrays.items() if name not in MODEL_FIELDS}, data_range

@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from fileio import atomic_write
+
 __all__ = [
     "CLASS_NAMES",
     "FILES",
@@ -385,8 +387,5 @@ def _download(url: str, target: Path, expected_md5: str, opener: Callable[..., A
             )
 
     # Written under a temporary name and renamed only once complete and verified, with ordinary permissions; a
-    # download killed part-way leaves a temporary file that the next attempt removes. Imported here, where it is
-    # needed: reading the data should not load the training machinery (pandas, the compiled update rules).
-    from solver import atomic_write
-
+    # download killed part-way leaves a temporary file that the next attempt removes.
     atomic_write(target, fetch_and_check)

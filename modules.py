@@ -14,7 +14,7 @@ from itertools import pairwise
 import numpy as np
 import pandas as pd
 
-from fileio import atomic_write, read_archive
+from fileio import read_archive, read_model, write_model
 from optimizers import make_optimizer
 from solver import Solver, check_data, check_parameters, check_rows, check_run, check_settings
 
@@ -92,8 +92,69 @@ class FC(Layer):
             return None
         return top_diff @ self.W.T
 
+    def trainable(self):
+        """Each parameter beside its gradient, under its name: what the update rule steps."""
+        return {"W": (self.W, self.grad_W), "b": (self.b, self.grad_b)}
+
     def __repr__(self):
         return f"FC({self.W.shape[0]}, {self.W.shape[1]})"
+
+
+class BatchNorm(Layer):
+    """Batch normalisation (Ioffe and Szegedy, 2015): ``top = gamma * x_hat + beta``, ``x_hat = (bottom - mean) /
+    sqrt(var + eps)`` with the mean and (biased) variance of each feature over the batch in training, and of its
+    running averages outside training (which move ``momentum`` of the way towards each batch's; the variance's
+    unbiased), so that a prediction does not depend on the rest of its batch. ``state``: saved, not trained."""
+
+    cached = ("x_hat", "inv_std")
+    state = ("running_mean", "running_var")
+
+    def __init__(self, features, dtype=np.float32, momentum=0.1, eps=1e-5):
+        self.gamma, self.beta = np.ones(features, dtype=dtype), np.zeros(features, dtype=dtype)
+        self.grad_gamma, self.grad_beta = np.zeros_like(self.gamma), np.zeros_like(self.beta)
+        self.running_mean, self.running_var = np.zeros_like(self.beta), np.ones_like(self.gamma)
+        self.momentum, self.eps = momentum, eps
+        self.x_hat = self.inv_std = None
+
+    def forward(self, bottom):
+        """bottom (N, H) -> top (N, H)."""
+        if self.training:
+            mean = bottom.mean(axis=0)
+            centered = bottom - mean
+            var = np.mean(centered * centered, axis=0)
+            n = len(bottom)
+            self.running_mean += self.momentum * (mean - self.running_mean)
+            self.running_var += self.momentum * (var * (n / max(n - 1, 1)) - self.running_var)
+        else:
+            centered, var = bottom - self.running_mean, self.running_var
+        self.inv_std = (1 / np.sqrt(var + self.eps)).astype(bottom.dtype, copy=False)
+        self.x_hat = centered
+        self.x_hat *= self.inv_std
+        top = self.x_hat * self.gamma
+        top += self.beta
+        return top
+
+    def backward(self, top_diff):
+        """top_diff (N, H) -> bottom_diff (N, H); fills ``grad_gamma`` and ``grad_beta`` (H,). After a training pass
+        the mean and variance depend on every row, and the full derivative carries that: ``gamma * inv_std / N * (N *
+        top_diff - sum(top_diff) - x_hat * sum(top_diff * x_hat))``; after an evaluation pass, an affine map's."""
+        np.sum(top_diff, axis=0, out=self.grad_beta)
+        np.sum(top_diff * self.x_hat, axis=0, out=self.grad_gamma)
+        scale = self.gamma * self.inv_std
+        if not self.training:
+            return top_diff * scale
+        n = len(top_diff)
+        bottom_diff = top_diff * n
+        bottom_diff -= self.grad_beta
+        bottom_diff -= self.x_hat * self.grad_gamma
+        bottom_diff *= scale / n
+        return bottom_diff
+
+    def trainable(self):
+        return {"gamma": (self.gamma, self.grad_gamma), "beta": (self.beta, self.grad_beta)}
+
+    def __repr__(self):
+        return f"BatchNorm({len(self.gamma)})"
 
 
 class Activation(Layer):
@@ -206,23 +267,25 @@ class Dropout(Layer):
 
 ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
 WEIGHT_INIT = {"relu": "he", "sigmoid": "xavier", "tanh": "xavier"}
-ARCHIVE_FIELDS = ("layers", "activation", "config", "data_range")  # what a model archive holds besides parameters
 
 
 class MLP:
     """A multilayer perceptron trained with mini-batch gradient descent, a learning-rate schedule and L2.
 
     ``layers`` lists the sizes from input to output, e.g. ``[784, 256, 128, 10]``: an ``FC`` for each pair of adjacent
-    sizes, the activation after every ``FC`` but the last (then ``Dropout`` when ``dropout > 0``), then ``Softmax``.
+    sizes, the activation after every ``FC`` but the last (with ``batch_norm``, a ``BatchNorm`` between the two;
+    then ``Dropout`` when ``dropout > 0``), then ``Softmax``. ``augment_shift`` and ``augment_flip`` make the Solver
+    move and mirror the (square) images of every training batch.
     Training minimises ``mean cross-entropy + (L2_lambda / 2) * sum of ||W||^2`` over the FC weights; with Adam,
     ``L2_lambda`` is a decoupled weight decay instead. The training settings (``optimizer``, ``lr_schedule``,
     ``warmup_steps``, ``patience``, ...) are explained in ``solver.py``. All randomness (initialisation, shuffling,
-    dropout) comes from one generator seeded with ``seed``, so identical seeds give identical runs.
+    dropout, augmentation) comes from one generator seeded with ``seed``, so identical seeds give identical runs.
     """
 
     def __init__(self, layers, lr=0.1, activation="relu", max_epoch=40, batch_size=100, L2_lambda=0.0,
                  decay_factor=0.95, decay_steps=500, print_log=True, print_iter=100, seed=0, dtype=np.float32,
-                 optimizer="sgd", dropout=0.0, lr_schedule="step", warmup_steps=0, weight_init=None, patience=None):
+                 optimizer="sgd", dropout=0.0, lr_schedule="step", warmup_steps=0, weight_init=None, patience=None,
+                 batch_norm=False, augment_shift=0, augment_flip=False):
         check_settings(locals())  # every argument, under its own name
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}: choose one of {sorted(ACTIVATIONS)}")
@@ -237,6 +300,8 @@ class MLP:
         self.activation, self.lr_schedule, self.print_log = str(activation), str(lr_schedule), bool(print_log)
         self.dtype, self.optimizer_spec, self.dropout = np.dtype(dtype), optimizer, float(dropout)
         self.weight_init = str(weight_init or WEIGHT_INIT[activation])
+        self.batch_norm, self.augment_flip = bool(batch_norm), bool(augment_flip)
+        self.augment_shift = int(augment_shift)
         self.init_model()
 
     def init_model(self):
@@ -253,6 +318,8 @@ class MLP:
             self.net.append(FC(fan_in, fan_out, rng=self.rng, dtype=self.dtype, weight_init=self.weight_init,
                                propagate_down=i > 0))
             if i < n_fc - 1:
+                if self.batch_norm:
+                    self.net.append(BatchNorm(fan_out, dtype=self.dtype))
                 self.net.append(ACTIVATIONS[self.activation]())
                 if self.dropout:
                     self.net.append(Dropout(self.dropout, rng=self.rng))
@@ -263,6 +330,15 @@ class MLP:
     def fc_layers(self):
         """The FC layers in order."""
         return [layer for layer in self.net if isinstance(layer, FC)]
+
+    def numbered_layers(self):
+        """``(number, layer)`` of the layers with parameters, each kind counted from 1 (``FC`` 1, ``BatchNorm`` 1,
+        ``FC`` 2, ...): the number that names their parameters (``W1``, ``gamma1``)."""
+        counts = {}
+        for layer in self.net:
+            if hasattr(layer, "trainable"):
+                counts[type(layer)] = counts.get(type(layer), 0) + 1
+                yield counts[type(layer)], layer
 
     @property
     def softmax(self):
@@ -303,8 +379,9 @@ class MLP:
     def update(self, lr):
         """One step of the update rule (``optimizers.py``) from the gradients that ``backward`` left, at learning rate
         ``lr``: in training, the one the schedule gives this batch (``solver.Solver.lr_at``). The rule applies
-        ``L2_lambda`` as it steps: the gradient of the L2 penalty (SGD, momentum) or AdamW's decay."""
-        params = [pair for fc in self.fc_layers for pair in ((fc.W, fc.grad_W), (fc.b, fc.grad_b))]
+        ``L2_lambda`` as it steps, to the FC weights only (never to biases, nor to batch normalisation's ``gamma``
+        and ``beta``): the gradient of the L2 penalty (SGD, momentum) or AdamW's decay."""
+        params = [pair for _, layer in self.numbered_layers() for pair in layer.trainable().values()]
         self.optimizer.step(params, lr, weight_decay=self.L2_lambda)
 
     @property
@@ -324,8 +401,8 @@ class MLP:
         without this call: the update rule adds that term as it steps, with no pass of its own."""
         self.forward(X, training=training)
         self.backward(y)
-        return {name: grad for i, fc in enumerate(self.fc_layers, start=1)
-                for name, grad in ((f"W{i}", fc.grad_W + self.l2_in_loss * fc.W), (f"b{i}", fc.grad_b.copy()))}
+        return {f"{name}{i}": grad + self.l2_in_loss * param if name == "W" else grad.copy()
+                for i, layer in self.numbered_layers() for name, (param, grad) in layer.trainable().items()}
 
     def predict(self, X):
         """X (N, D) -> predicted labels (N,)."""
@@ -369,9 +446,11 @@ class MLP:
     # -- parameters on disk -----------------------------------------------------------------------------------------
 
     def parameters(self):
-        """The parameters themselves (not copies), ``{"W1": ..., "b1": ..., "W2": ...}`` in layer order."""
-        return {name: array for i, fc in enumerate(self.fc_layers, start=1)
-                for name, array in ((f"W{i}", fc.W), (f"b{i}", fc.b))}
+        """The parameters themselves (not copies), ``{"W1": ..., "b1": ..., "W2": ...}`` in layer order, with batch
+        normalisation's ``gamma``, ``beta`` and running averages: everything a prediction needs."""
+        return {f"{name}{i}": array for i, layer in self.numbered_layers()
+                for name, array in [*((name, pair[0]) for name, pair in layer.trainable().items()),
+                                    *((name, getattr(layer, name)) for name in getattr(layer, "state", ()))]}
 
     def get_parameters(self):
         """A dict of copies of the parameters, in layer order."""
@@ -385,38 +464,27 @@ class MLP:
             own[name][...] = array
 
     def save_param(self, path):
-        """Write the parameters, ``layers``, ``activation``, ``config()`` (as JSON) and the training data's range
-        (when the model has trained) to one ``.npz``, atomically."""
-        arrays = dict(self.get_parameters(), layers=np.array(self.layers, dtype=np.int64),
-                      activation=np.array(self.activation), config=np.array(json.dumps(self.config())))
-        if self.data_range is not None:
-            arrays["data_range"] = np.array(self.data_range)
-        atomic_write(path, lambda f: np.savez(f, **arrays))
+        """Write the parameters, ``config()`` and the training data's range (once it has trained) to one ``.npz``,
+        atomically (``fileio.write_model``)."""
+        write_model(path, self.get_parameters(), self.config(), self.data_range)
 
     def load_model(self, path):
         """Load parameters saved by ``save_param`` into this model, refusing archives of another architecture."""
-        arrays = read_archive(path, ("layers", "activation"), "model archive", "MLP.save_param")
-        layers, activation = arrays["layers"].tolist(), str(arrays["activation"])
-        if layers != self.layers or activation != self.activation:
-            raise ValueError(f"{path} holds an MLP({layers}, activation={activation!r}), but this model is "
-                             f"MLP({self.layers}, activation={self.activation!r})")
-        self.load_archive(arrays)
-
-    def load_archive(self, arrays):
-        """The parameters and training data's range of an archive read from ``save_param``'s file (archives older
-        than the recorded range leave it unknown, and the data unchecked against it)."""
-        self.load_param({name: array for name, array in arrays.items() if name not in ARCHIVE_FIELDS})
-        self.data_range = tuple(arrays["data_range"].tolist()) if "data_range" in arrays else None
+        config, params, data_range = read_model(path)
+        if (config["layers"], config["activation"]) != (self.layers, self.activation):
+            raise ValueError(f"{path} holds an MLP({config['layers']}, activation={config['activation']!r}), but this "
+                             f"model is MLP({self.layers}, activation={self.activation!r})")
+        self.load_param(params)
+        self.data_range = data_range
 
     @classmethod
     def from_file(cls, path, **kwargs):
         """A new MLP with the architecture, settings (``kwargs`` override them) and parameters of an archive written
         by ``save_param``; in archives that predate recorded settings, the settings take their defaults."""
-        arrays = read_archive(path, ("layers", "activation"), "model archive", "MLP.save_param")
-        config = {"layers": arrays["layers"].tolist(), "activation": str(arrays["activation"])}
-        config.update(json.loads(str(arrays["config"])) if "config" in arrays else {})
+        config, params, data_range = read_model(path)
         model = cls(**dict(config, **kwargs))
-        model.load_archive(arrays)
+        model.load_param(params)
+        model.data_range = data_range
         return model
 
     @classmethod
@@ -435,7 +503,8 @@ class MLP:
                 "decay_steps": self.decay_steps, "print_iter": self.print_iter, "seed": self.seed,
                 "dtype": self.dtype.name, "optimizer": self.optimizer.config(), "dropout": self.dropout,
                 "lr_schedule": self.lr_schedule, "warmup_steps": self.warmup_steps, "weight_init": self.weight_init,
-                "patience": self.patience}
+                "patience": self.patience, "batch_norm": self.batch_norm, "augment_shift": self.augment_shift,
+                "augment_flip": self.augment_flip}
 
     def __repr__(self):
         return f"MLP({self.layers}, activation={self.activation!r}): " + " -> ".join(map(repr, self.net))
@@ -444,7 +513,8 @@ class MLP:
         """A DataFrame with one row per layer: its name, output size and parameter count."""
         rows, width = [], self.layers[0]
         for layer in self.net:
-            width, params = (layer.W.shape[1], layer.W.size + layer.b.size) if isinstance(layer, FC) else (width, 0)
+            params = sum(pair[0].size for pair in layer.trainable().values()) if hasattr(layer, "trainable") else 0
+            width = layer.W.shape[1] if isinstance(layer, FC) else width
             rows.append({"layer": repr(layer), "output_size": width, "parameters": params})
         return pd.DataFrame(rows)
 

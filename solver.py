@@ -5,7 +5,8 @@
 
 - the **doors**: the checks that turn away settings and data no run could use, with a message that says why;
 - the **learning-rate policies** (step decay, cosine, linear warm-up);
-- the **run**: ``Solver(model).train(...)`` loops over epochs and shuffled mini-batches, records the history, keeps the
+- the **run**: ``Solver(model).train(...)`` loops over epochs and shuffled mini-batches (moved and mirrored, when the
+  model asks for augmentation), records the history, keeps the
   parameters with the best validation numbers (``rank_key`` is the rule), stops early or on divergence, and writes a
   checkpoint from which ``MLP.from_checkpoint`` resumes the run bit for bit.
 
@@ -24,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from fileio import atomic_write, fingerprint
-from kernels import one_thread
+from kernels import moved_images, one_thread
 
 LR_SCHEDULES = ("step", "cosine")
 HISTORY_COLUMNS = ["iteration", "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "diverged"]
@@ -64,6 +65,16 @@ def check_settings(settings):
     for name, minimum in COUNTS.items():
         if not is_count(settings[name], minimum):
             raise ValueError(f"{name} must be an integer of at least {minimum}, got {settings[name]!r}")
+    for name in ("batch_norm", "augment_flip"):
+        if not isinstance(settings[name], bool | np.bool_):
+            raise ValueError(f"{name} must be True or False, got {settings[name]!r}")
+    side = math.isqrt(int(layers[0]))
+    if not is_count(settings["augment_shift"], 0) or settings["augment_shift"] >= side:
+        raise ValueError(f"augment_shift must be a whole number of pixels from 0 to {side - 1} (the images are "
+                         f"{side} pixels wide), got {settings['augment_shift']!r}")
+    if (settings["augment_shift"] or settings["augment_flip"]) and side * side != layers[0]:
+        raise ValueError(f"augmentation moves and mirrors square images, but {layers[0]} inputs are no square: set "
+                         "augment_shift=0 and augment_flip=False")
     if settings["patience"] is not None and not is_count(settings["patience"], 1):
         raise ValueError(f"patience must be None (no early stopping) or a positive integer, "
                          f"got {settings['patience']!r}")
@@ -298,16 +309,28 @@ class Solver:
                 return
 
     def step(self, X, y):
-        """One mini-batch at the current learning rate: forward with dropout, backward, update. Returns the summed
+        """One mini-batch at the current learning rate: augmented (see ``augmented``), forward with dropout, backward,
+        update. Returns the summed
         cross-entropy of the batch (before the step) and how many it classified right; a batch whose loss has
         exploded takes no step."""
         model = self.model
+        if model.augment_shift or model.augment_flip:
+            X = self.augmented(X)
         probs = model.forward(X, training=True)
         loss_sum = float(model.softmax.cross_entropy(y, reduction="none").sum())
         if not self.exploded(loss_sum, len(y)):
             model.backward(y)
             model.update(self.current_lr)
         return loss_sum, int(np.count_nonzero(probs.argmax(axis=1) == y))
+
+    def augmented(self, X):
+        """The batch ``X`` (N, side * side) with each image moved by up to ``augment_shift`` pixels each way and, with
+        ``augment_flip``, mirrored with probability 1/2 (``kernels.moved_images``). The draws come from the model's
+        generator: a run stays repeatable, and a checkpoint resumes it exactly."""
+        model, n = self.model, len(X)
+        moves = model.rng.integers(-model.augment_shift, model.augment_shift + 1, size=(n, 2))
+        flips = model.rng.random(n) < 0.5 if model.augment_flip else np.zeros(n, dtype=bool)
+        return moved_images(X, math.isqrt(X.shape[1]), moves, flips)
 
     def exploded(self, loss_sum, n):
         """Whether a batch of ``n`` rows with summed loss ``loss_sum`` has diverged: its mean loss is not finite or

@@ -56,12 +56,31 @@ def torch_available():
     return True
 
 
-def train_torch(layers, epochs, batch_size, val_every, make_optimizer, make_schedule, dropout=0.0):
+def torch_augment(images, max_shift, flip):
+    """What the Solver's augmentation (``Solver.augmented``) does, in PyTorch: each 28x28 image of the batch moved
+    by up to ``max_shift`` pixels (zero padding, then a crop) and, with ``flip``, mirrored with probability 1/2, in one
+    gather."""
+    import torch
+
+    n, side = len(images), 28
+    padded = torch.nn.functional.pad(images.view(n, side, side), (max_shift,) * 4)
+    moves = torch.randint(0, 2 * max_shift + 1, (2, n))
+    pixels = torch.arange(side)
+    columns = torch.where(torch.rand(n)[:, None] < 0.5, pixels.flip(0), pixels) if flip else pixels[None]
+    rows = (pixels + moves[0][:, None])[:, :, None]
+    columns = (columns + moves[1][:, None])[:, None, :]
+    return padded[torch.arange(n)[:, None, None], rows, columns].reshape(n, side * side)
+
+
+def train_torch(layers, epochs, batch_size, val_every, make_optimizer, make_schedule, dropout=0.0, batch_norm=False,
+                augment=None):
     """The same network trained in PyTorch on the same data, the reference measured in the same run.
 
-    He-initialised ``Linear`` layers with ReLU (and ``Dropout`` after each hidden one), cross-entropy, shuffled
-    mini-batches, the validation set evaluated every ``val_every`` batches. ``make_optimizer(parameters)`` and
-    ``make_schedule(optimizer, batches_per_epoch)`` give the recipe. Returns (seconds per epoch, best val accuracy).
+    He-initialised ``Linear`` layers with ReLU (with ``batch_norm``, a ``BatchNorm1d`` before each; ``Dropout`` after
+    each hidden one), cross-entropy, shuffled mini-batches (``augment=(max_shift, flip)``: moved and mirrored by
+    :func:`torch_augment`), the validation set evaluated every ``val_every`` batches. ``make_optimizer(parameters)``
+    and ``make_schedule(optimizer, batches_per_epoch)`` give the recipe. Returns (seconds per epoch, best val
+    accuracy).
     """
     import torch
 
@@ -74,8 +93,10 @@ def train_torch(layers, epochs, batch_size, val_every, make_optimizer, make_sche
         linear = torch.nn.Linear(a, b)
         torch.nn.init.kaiming_normal_(linear.weight, nonlinearity="relu")
         torch.nn.init.zeros_(linear.bias)
-        modules += [linear, torch.nn.ReLU()] + ([torch.nn.Dropout(dropout)] if dropout else [])
-    net = torch.nn.Sequential(*modules[:-2 if dropout else -1])
+        norm = [torch.nn.BatchNorm1d(b)] if batch_norm else []
+        modules.append([linear, *norm, torch.nn.ReLU(), *([torch.nn.Dropout(dropout)] if dropout else [])])
+    modules[-1] = modules[-1][:1]  # the output layer: its scores alone
+    net = torch.nn.Sequential(*[module for layer in modules for module in layer])
     optimizer = make_optimizer(net.parameters())
     schedule = make_schedule(optimizer, -(-len(X_train) // batch_size))
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -91,7 +112,8 @@ def train_torch(layers, epochs, batch_size, val_every, make_optimizer, make_sche
         for start in range(0, len(X_train), batch_size):
             batch = order[start:start + batch_size]
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(net(X_train[batch]), y_train[batch])
+            inputs = X_train[batch] if augment is None else torch_augment(X_train[batch], *augment)
+            loss = loss_fn(net(inputs), y_train[batch])
             loss.backward()
             optimizer.step()
             schedule.step()

@@ -36,6 +36,8 @@ def machine_line(machine):
 BENCHES = [  # (file in bench/, the script that writes it, what it times)
     ("results.json", "bench/bench_train.py", "Training speed of the seed's network"),
     ("beyond_results.json", "bench/bench_beyond.py", "Training speed of section 7's wide network"),
+    ("frontier_results.json", "bench/bench_frontier.py",
+     "Training speed of section 9's network (three hidden layers of 1024, batch normalisation, augmentation)"),
 ]
 
 
@@ -66,6 +68,10 @@ def bench_section(bench, script="bench/bench_train.py", what="Training speed of 
     if "peak_rss_mb" in columns:
         text += (" Peak RSS is each contender's own process at its highest (its VmHWM): the data, the libraries it "
                  "imports, and what its training allocates.")
+    augmenting = bench.get("augmentation_seconds_per_epoch")
+    if isinstance(augmenting, float) and seconds[first]:
+        text += (f" Moving and mirroring the images takes {augmenting:.3f} s of an epoch by itself, "
+                 f"{augmenting / seconds[first]:.1%} of the {first}'s epoch.")
     if isinstance(bench.get("machine"), dict):
         text += f"\n\nBenchmark machine: {machine_line(bench['machine'])}."
     return text

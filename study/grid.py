@@ -16,7 +16,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from fileio import atomic_write
-from study import runs
+from study import recipes, runs
 
 LOG_COLUMNS = [*runs.SETTINGS, "best_val_acc", "best_val_loss", "train_time_s", "best_iteration", "diverged"]
 
@@ -101,18 +101,6 @@ def same_numbers(logged, row):
                for column in LOG_COLUMNS if column != "train_time_s")
 
 
-def _prepare_log(log_path):
-    """Create the log with its header if needed; drop a row torn by a crash mid-write."""
-    if log_path.exists():
-        with open(log_path, "rb+") as f:
-            data = f.read()
-            if not data.endswith(b"\n"):
-                # The torn run is simply trained again; appending after it would corrupt the next row.
-                f.truncate(data.rfind(b"\n") + 1)
-    if not log_path.exists() or log_path.stat().st_size == 0:
-        runs.start_log(log_path, LOG_COLUMNS)
-
-
 def _postfix(bar, log):
     ranked = runs.ranked(log)
     if not ranked.empty:
@@ -147,15 +135,10 @@ def grid_search(
     (``runs.dispatch``).
     """
     log_path, history_dir = Path(log_path), Path(history_dir)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with runs.exclusive(log_path):  # one search per log at a time
-        if rerun:
-            for path in (log_path, runs.recipe_path(log_path), history_dir):
-                if path.exists():
-                    runs.backup(path)
-        _prepare_log(log_path)
+    also = [recipes.recipe_path(log_path), history_dir]
+    with runs.prepared_log(log_path, LOG_COLUMNS, fresh=rerun, also=also):  # one search per log at a time
         log = read_log(log_path)
-        runs.check_recipe(log_path, runs.describe_recipe(model_kwargs, X_train, y_train, X_val, y_val),
+        recipes.check_recipe(log_path, recipes.describe_recipe(model_kwargs, X_train, y_train, X_val, y_val),
                           has_runs=len(log) > 0, restart="rerun=True")
         without_history = rows_without_history(log, history_dir)
         if without_history:

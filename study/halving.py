@@ -28,12 +28,11 @@ again. Model selection uses validation numbers only; the test set never enters t
 import math
 import pickle
 import sys
-from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
 
-from study import runs
+from study import recipes, runs
 
 HALVING_COLUMNS = ["rung", *runs.SETTINGS, "epochs", "best_val_acc", "best_val_loss", "best_iteration", "diverged",
                    "train_time_s"]
@@ -98,18 +97,9 @@ def halving_search(grid, X_train, y_train, X_val, y_val, log_path, factor=3, min
     recipe = dict(model_kwargs, max_epoch=max_epochs)
     check_first_rung_measures(recipe, len(X_train), plan[0][1])
 
-    log_path = Path(log_path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with runs.exclusive(log_path):  # one search per log at a time
-        if fresh:
-            for path in (log_path, runs.recipe_path(log_path)):
-                if path.exists():
-                    runs.backup(path)
-        runs.drop_torn_row(log_path)
-        if not log_path.exists():
-            runs.start_log(log_path, HALVING_COLUMNS)
+    with runs.prepared_log(log_path, HALVING_COLUMNS, fresh, also=[recipes.recipe_path(log_path)]) as log_path:
         logged = read_halving_log(log_path)
-        runs.check_recipe(log_path, runs.describe_recipe(recipe, X_train, y_train, X_val, y_val),
+        recipes.check_recipe(log_path, recipes.describe_recipe(recipe, X_train, y_train, X_val, y_val),
                           has_runs=len(logged) > 0)
         return _search(settings, plan, X_train, y_train, X_val, y_val, log_path, n_jobs, progress, recipe, logged)
 

@@ -63,6 +63,12 @@ class Records:
         atomic_write(self.history_path(name), partial(model.history.to_csv, index=False))
         runs.append_rows(self.log_path, [{"name": name, "key": key, **runs.outcome(model)}], COLUMNS)
 
+    def missing(self, named_settings, data):
+        """The names of ``named_settings`` that have no complete record for these settings and ``data``."""
+        logged = self.read_log()
+        return [name for name, settings in named_settings.items()
+                if not self.complete(logged.get(name), runs.run_key(settings, data))]
+
     def read(self, name, row):
         """The model recorded under ``name``, with the run's history and outcome (``row``). A run that diverged
         before its first validation check kept no usable weights: it comes back with its settings and history only,
@@ -78,36 +84,35 @@ class Records:
         return model
 
 
-def fit_labelled(item, *data):
+def fit_labelled(item, *data, checkpoint_dir=None, fresh=False):
     """``(name, runs.fit(settings, *data))`` for an item ``(name, settings)``: a trained model comes back with its
-    name. Module-level so that ``runs.dispatch`` can send it to joblib's workers."""
+    name. With ``checkpoint_dir`` the run writes ``<checkpoint_dir>/<name>.npz`` after every epoch and resumes from
+    it (``fresh`` deletes it first). Module-level so that ``runs.dispatch`` can send it to joblib's workers."""
     name, settings = item
-    return name, runs.fit(settings, *data)
+    checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{name}.npz"
+    return name, runs.fit(settings, *data, checkpoint_path=checkpoint, fresh=fresh)
 
 
-def fit_or_read(named_settings, data, records, n_jobs=1, fresh=False, fit=None, progress=True, desc="runs"):
+def fit_or_read(named_settings, data, records, n_jobs=1, fresh=False, fit=None, progress=True, desc="runs",
+                checkpoint_dir=None):
     """``{name: model}`` for the runs of ``named_settings`` (``{name: MLP keyword arguments}``), each read from its
     record in ``records`` or, when it has none for these settings and ``data`` (``X_train, y_train, X_val, y_val``),
     trained and recorded first; ``fresh=True`` moves the old log aside (``.bak``) and trains them all.
 
     The runs to train go ``n_jobs`` at a time through ``runs.dispatch`` (one BLAS thread each), or, given ``fit``
     (``fit(settings, *data)``, a long run under its own progress bar, say), one after the other here, with the
-    threads this process has. Every model returned is read from its record, whether it trained now or before.
+    threads this process has. Every model returned is read from its record, whether it trained now or before. With
+    ``checkpoint_dir``, a dispatched run writes a checkpoint there after every epoch (see :func:`fit_labelled`): a
+    long run cut short goes on from its last epoch, and its checkpoint is deleted once the run is recorded.
     """
-    log_path = Path(records.log_path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with runs.exclusive(log_path):
-        if fresh and log_path.exists():
-            runs.backup(log_path)
-        runs.drop_torn_row(log_path)
-        if not log_path.exists():
-            runs.start_log(log_path, COLUMNS)
+    with runs.prepared_log(records.log_path, COLUMNS, fresh):
         keys = {name: runs.run_key(settings, data) for name, settings in named_settings.items()}
         logged = records.read_log()
         pending = [(name, settings) for name, settings in named_settings.items()
                    if not records.complete(logged.get(name), keys[name])]
         if fit is None:
-            trained = runs.dispatch(fit_labelled, pending, *data, n_jobs=n_jobs)
+            trained = runs.dispatch(fit_labelled, pending, *data, n_jobs=n_jobs, checkpoint_dir=checkpoint_dir,
+                                    fresh=fresh)
         else:
             runs.count_started(len(pending))
             trained = ((name, fit(settings, *data)) for name, settings in pending)
@@ -115,6 +120,8 @@ def fit_or_read(named_settings, data, records, n_jobs=1, fresh=False, fit=None, 
                   disable=not progress or not pending, file=sys.stdout) as bar:
             for name, model in trained:
                 records.write(name, keys[name], model)
+                if checkpoint_dir is not None:
+                    (Path(checkpoint_dir) / f"{name}.npz").unlink(missing_ok=True)
                 bar.update()
                 bar.set_postfix(last=name, val_acc=f"{model.best_val_acc:.4f}")
         logged = records.read_log()

@@ -7,7 +7,7 @@ import pytest
 
 import solver
 from modules import MLP
-from study import config, halving, runs
+from study import config, halving, recipes, runs
 
 # 4 batches an epoch; the step schedule decays every 3 batches, so decay steps straddle the rungs' boundaries.
 MODEL_KWARGS = {"batch_size": 50, "print_iter": 2, "seed": 0, "decay_steps": 3, "decay_factor": 0.9}
@@ -227,7 +227,7 @@ def test_a_fresh_search_keeps_the_old_log_as_backup(data, settings_grid, tmp_pat
     assert len(log) == 3
     assert "halving search" in capsys.readouterr().out
     assert not list(tmp_path.glob("*.tmp"))
-    recipe = json.loads(runs.recipe_path(log_path).read_text())
+    recipe = json.loads(recipes.recipe_path(log_path).read_text())
     assert recipe["recipe"] == dict(MODEL_KWARGS, max_epoch=2)
     assert recipe["data"] == solver.fingerprint(*data)
 

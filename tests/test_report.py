@@ -576,3 +576,14 @@ def test_the_command_exits_with_status_2_and_no_traceback(project):
     assert "Traceback" not in done.stderr
     assert done.stderr.count("\n") == 1 and str(path) in done.stderr and "not valid JSON" in done.stderr
     assert (project / "README.md").read_text() == README
+
+
+def test_the_readme_says_how_long_run_all_took_and_refuses_a_record_it_cannot_read(project):
+    (project / "log" / "run_all.json").write_text(json.dumps(
+        {"wall_time_s": 74.0, "runs_trained": 0, "changed_files": 0, "differing_cells": 0}))
+    block = _block(report.build(project))
+    assert "fresh clone took **74 s** (`make run-all`)" in block
+    assert "trained nothing, changed no tracked file and printed the committed numbers" in block
+    (project / "log" / "run_all.json").write_text(json.dumps({"wall_time_s": 74.0}))
+    with pytest.raises(report.ReportError, match=r"run_all\.json is not a record of Run All"):
+        report.build(project)

@@ -9,7 +9,7 @@ import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from modules import MLP
-from study import grid, runs
+from study import grid, recipes
 
 pytestmark = [pytest.mark.real_data, pytest.mark.slow]
 
@@ -23,8 +23,9 @@ def blas_kernels():
 
 def test_a_committed_grid_run_is_retrained_to_the_same_history(fashion_mnist):
     X_train, y_train, X_val, y_val, _, _ = fashion_mnist
-    logged = json.loads(runs.recipe_path(LOG).read_text())
-    assert logged["data"] == runs.describe_recipe({}, X_train, y_train, X_val, y_val)["data"], "not the study's split"
+    logged = json.loads(recipes.recipe_path(LOG).read_text())
+    described = recipes.describe_recipe({}, X_train, y_train, X_val, y_val)
+    assert logged["data"] == described["data"], "not the study's split"
     expected = grid.read_history(LOG.parent / "histories", SETTINGS)
     with threadpool_limits(limits=1):  # as every run of the grid had
         model = MLP(list(SETTINGS["layers"]), lr=SETTINGS["lr"], L2_lambda=SETTINGS["L2_lambda"], print_log=False,

@@ -12,7 +12,7 @@ from threadpoolctl import threadpool_info
 
 import solver
 from modules import MLP
-from study import config, grid, runs
+from study import config, grid, recipes, runs
 
 # candidates()[1] of test_beyond: Adam with dropout, so that the optimizer state and the dropout generator resume too.
 ADAM_DROPOUT = {"layers": [2, 8, 3], "max_epoch": 3, "batch_size": 10, "print_iter": 4, "seed": 0, "optimizer": "adam",
@@ -131,29 +131,29 @@ def test_blas_threads_is_one_here_and_left_to_a_cluster():
 
 def test_a_recipe_compares_as_plain_values_with_its_blas_kernels_in_any_order(data, tmp_path):
     kernels = [{"internal_api": "openblas", "version": v, "architecture": "Haswell"} for v in ("0.3.31", "0.3.30")]
-    logged = dict(runs.describe_recipe({"max_epoch": 2, "seed": 0}, *data), blas=kernels)
-    described = dict(runs.describe_recipe({"max_epoch": np.int64(2), "seed": np.int32(0)}, *data),
+    logged = dict(recipes.describe_recipe({"max_epoch": 2, "seed": 0}, *data), blas=kernels)
+    described = dict(recipes.describe_recipe({"max_epoch": np.int64(2), "seed": np.int32(0)}, *data),
                      blas=kernels[::-1])
-    assert all(runs.same_recipe(logged, described, part) for part in ("recipe", "data", "blas"))
-    assert runs.describe_recipe({}, *data)["blas"] == sorted(runs.describe_recipe({}, *data)["blas"],
+    assert all(recipes.same_recipe(logged, described, part) for part in ("recipe", "data", "blas"))
+    assert recipes.describe_recipe({}, *data)["blas"] == sorted(recipes.describe_recipe({}, *data)["blas"],
                                                               key=lambda kernel: json.dumps(kernel, sort_keys=True))
-    assert not runs.same_recipe(logged, dict(described, recipe={"max_epoch": 3, "seed": 0}), "recipe")
+    assert not recipes.same_recipe(logged, dict(described, recipe={"max_epoch": 3, "seed": 0}), "recipe")
     log_path = tmp_path / "grid.csv"
-    runs.write_recipe(log_path, logged)
-    runs.check_recipe(log_path, described, has_runs=True)  # the same recipe: accepted, and its record kept
-    assert json.loads(runs.recipe_path(log_path).read_text())["blas"] == kernels
+    recipes.write_recipe(log_path, logged)
+    recipes.check_recipe(log_path, described, has_runs=True)  # the same recipe: accepted, and its record kept
+    assert json.loads(recipes.recipe_path(log_path).read_text())["blas"] == kernels
 
 
 def test_a_damaged_recipe_record_names_its_file(data, tmp_path):
     log_path = tmp_path / "grid.csv"
-    runs.write_recipe(log_path, runs.describe_recipe({}, *data))
-    path = runs.recipe_path(log_path)
+    recipes.write_recipe(log_path, recipes.describe_recipe({}, *data))
+    path = recipes.recipe_path(log_path)
     path.write_text(path.read_text()[:20])
     with pytest.raises(ValueError, match=r"grid\.recipe\.json is not a readable recipe record"):
-        runs.check_recipe(log_path, runs.describe_recipe({}, *data), has_runs=True)
+        recipes.check_recipe(log_path, recipes.describe_recipe({}, *data), has_runs=True)
     path.write_text("[1, 2]")
     with pytest.raises(ValueError, match="is not a recipe record"):
-        runs.check_recipe(log_path, runs.describe_recipe({}, *data), has_runs=True)
+        recipes.check_recipe(log_path, recipes.describe_recipe({}, *data), has_runs=True)
 
 
 @pytest.mark.parametrize("spelled, expected", [("True", True), ("false", False), ("0", False), ("yes", True)])

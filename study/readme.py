@@ -1,0 +1,189 @@
+"""The README's results section as markdown: what ``python -m study.report`` writes between ``<!-- results:start -->``
+and ``<!-- results:end -->``, made from ``log/results.json`` (read and checked by ``study.report``), the grid's log,
+the budgets' log and the benchmarks' paragraphs: the top five runs of the grid, the test accuracy with its exact 95%
+interval, the learning-rate follow-up, successive halving beside the grid, section 7's comparison with McNemar's
+tests, the budgets, section 8's seeds, the wall times, the machine, the benchmarks and a few figures. Parts that
+``results.json`` does not hold (one written before they existed) are left out.
+"""
+
+import pandas as pd
+
+from study import budget, followup, grid, stats
+from study.benches import duration, machine_line, table
+
+# (file in figures/, caption); only those that exist are linked.
+FIGURES = [
+    ("grid_results.png", "Best validation accuracy of the grid search against the learning rate"),
+    ("best_model_history.png", "Training curves of the final model"),
+    ("confusion_matrix.png", "Confusion matrix on the test set"),
+    ("first_layer_weight_changes.png", "What training changed in the first-layer weights"),
+    ("mean_activation_per_class.png", "Mean first-hidden-layer activation per class"),
+    ("beyond_confusion_matrices.png", "Confusion matrices of the seed grid's best model and of section 7's"),
+]
+
+
+def top_five_table(log):
+    top = grid.top_k(log, k=5)
+    rows = [(rank, r.layers, f"{r.lr:g}", f"{r.L2_lambda:g}", f"{r.best_val_acc:.4f}",
+             f"{r.best_val_loss:.4f}", int(r.best_iteration), f"{r.train_time_s:.0f}")
+            for rank, r in enumerate(top.itertuples(index=False), start=1)]
+    header = ["rank", "layers", "learning rate", "L2", "val accuracy", "val loss", "best iteration", "train time (s)"]
+    return table(header, rows)
+
+
+def halving_section(halving, grid, best_val_acc):
+    layers = "-".join(str(n) for n in halving["settings"]["layers"])
+    gap = 100 * (best_val_acc - halving["best_val_acc"])
+    epochs = halving["grid_epochs"] // grid["runs"]
+    return (f"**Successive halving** over the same {grid['runs']} settings ({halving['rungs']} rungs) picks layers "
+            f"{layers}, learning rate {halving['settings']['lr']:g}, L2 {halving['settings']['L2_lambda']:g}, whose "
+            f"{epochs}-epoch validation accuracy is {halving['best_val_acc']:.4f}, {gap:.2f} points below the grid's "
+            "best, "
+            f"for {halving['epochs']} epochs instead of {halving['grid_epochs']} "
+            f"({halving['epochs'] / halving['grid_epochs']:.0%}) and {duration(halving['wall_time_s'])} instead of "
+            f"{duration(grid['wall_time_s'])}.")
+
+
+def _with_ci(accuracy, ci):
+    """``"0.8927 (95% CI 0.8865-0.8987)"``, or the accuracy alone when no interval was recorded."""
+    return f"{accuracy:.4f}" + (f" (95% CI {stats.format_ci(*ci)})" if ci else "")
+
+
+def mcnemar_section(rows, reference, images):
+    comparisons = pd.DataFrame(rows)
+    lines = [(r["model"], _with_ci(r["test_accuracy"], (r["ci_low"], r["ci_high"])), f"{100 * r['difference']:+.2f}",
+              r["only_reference_right"], r["only_model_right"], f"{r['p_value']:.3g}",
+              "yes" if r["significant"] else "no") for r in rows]
+    header = ["model", "test accuracy", "difference (points)", "only the reference right", "only the model right",
+              "p-value", f"significant at {stats.ALPHA:g}"]
+    return (f"Each contender against the {reference} on the same {images:,} test images (McNemar's exact test on "
+            f"the images that only one of the two gets right):\n\n{table(header, lines)}\n\n"
+            f"{stats.significance_sentence(comparisons, f'the {reference}')}")
+
+
+def beyond_section(beyond, images=10000):
+    with_ci = all("test_ci_low" in r for r in beyond["table"])
+    rows = [(r["model"], r["settings"], f"{r['val_accuracy']:.4f}", f"{r['test_accuracy']:.4f}",
+             *([stats.format_ci(r["test_ci_low"], r["test_ci_high"])] if with_ci else []),
+             f"{r['test_loss']:.4f}", r["epochs"], duration(r["train_time_s"])) for r in beyond["table"]]
+    header = ["model", "settings", "val accuracy", "test accuracy", *(["95% CI"] if with_ci else []), "test loss",
+              "epochs", "train time"]
+    text = (f"**Beyond the original study** (section 7; settings chosen on the validation set, the test set measured "
+            f"afterwards):\n\n{table(header, rows)}")
+    if beyond.get("mcnemar"):
+        text += "\n\n" + mcnemar_section(beyond["mcnemar"], beyond["table"][0]["model"], images)
+    return (f"{text}\n\n`weights/beyond_model.npz`, loaded into a fresh `MLP`: test accuracy "
+            f"**{_with_ci(beyond['test_accuracy'], beyond.get('test_ci'))}**, cross-entropy loss "
+            f"{beyond['test_loss']:.4f}.")
+
+
+def budget_section(log):
+    """How section 7's epochs were chosen: the runs of ``study.budget``'s log and the rule's choice."""
+    chosen, threshold = budget.choose_budget(log)
+    rows = [(r["max_epoch"], "diverged" if r["diverged"] else f"{r['best_val_acc']:.4f}",
+             "" if r["diverged"] else f"{r['best_val_loss']:.4f}", duration(r["train_time_s"]))
+            for r in log.to_dict("records")]
+    return (f"The wide network trains **{chosen} epochs**, the fewest whose validation accuracy is at least "
+            f"{threshold:.4f}, one standard error below the best budget's (`make budget`, `log/wide_budget.csv`; "
+            "each budget is a run of its own cosine schedule, with one BLAS thread):\n\n"
+            + table(["epochs", "val accuracy", "val loss", "train time"], rows))
+
+
+def lr_followup_section(found, best):
+    """The grid's runs of the best architecture and L2 beside the follow-up's, and the notebook's verdict."""
+    rows = [(f"{r['lr']:g}", "diverged" if r["diverged"] else f"{r['best_val_acc']:.4f}",
+             "" if r["diverged"] else f"{r['best_val_loss']:.4f}", r["source"]) for r in found["table"]]
+    followup_table = table(["learning rate", "val accuracy", "val loss", "run of"], rows)
+    layers = "-".join(str(n) for n in best["layers"])
+    return (f"**Learning rates beyond the grid's largest** (section 3's follow-up; validation only, layers {layers} "
+            f"and L2 {best['L2_lambda']:g} with the grid's recipe):\n\n{followup_table}\n\n"
+            f"{followup.describe_verdict(found['verdict'], best['layers'], best['L2_lambda'])} The model tested "
+            "above stays the grid's choice.")
+
+
+def seeds_section(seeds):
+    summary, rows = seeds["summary"], seeds["table"]
+    val, spread = summary["val"], summary["test"]
+    seeds_table = table(["seed", "val accuracy", "test accuracy", "95% CI"],
+                   [(r["seed"], f"{r['best_val_acc']:.4f}", f"{r['test_acc']:.4f}",
+                     stats.format_ci(r["test_ci_low"], r["test_ci_high"])) for r in rows])
+    single, original = summary["single_run"], summary.get("original_test")
+
+    def where(found):
+        distance = "" if found["z"] is None else f"{found['z']:+.1f} standard deviations from the seeds' mean, "
+        return f"{distance}above {found['below']} and below {found['above']} of the {spread['n']} runs"
+
+    text = (f"**The chosen settings with {len(rows)} other seeds** (section 8; the seed draws the initial weights "
+            f"and the order of the batches, the split stays fixed):\n\n{seeds_table}\n\n"
+            f"Validation accuracy {val['mean']:.4f} +- {val['std']:.4f}, test accuracy {spread['mean']:.4f} +- "
+            f"{spread['std']:.4f} (mean +- standard deviation over the {spread['n']} runs; test from "
+            f"{spread['min']:.4f} to {spread['max']:.4f}). The grid's own run (seed {single['seed']}), "
+            f"{single['test']['value']:.4f} on the test set, lies {where(single['test'])}")
+    if original:
+        text += f"; the original study's {original['value']:.4f} lies {where(original)}"
+    if summary.get("diverged"):
+        text += f". {summary['diverged']} of the runs diverged and are left out of the spread"
+    return text + "."
+
+
+def run_all_section(run_all):
+    """What Run All on a fresh clone measured (``log/run_all.json``, written by ``make run-all``)."""
+    verdict = ("trained nothing, changed no tracked file and printed the committed numbers"
+               if not (run_all["runs_trained"] or run_all["changed_files"] or run_all["differing_cells"]) else
+               f"trained {run_all['runs_trained']} runs, changed {run_all['changed_files']} files and printed other "
+               f"numbers in {run_all['differing_cells']} cells")
+    return (f"**Run All** of the committed notebook in Jupyter's way (its own parameters, `FRESH = False`) on a fresh "
+            f"clone took **{duration(run_all['wall_time_s'])}** (`make run-all`), most of it loading the data, "
+            f"measuring the saved models and drawing the figures: it {verdict}.")
+
+
+def render(results, log, benches=(), figures=(), budget_log=None, run_all=None):
+    """The markdown that goes between the markers."""
+    test, best, grid, final = results["test"], results["best"], results["grid"], results["final_training"]
+    layers = "-".join(str(n) for n in best["layers"])
+    times = [f"grid search {duration(grid['wall_time_s'])} ({grid['runs']} runs on {grid['n_jobs']} processes; the "
+             f"runs' own training times add up to {duration(grid['sum_train_time_s'])})"]
+    if "halving" in results:
+        times.append(f"successive halving {duration(results['halving']['wall_time_s'])}")
+    times.append(f"final training {duration(final['wall_time_s'])}")
+    for key, name in (("lr_followup", "learning-rate follow-up"), ("seeds", "other seeds (section 8)")):
+        if key in results:
+            times.append(f"{name} {duration(results[key]['wall_time_s'])}")
+    notebook = results["notebook_wall_time_s"]
+    if "beyond" in results:
+        section7 = results["beyond"]["wall_time_s"]
+        times.append(f"section 7 {duration(section7)}")
+        times.append(f"whole notebook {duration(notebook)} ({duration(notebook - section7)} without section 7)")
+    else:
+        times.append(f"whole notebook {duration(notebook)}")
+    wall_times = ("**Wall times**: " + ", ".join(times) + ". They are those of one execution: on a shared virtual "
+                  "machine the same code can take markedly longer from one execution to the next.")
+    if grid.get("trained_now", grid["runs"]) < grid["runs"]:
+        wall_times += (f" Only {grid['trained_now']} of the runs were trained in that execution, the others were "
+                       "resumed from the log: the grid's wall time is not that of the whole grid.")
+    parts = [
+        "_Written by `python -m study.report` from `log/results.json` and `log/grid_search.csv`; "
+        f"numbers of the run of {results.get('written_at', 'unknown date')}._",
+        f"**Test set** ({test.get('images', 10000):,} images): accuracy "
+        f"**{_with_ci(test['accuracy'], test.get('ci'))}**, cross-entropy loss {test['loss']:.4f}.",
+        f"**Best settings** (chosen on the validation set): layers {layers}, learning rate {best['lr']:g}, "
+        f"L2 {best['L2_lambda']:g}; validation accuracy {best['best_val_acc']:.4f}.",
+        f"**Top five** of the {len(log)}-run grid search, by validation accuracy:\n\n{top_five_table(log)}",
+        wall_times,
+        *([run_all_section(run_all)] if run_all else []),
+        f"**Machine**: {machine_line(results.get('machine', {}))}.",
+    ]
+    if "halving" in results:
+        parts.insert(4, halving_section(results["halving"], grid, best["best_val_acc"]))
+    if "lr_followup" in results:
+        parts.insert(4, lr_followup_section(results["lr_followup"], best))
+    if "beyond" in results:
+        parts.append(beyond_section(results["beyond"], test.get("images", 10000)))
+        if budget_log is not None:
+            parts.append(budget_section(budget_log))
+    if "seeds" in results:
+        parts.append(seeds_section(results["seeds"]))
+    parts += list(benches)
+    if figures:
+        parts.append("\n\n".join(f"![{caption}](figures/{name})" for name, caption in figures))
+    return "\n\n".join(parts)

@@ -1,0 +1,86 @@
+"""Section 9: the frontier job in miniature (candidates chosen on validation, members, records read back) and the
+ensemble of MLPs."""
+
+import numpy as np
+import pytest
+
+from modules import MLP
+from study import config, frontier, runs
+from study.ensemble import Ensemble, mirrored
+
+
+@pytest.fixture(scope="module")
+def images():
+    """Square 'images' of two classes: a bright left half or a bright right half, with noise."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    X = rng.random((400, 28, 28)).astype(np.float32) * 0.5
+    X[y == 0, :, :14] += 0.5
+    X[y == 1, :, 14:] += 0.5
+    X = X.reshape(400, 784)
+    return X[:300], y[:300], X[300:], y[300:]
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    cfg = config.study_config(quick=True, output_dir=tmp_path)
+    return cfg
+
+
+def test_the_job_chooses_on_validation_records_every_run_and_reads_them_back(cfg, images):
+    with pytest.raises(FileNotFoundError, match="make frontier"):
+        frontier.train_frontier(cfg, images, train=False)
+    started = runs.runs_started
+    candidates, chosen, members = frontier.train_frontier(cfg, images, progress=False)
+    assert runs.runs_started == started + len(cfg.frontier_candidates) + len(cfg.frontier_seeds)
+    assert set(candidates) == set(cfg.frontier_candidates)
+    assert chosen == frontier.choose(candidates)
+    assert candidates[chosen].best_val_acc == max(model.best_val_acc for model in candidates.values())
+    assert list(members) == [chosen, *(f"{chosen}_seed{seed}" for seed in cfg.frontier_seeds)]
+    assert [model.seed for model in members.values()] == [0, *cfg.frontier_seeds]
+    assert all(model.batch_norm for model in members.values())
+    assert not list((cfg.log_dir / "checkpoints").glob("*.npz"))  # recorded runs leave no checkpoint behind
+
+    again = frontier.train_frontier(cfg, images, train=False)
+    assert runs.runs_started == started + len(cfg.frontier_candidates) + len(cfg.frontier_seeds)
+    for name, model in again[2].items():
+        np.testing.assert_array_equal(model.predict(images[2]), members[name].predict(images[2]))
+        assert model.history.equals(members[name].history)
+    table = frontier.choice_table(candidates, chosen)
+    assert table["chosen"].sum() == 1 and set(table["augmentation"]) == {"none", "shifts up to 1 px and flips"}
+
+
+def test_an_ensemble_averages_its_members_probabilities(images, tmp_path):
+    X_train, y_train, X_val, y_val = images
+    members = [MLP([784, 16, 2], seed=seed, max_epoch=2, batch_size=50, print_iter=3, print_log=False)
+               for seed in (1, 2, 3)]
+    for member in members:
+        member.train(X_train, y_train, X_val, y_val)
+    ensemble = Ensemble(members)
+    expected = np.mean([member.forward(X_val) for member in members], axis=0)
+    np.testing.assert_allclose(ensemble.probabilities(X_val), expected, rtol=1e-6)
+    np.testing.assert_array_equal(ensemble.predict(X_val), expected.argmax(axis=1))
+    accuracy, loss = ensemble.evaluate(X_val, y_val)
+    assert accuracy == np.mean(expected.argmax(axis=1) == y_val)
+    assert loss == pytest.approx(-np.mean(np.log(expected[np.arange(len(y_val)), y_val])), rel=1e-6)
+
+    paths = []
+    for i, member in enumerate(members):
+        member.save_param(tmp_path / f"m{i}.npz")
+        paths.append(tmp_path / f"m{i}.npz")
+    np.testing.assert_allclose(Ensemble.from_files(paths).probabilities(X_val), expected, rtol=1e-6)
+
+    flipped = Ensemble(members, flip_average=True)
+    both = (np.mean([m.forward(X_val) for m in members], axis=0) +
+            np.mean([m.forward(mirrored(X_val, 28)) for m in members], axis=0)) / 2
+    np.testing.assert_allclose(flipped.probabilities(X_val), both, rtol=1e-6)
+    np.testing.assert_array_equal(mirrored(mirrored(X_val, 28), 28), X_val)
+
+
+def test_members_that_do_not_fit_together_are_refused():
+    with pytest.raises(ValueError, match="at least one member"):
+        Ensemble([])
+    with pytest.raises(ValueError, match="share their input and output sizes"):
+        Ensemble([MLP([784, 10]), MLP([784, 5])])
+    with pytest.raises(ValueError, match="square images"):
+        Ensemble([MLP([20, 3])], flip_average=True)
