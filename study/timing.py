@@ -7,7 +7,7 @@ that part took. The same times go to ``log/results.json``.
 
 import time
 
-from study.report import duration
+from study.benches import duration
 
 
 class Sections:
