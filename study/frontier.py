@@ -51,8 +51,7 @@ def train_frontier(cfg, data, n_jobs=1, fresh=False, progress=True, train=True):
     candidate_settings = cfg.frontier_candidate_settings()
     candidates = fit_or_read(candidate_settings, "frontier candidates", fresh)
     chosen = choose(candidates)
-    # The members share the candidates' log, which a fresh start has moved aside already.
-    others = fit_or_read(cfg.frontier_member_settings(chosen, candidate_settings[chosen]), "frontier members", False)
+    others = fit_or_read(cfg.frontier_member_settings(chosen, candidate_settings[chosen]), "frontier members", fresh)
     return candidates, chosen, {chosen: candidates[chosen], **others}
 
 

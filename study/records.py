@@ -49,7 +49,7 @@ class Records:
         if not Path(self.log_path).exists():
             return {}
         log = runs.read_log(self.log_path, COLUMNS, "a log of recorded runs",
-                            " Start it afresh (fresh=True keeps the old one as .bak).")
+                            " Move it aside (or delete it) to start a new one.")
         return {row["name"]: row for row in log.to_dict("records")}
 
     def complete(self, row, key):
@@ -62,6 +62,19 @@ class Records:
         model.save_param(self.weights_path(name))
         atomic_write(self.history_path(name), partial(model.history.to_csv, index=False))
         runs.append_rows(self.log_path, [{"name": name, "key": key, **runs.outcome(model)}], COLUMNS)
+
+    def forget(self, names):
+        """Rewrite the log without the rows of ``names`` (runs about to train again), a copy of it kept as a backup
+        first; the other runs' rows stay as they are. Returns the backup's path, or None when there was nothing to
+        forget."""
+        path = Path(self.log_path)
+        lines = path.read_bytes().splitlines(keepends=True)
+        kept = lines[:1] + [line for line in lines[1:] if line.split(b",", 1)[0].decode() not in names]
+        if len(kept) == len(lines):
+            return None
+        bak = runs.backup(path, copy=True)
+        atomic_write(path, lambda f: f.write(b"".join(kept)))
+        return bak
 
     def missing(self, named_settings, data):
         """The names of ``named_settings`` that have no complete record for these settings and ``data``."""
@@ -97,7 +110,8 @@ def fit_or_read(named_settings, data, records, n_jobs=1, fresh=False, fit=None, 
                 checkpoint_dir=None):
     """``{name: model}`` for the runs of ``named_settings`` (``{name: MLP keyword arguments}``), each read from its
     record in ``records`` or, when it has none for these settings and ``data`` (``X_train, y_train, X_val, y_val``),
-    trained and recorded first; ``fresh=True`` moves the old log aside (``.bak``) and trains them all.
+    trained and recorded first; ``fresh=True`` trains them all again, their old rows taken out of the log (a copy of
+    which is kept as ``.bak``) and the records of other runs in the same log left as they are.
 
     The runs to train go ``n_jobs`` at a time through ``runs.dispatch`` (one BLAS thread each), or, given ``fit``
     (``fit(settings, *data)``, a long run under its own progress bar, say), one after the other here, with the
@@ -105,7 +119,9 @@ def fit_or_read(named_settings, data, records, n_jobs=1, fresh=False, fit=None, 
     ``checkpoint_dir``, a dispatched run writes a checkpoint there after every epoch (see :func:`fit_labelled`): a
     long run cut short goes on from its last epoch, and its checkpoint is deleted once the run is recorded.
     """
-    with runs.prepared_log(records.log_path, COLUMNS, fresh):
+    with runs.prepared_log(records.log_path, COLUMNS):
+        if fresh:
+            records.forget(set(named_settings))
         keys = {name: runs.run_key(settings, data) for name, settings in named_settings.items()}
         logged = records.read_log()
         pending = [(name, settings) for name, settings in named_settings.items()

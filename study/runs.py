@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -267,14 +268,18 @@ def find_row(log, settings):
     raise KeyError(f"{run_name(settings)} is not in the log")
 
 
-def backup(path):
-    """Move ``path`` (a file or a folder) aside to ``<path>.bak``, or ``.bak.1``, ``.bak.2``, ... when that is taken:
-    no backup is ever replaced, so two interrupted reruns cannot lose the last complete log. Returns where it went."""
+def backup(path, copy=False):
+    """Move ``path`` (a file or a folder) aside to ``<path>.bak``, or ``.bak.1``, ``.bak.2``, ... when that is taken
+    (with ``copy``, a file is copied there instead): no backup is ever replaced, so two interrupted reruns cannot lose
+    the last complete log. Returns where it went."""
     bak, generation = path.with_name(path.name + ".bak"), 0
     while bak.exists():
         generation += 1
         bak = path.with_name(f"{path.name}.bak.{generation}")
-    os.replace(path, bak)
+    if copy:
+        shutil.copy2(path, bak)
+    else:
+        os.replace(path, bak)
     return bak
 
 

@@ -116,6 +116,8 @@ def test_quick_run_produces_every_artefact(quick_run):
         history = pd.read_csv(out / "log" / "histories" / f"{runs.run_name(settings)}.csv")
         assert len(history) > 1
     assert (out / "weights" / "best_model.npz").stat().st_size > 0
+    momentum, adam = cfg.beyond_candidates(grid.best_settings(log))
+    assert set(cfg.model_records.read_log()) == {"best_model", "beyond_model", *momentum, *adam}  # all recorded
     beyond_model = MLP.from_file(out / "weights" / "beyond_model.npz")
     assert beyond_model.layers == list(cfg.wide_settings["layers"]) and beyond_model.dropout == 0.3
     halving_log = halving.read_halving_log(out / "log" / "halving_search.csv")

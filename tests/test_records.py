@@ -77,14 +77,18 @@ def test_other_settings_or_other_data_are_trained_not_read(store, named):
     assert runs.runs_started == started + 2
 
 
-def test_fresh_keeps_the_old_log_and_trains_again(store, named):
+def test_fresh_trains_its_runs_again_and_keeps_the_other_records_of_the_log(store, named):
     data = small_problem()
     records.fit_or_read(named, data, store, progress=False)
     old = store.log_path.read_bytes()
     started = runs.runs_started
-    records.fit_or_read(named, data, store, fresh=True, progress=False)
-    assert runs.runs_started == started + 3
+    records.fit_or_read({"adam": named["adam"]}, data, store, fresh=True, progress=False)
+    assert runs.runs_started == started + 1
     assert store.log_path.with_name("models.csv.bak").read_bytes() == old
+    assert sorted(store.read_log()) == ["adam", "diverges", "momentum"]  # one row each: the others untouched
+    assert len(store.log_path.read_text().splitlines()) == 4
+    again = records.fit_or_read(named, data, store, progress=False)  # and all three are read, not trained
+    assert runs.runs_started == started + 1 and set(again) == set(named)
 
 
 def test_a_run_given_its_own_fit_trains_here_and_is_counted(store, named):
