@@ -29,10 +29,12 @@ NOTEBOOK = "Fashion_mnist_model.ipynb"
 RECORD = Path("log") / "run_all.json"
 
 # What differs between the execution that trained the study and one that read it, although no result changed: the
-# progress bars (absent where nothing trains), the wall times, and how much this execution trained.
+# progress bars (absent where nothing trains), the wall times, how much this execution trained, and whether it was
+# asked to train afresh.
 PROGRESS_BAR = re.compile(r"\|.*\|\s*\d+/\d+ \[")
 DURATION = re.compile(r"\b\d+(\.\d+)? ?(ms|s|min|h)\b")
-TRAINED = re.compile(r"\b\d+ trained now\b|^this execution trained .*$")
+TRAINED = re.compile(r"\b\d+ trained now\b|^this execution trained .*$"
+                     r"|\b(fresh|resuming from the logs)(?=, \d+ processes)")
 
 
 def clone(repo, destination):
