@@ -26,13 +26,23 @@ def test_every_number_of_the_committed_observations_comes_from_the_run(committed
 
 def test_a_number_changed_in_an_observation_is_caught(committed):
     nb, results = committed
-    index, source = prose.observation_cells(nb)[0]
-    token = next(m.group() for m in prose.NUMBER.finditer(source) if "." in m.group() and prose.checked(m.group()))
-    last = int(token[-1])
-    moved = token[:-1] + str((last + 5) % 10)  # half a unit of the last digit away would round back
-    nb.cells[index].source = source.replace(token, moved, 1)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+
+    def printed_somewhere(token):
+        probe = nbformat.v4.new_notebook(cells=[*code, nbformat.v4.new_markdown_cell(f"**Observation.** {token}")])
+        return not prose.unchecked_numbers(probe, results)
+
+    def moved(token):
+        return token[:-1] + str((int(token[-1]) + 5) % 10)  # a smaller move of the last digit could round back
+
+    measured = [(index, match.group()) for index, source in prose.observation_cells(nb)
+                for match in prose.NUMBER.finditer(source)
+                if "." in match.group() and len(match.group().split(".")[1]) >= 3]
+    # The first measured number whose moved value the run printed nowhere: the sentence would then be wrong.
+    index, token = next((index, token) for index, token in measured if not printed_somewhere(moved(token)))
+    nb.cells[index].source = nb.cells[index].source.replace(token, moved(token), 1)
     missing = prose.unchecked_numbers(nb, results)
-    assert [(i, t) for i, t, _ in missing] == [(index, moved)]
+    assert [(i, t) for i, t, _ in missing] == [(index, moved(token))]
 
 
 @pytest.mark.parametrize("token, printed, values, expected", [
