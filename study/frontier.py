@@ -35,16 +35,14 @@ def train_frontier(cfg, data, n_jobs=1, fresh=False, progress=True, train=True):
     """Section 9's runs on ``data`` (``X_train, y_train, X_val, y_val``), each read from its record or, with
     ``train``, trained and recorded first: ``(candidates, chosen, members)``, two dicts ``{name: model}`` and the
     chosen candidate's name; the members include the chosen candidate, first. Without ``train``, a run that has no
-    record for these settings and data is a FileNotFoundError that says how to make it (the notebook trains section
-    9 only when asked)."""
+    record for these settings and data is a FileNotFoundError that says how to make it (``make frontier``)."""
     store, checkpoints = cfg.frontier_records, cfg.log_dir / "checkpoints"
 
     def fit_or_read(named_settings, desc, fresh):
         missing = store.missing(named_settings, data)
         if missing and not train:
             raise FileNotFoundError(f"section 9's runs {missing} have no record in {store.log_path} for these "
-                                    "settings and data: train them with `make frontier` (about two hours on 2 cores), "
-                                    "or run the notebook with FRONTIER = True")
+                                    "settings and data: train them with `make frontier` (about two hours on 2 cores)")
         return records.fit_or_read(named_settings, data, store, n_jobs=n_jobs, fresh=fresh, progress=progress,
                                    desc=desc, checkpoint_dir=checkpoints)
 
