@@ -2,7 +2,8 @@
 
 Every rule takes ``params``, a list of ``(param, grad)`` pairs in a fixed order (the model's ``W1, b1, W2, b2, ...``),
 ``lr``, the learning rate of this step, and ``weight_decay``, the model's ``L2_lambda``, and changes every ``param``
-in place. Biases are never decayed. ``decoupled_weight_decay`` says how the decay applies:
+in place. Vectors (biases, batch normalisation's ``gamma`` and ``beta``) are never decayed.
+``decoupled_weight_decay`` says how the decay applies:
 
 - False (SGD, momentum): as the gradient of the penalty ``(weight_decay / 2) * ||W||^2``, part of the loss that
   ``MLP.objective`` returns, added to the gradient here: ``grad + weight_decay * W``;
@@ -54,7 +55,8 @@ class Optimizer:
 
 
 def decays(param, weight_decay):
-    """The weight decay that applies to ``param``: ``weight_decay`` for a weight matrix, 0 for a bias vector."""
+    """The weight decay that applies to ``param``: ``weight_decay`` for a weight matrix, 0 for a vector (a bias, batch
+    normalisation's ``gamma`` or ``beta``)."""
     return weight_decay if param.ndim > 1 else 0.0
 
 
