@@ -1,4 +1,5 @@
 """The fast steps: each update rule of ``optimizers.py`` as one compiled pass over a parameter, what training runs;
+batch normalisation's forward and backward in as few passes as their formulas need;
 and the augmentation of a training batch as one gather (:func:`moved_images`).
 
 NumPy would take a rule's formula one array operation at a time, up to fourteen passes over every array, each a trip
@@ -116,3 +117,59 @@ def moved_images(images, side, moves, flips):
     rows = (pixels + pad - moves[:, :1])[:, :, None]
     columns = (columns + pad - moves[:, 1:])[:, None, :]
     return padded[np.arange(n)[:, None, None], rows, columns].reshape(n, side * side)
+
+
+# -- batch normalisation (modules.BatchNorm), in three passes forward and two backward ---------------------------
+# Each loops over the rows, and over the features within a row, as NumPy reduces a C-contiguous batch over its first
+# axis: the sums add the rows in the same order, so the results equal the reference formulas' bit for bit
+# (``tests/test_batchnorm.py``). No ``fastmath``: it would let the compiler reorder the sums and fuse a multiply
+# with an add, which rounds differently.
+
+
+@numba.njit(cache=True)
+def batch_moments(bottom):
+    """bottom (N, H) -> the mean (H,) and biased variance (H,) of each feature over the batch, as ``bottom.mean(0)``
+    and ``((bottom - mean) ** 2).mean(0)`` take them: two passes (the variance's sum needs the mean first)."""
+    n, h = bottom.shape
+    total, squares = np.zeros(h, dtype=bottom.dtype), np.zeros(h, dtype=bottom.dtype)
+    mean, var = np.empty(h, dtype=bottom.dtype), np.empty(h, dtype=bottom.dtype)
+    for i in range(n):
+        for j in range(h):
+            total[j] += bottom[i, j]
+    for j in range(h):
+        mean[j] = total[j] / n
+    for i in range(n):
+        for j in range(h):
+            centered = bottom[i, j] - mean[j]
+            squares[j] += centered * centered
+    for j in range(h):
+        var[j] = squares[j] / n
+    return mean, var
+
+
+@numba.njit(cache=True)
+def normalise(bottom, mean, inv_std, gamma, beta, x_hat, top):
+    """Fills ``x_hat = (bottom - mean) * inv_std`` and ``top = x_hat * gamma + beta`` (N, H) in one pass."""
+    n, h = bottom.shape
+    for i in range(n):
+        for j in range(h):
+            normalised = (bottom[i, j] - mean[j]) * inv_std[j]
+            x_hat[i, j] = normalised
+            top[i, j] = normalised * gamma[j] + beta[j]
+
+
+@numba.njit(cache=True)
+def batchnorm_backward(top_diff, x_hat, scale_over_n, n, grad_gamma, grad_beta, bottom_diff):
+    """Fills ``grad_beta = sum(top_diff)``, ``grad_gamma = sum(top_diff * x_hat)`` (H,) in one pass, then
+    ``bottom_diff = (top_diff * n - grad_beta - x_hat * grad_gamma) * scale_over_n`` (N, H) in a second; ``n`` the
+    batch size in the arrays' type, ``scale_over_n = gamma * inv_std / n``."""
+    rows, h = top_diff.shape
+    grad_gamma[:] = 0
+    grad_beta[:] = 0
+    for i in range(rows):
+        for j in range(h):
+            grad_beta[j] += top_diff[i, j]
+            grad_gamma[j] += top_diff[i, j] * x_hat[i, j]
+    for i in range(rows):
+        for j in range(h):
+            bottom_diff[i, j] = (top_diff[i, j] * n - grad_beta[j] - x_hat[i, j] * grad_gamma[j]) * scale_over_n[j]

@@ -2,6 +2,7 @@
 running averages on disk; augmentation that moves and mirrors images exactly, from the run's own generator."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from test_modules import numerical_gradient, small_problem
 
@@ -47,6 +48,47 @@ def test_the_model_s_gradients_with_batch_norm_match_finite_differences(activati
     for name, grad in grads.items():
         expected = numerical_gradient(lambda: model.objective(X, y, training=True), params[name])
         np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(128, 1024), (100, 7), (1, 5), (6000, 64)])
+@pytest.mark.parametrize("training", [True, False])
+def test_the_fast_passes_equal_the_reference_formulas_bit_for_bit(dtype, shape, training):
+    rng = np.random.default_rng(4)
+    n, h = shape
+    bottom = (rng.normal(size=shape) * rng.uniform(0.01, 100, h) + rng.uniform(-50, 50, h)).astype(dtype)
+    top_diff = rng.normal(size=shape).astype(dtype)
+    gamma, beta = rng.normal(size=h), rng.normal(size=h)
+    fast, reference = BatchNorm(h, dtype=dtype), BatchNorm(h, dtype=dtype)
+    for layer in (fast, reference):
+        layer.gamma[:], layer.beta[:], layer.training = gamma, beta, training
+    outputs = {}
+    for name, layer, forward, backward in (("fast", fast, fast.forward, fast.backward),
+                                           ("reference", reference, reference.reference_forward,
+                                            reference.reference_backward)):
+        for _ in range(2):  # the second batch starts from the running averages the first moved
+            top = forward(bottom)
+            bottom_diff = backward(top_diff)
+        outputs[name] = (top, bottom_diff, layer.grad_gamma, layer.grad_beta, layer.x_hat, layer.inv_std,
+                         layer.running_mean, layer.running_var)
+    for got, expected in zip(*outputs.values(), strict=True):
+        assert got.dtype == expected.dtype == dtype
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_a_run_with_batch_norm_trains_the_same_history_with_the_reference_formulas(monkeypatch):
+    X, y, X_val, y_val = small_problem(n_train=200)
+    settings = dict(layers=[2, 16, 16, 3], batch_norm=True, dropout=0.1, optimizer="adam", lr=0.01, max_epoch=3,
+                    batch_size=32, print_iter=3, print_log=False, seed=5)
+    fast = MLP(**settings)
+    fast.train(X, y, X_val, y_val)
+    monkeypatch.setattr(BatchNorm, "forward", BatchNorm.reference_forward)
+    monkeypatch.setattr(BatchNorm, "backward", BatchNorm.reference_backward)
+    reference = MLP(**settings)
+    reference.train(X, y, X_val, y_val)
+    pd.testing.assert_frame_equal(fast.history, reference.history)
+    for name, value in reference.parameters().items():
+        np.testing.assert_array_equal(fast.parameters()[name], value, err_msg=name)
 
 
 def test_training_uses_the_batch_statistics_and_evaluation_the_running_averages():
