@@ -47,6 +47,8 @@ def describe(model):
     L2 = f"L2 {settings['L2_lambda']:g}" if settings["L2_lambda"] else "no L2"
     words = [runs.layers_name(settings["layers"]), optimizer.pop("name"), f"lr {settings['lr']:g}",
              f"{settings['lr_schedule']} schedule", L2]
+    if settings["batch_norm"]:
+        words.append("batch normalisation")
     if settings["dropout"]:
         words.append(f"dropout {settings['dropout']:g}")
     return ", ".join(words)

@@ -41,15 +41,24 @@ class Ensemble:
         return self.members[0].layers
 
     def probabilities(self, X):
-        """X (N, D) -> the members' mean probabilities (N, C), in chunks of ``EVAL_CHUNK_ROWS`` rows."""
-        X, _ = check_rows(X, self.members[0], "prediction", self.members[0].data_range)
-        return np.concatenate([self._chunk(X[start:start + EVAL_CHUNK_ROWS])
-                               for start in range(0, len(X), EVAL_CHUNK_ROWS)])
+        """X (N, D) -> the members' mean probabilities (N, C)."""
+        return self.growing_probabilities(X)[-1]
 
-    def _chunk(self, X):
-        views = (X, mirrored(X, self.side)) if self.flip_average else (X,)
-        total = sum(member.forward(view).astype(np.float64) for member in self.members for view in views)
-        return total / (len(self.members) * len(views))
+    def growing_probabilities(self, X):
+        """X (N, D) -> (members, N, C): at ``[k - 1]``, the mean probabilities of the first ``k`` members, each as
+        the ensemble of those ``k`` alone gives them, bit for bit (the same sums in the same order), for the price of
+        the whole ensemble's. Computed in chunks of ``EVAL_CHUNK_ROWS`` rows."""
+        X, _ = check_rows(X, self.members[0], "prediction", self.members[0].data_range)
+        grown = np.empty((len(self.members), len(X), self.layers[-1]))
+        for start in range(0, len(X), EVAL_CHUNK_ROWS):
+            chunk = X[start:start + EVAL_CHUNK_ROWS]
+            views = (chunk, mirrored(chunk, self.side)) if self.flip_average else (chunk,)
+            total = 0
+            for k, member in enumerate(self.members, start=1):
+                for view in views:
+                    total = total + member.forward(view).astype(np.float64)
+                grown[k - 1, start:start + len(chunk)] = total / (k * len(views))
+        return grown
 
     def predict(self, X):
         """X (N, D) -> predicted labels (N,)."""
@@ -58,6 +67,10 @@ class Ensemble:
     def evaluate(self, X, y):
         """(accuracy, mean cross-entropy of the averaged probabilities) on (X, y)."""
         X, y, _ = check_data(X, y, self.members[0], "evaluation", self.members[0].data_range)
-        probs = self.probabilities(X)
-        picked = np.maximum(probs[np.arange(len(y)), y], np.finfo(np.float64).tiny)
-        return float(np.mean(probs.argmax(axis=1) == y)), float(-np.mean(np.log(picked)))
+        return scores(self.probabilities(X), y)
+
+
+def scores(probabilities, y):
+    """(accuracy, mean cross-entropy) of predicted ``probabilities`` (N, C) on the labels ``y`` (N,)."""
+    picked = np.maximum(probabilities[np.arange(len(y)), y], np.finfo(probabilities.dtype).tiny)
+    return float(np.mean(probabilities.argmax(axis=1) == y)), float(-np.mean(np.log(picked)))

@@ -27,8 +27,8 @@ import joblib
 import pandas as pd
 
 import mnist_reader
-from study import beyond, config, records
-from study.ensemble import Ensemble
+from study import beyond, config, records, runs, stats
+from study.ensemble import Ensemble, scores
 
 
 def train_frontier(cfg, data, n_jobs=1, fresh=False, progress=True, train=True):
@@ -60,23 +60,107 @@ def choose(candidates):
     return next(name for name, model in candidates.items() if model is best)
 
 
+def ensemble_choices(members, X_val, y_val):
+    """The ensembles to choose from, measured on the validation set: the first ``k`` of ``members`` (in their order,
+    the chosen candidate first), for every ``k``, without and with flip averaging (each image averaged with its
+    mirror image). Ordered by ``k``, then without flips first, so that among equal numbers ``runs.ranked`` prefers
+    the smaller ensemble."""
+    grown = {flip: Ensemble(members.values(), flip_average=flip).growing_probabilities(X_val) for flip in (False, True)}
+    rows = [(k, flip, *scores(grown[flip][k - 1], y_val)) for k in range(1, len(members) + 1) for flip in (False, True)]
+    return pd.DataFrame(rows, columns=["members", "flip_average", "val_acc", "val_loss"])
+
+
 def ensemble_of(members, X_val, y_val):
-    """The ensemble of ``members``, averaging each image with its mirror image when that scores better on the
-    validation set (:func:`flip_average_helps`)."""
-    return Ensemble(members.values(), flip_average=flip_average_helps(members, X_val, y_val))
+    """The ensemble chosen on the validation set among :func:`ensemble_choices` by ``runs.ranked`` (the study's one
+    rule: higher accuracy, then lower loss), and the table of choices with a ``chosen`` column."""
+    choices = ensemble_choices(members, X_val, y_val)
+    best = runs.ranked(choices.rename(columns={"val_acc": "best_val_acc", "val_loss": "best_val_loss"})
+                       .assign(diverged=False)).index[0]
+    ensemble = Ensemble(list(members.values())[:choices.loc[best, "members"]],
+                        flip_average=bool(choices.loc[best, "flip_average"]))
+    return ensemble, choices.assign(chosen=choices.index == best)
 
 
-def flip_average_helps(members, X_val, y_val):
-    """Whether averaging each image with its mirror image raises the ensemble's validation accuracy (ties: no)."""
-    plain, flipped = (Ensemble(members.values(), flip_average=flip).evaluate(X_val, y_val)[0] for flip in (False, True))
-    return flipped > plain
+def measure_on_test(members, ensemble, X_test, y_test):
+    """Each member's and the ensemble's test numbers, each measured once: ``(table, predictions)``, one row per model
+    (validation and test accuracy, the test accuracy's exact 95% interval, test loss, epochs, training time) and
+    ``{name: predicted labels}``; the ensemble's row is named ``"ensemble"``."""
+    rows, predictions = [], {}
+    for name, model in [*members.items(), ("ensemble", ensemble)]:
+        single = model is not ensemble
+        probabilities = (Ensemble([model]) if single else model).probabilities(X_test)
+        predictions[name] = probabilities.argmax(axis=1)
+        measured = stats.accuracy(y_test, predictions[name])
+        rows.append({"model": name, "seed": model.seed if single else None,
+                     "val_acc": model.best_val_acc if single else None, "test_acc": measured["accuracy"],
+                     "ci_low": measured["ci_low"], "ci_high": measured["ci_high"],
+                     "test_loss": scores(probabilities, y_test)[1], "epochs": model.epoch if single else None,
+                     "train_time_s": model.train_time_s if single else sum(m.train_time_s for m in model.members)})
+    return pd.DataFrame(rows).astype({"seed": "Int64", "epochs": "Int64"}), predictions
+
+
+WIDE = "wide network (section 7)"
+
+
+def summary(table, single, targets=config.FRONTIER_TARGETS):
+    """What :func:`measure_on_test`'s ``table`` says about the targets: the ``single`` member's test accuracy (the
+    member chosen on validation), the spread of the members' test accuracies, and the ensemble's, each with whether
+    it reaches its target (``targets``: ``{"single": ..., "ensemble": ...}``)."""
+    rows = table.set_index("model")
+    members = rows.drop(index="ensemble")
+
+    def measured(name, target):
+        row = rows.loc[name]
+        return {"model": name, "test_acc": float(row["test_acc"]), "ci_low": float(row["ci_low"]),
+                "ci_high": float(row["ci_high"]), "target": target, "reached": bool(row["test_acc"] >= target)}
+
+    return {"single": measured(single, targets["single"]), "members_test": stats.spread(members["test_acc"]),
+            "ensemble": dict(measured("ensemble", targets["ensemble"]), members=len(members)),
+            "published": config.PUBLISHED_MLP_ACCURACY}
+
+
+def describe_summary(found):
+    """:func:`summary` in three sentences."""
+    single, spread, ensemble = found["single"], found["members_test"], found["ensemble"]
+
+    def verdict(entry):
+        return "reaches" if entry["reached"] else "falls short of"
+
+    return (f"the single MLP chosen on validation ({single['model']}): test accuracy {single['test_acc']:.4f} (95% CI "
+            f"{stats.format_ci(single['ci_low'], single['ci_high'])}); it {verdict(single)} the target "
+            f"{single['target']:g}; the best published pure MLP: {found['published']:.4f}\n"
+            f"the {spread['n']} members on the test set: {spread['mean']:.4f} +- {spread['std']:.4f} "
+            f"({spread['min']:.4f} to {spread['max']:.4f})\n"
+            f"the ensemble: test accuracy {ensemble['test_acc']:.4f} (95% CI "
+            f"{stats.format_ci(ensemble['ci_low'], ensemble['ci_high'])}); it {verdict(ensemble)} the target "
+            f"{ensemble['target']:g}")
+
+
+def significance(y_test, predictions, wide_predictions, single):
+    """McNemar's exact tests on the test set: the single member chosen on validation and the ensemble, each against
+    section 7's wide network, then the ensemble against that member; a ``reference`` column names each one's."""
+    single_name = f"single MLP ({single})"
+    against_wide = stats.mcnemar_table(y_test, {WIDE: wide_predictions, single_name: predictions[single],
+                                                "ensemble": predictions["ensemble"]}, WIDE)
+    against_single = stats.mcnemar_table(y_test, {single_name: predictions[single],
+                                                  "ensemble": predictions["ensemble"]}, single_name)
+    return pd.concat([against_wide.assign(reference=WIDE), against_single.assign(reference=single_name)],
+                     ignore_index=True)
+
+
+def results(candidates, chosen, choices, table, found, tests, wall_time_s):
+    """Section 9's part of ``log/results.json``."""
+    return {"recipe": beyond.describe(candidates[chosen]), "candidates": choice_table(candidates, chosen),
+            "chosen": chosen, "ensemble_choices": choices,
+            "test": table, "summary": found, "mcnemar": tests, "wall_time_s": wall_time_s}
 
 
 def choice_table(candidates, chosen):
-    """The candidates as the notebook and the README show them: what differs, validation numbers, epochs, time."""
-    rows = [{"candidate": name, "chosen": name == chosen, "settings": beyond.describe(model),
-             "augmentation": describe_augmentation(model), "best_val_acc": model.best_val_acc,
-             "best_val_loss": model.best_val_loss, "epochs": model.epoch, "train_time_s": model.train_time_s}
+    """The candidates as the notebook and the README show them: their augmentation (all they differ by), validation
+    numbers, epochs, training time."""
+    rows = [{"candidate": name, "chosen": name == chosen, "augmentation": describe_augmentation(model),
+             "best_val_acc": model.best_val_acc, "best_val_loss": model.best_val_loss, "epochs": model.epoch,
+             "train_time_s": model.train_time_s}
             for name, model in candidates.items()]
     return pd.DataFrame(rows)
 
@@ -106,9 +190,10 @@ def main(argv=None):
         candidates, chosen, members = train_frontier(cfg, (X_train, y_train, X_val, y_val), n_jobs=args.jobs,
                                                      fresh=args.fresh)
     print(choice_table(candidates, chosen).to_string(index=False))
-    ensemble = ensemble_of(members, X_val, y_val)
-    print(f"chosen: {chosen}; ensemble of {len(members)} members, flip averaging "
-          f"{'on' if ensemble.flip_average else 'off'}: validation accuracy {ensemble.evaluate(X_val, y_val)[0]:.4f}")
+    ensemble, choices = ensemble_of(members, X_val, y_val)
+    print(choices.round(4).to_string(index=False))
+    print(f"chosen: {chosen}; the ensemble of its first {len(ensemble.members)} members, flip averaging "
+          f"{'on' if ensemble.flip_average else 'off'}")
 
 
 if __name__ == "__main__":

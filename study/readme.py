@@ -2,8 +2,8 @@
 and ``<!-- results:end -->``, made from ``log/results.json`` (read and checked by ``study.report``), the grid's log,
 the budgets' log and the benchmarks' paragraphs: the top five runs of the grid, the test accuracy with its exact 95%
 interval, the learning-rate follow-up, successive halving beside the grid, section 7's comparison with McNemar's
-tests, the budgets, section 8's seeds, the wall times, the machine, the benchmarks and a few figures. Parts that
-``results.json`` does not hold (one written before they existed) are left out.
+tests, the budgets, section 8's seeds, section 9's frontier, the wall times, the machine, the benchmarks and a few
+figures. Parts that ``results.json`` does not hold (one written before they existed) are left out.
 """
 
 import pandas as pd
@@ -19,6 +19,7 @@ FIGURES = [
     ("first_layer_weight_changes.png", "What training changed in the first-layer weights"),
     ("mean_activation_per_class.png", "Mean first-hidden-layer activation per class"),
     ("beyond_confusion_matrices.png", "Confusion matrices of the seed grid's best model and of section 7's"),
+    ("frontier_candidates.png", "Training curves of section 9's two candidates, without and with augmentation"),
 ]
 
 
@@ -126,6 +127,41 @@ def seeds_section(seeds):
     return text + "."
 
 
+def frontier_section(frontier, images=10000):
+    """Section 9: the candidates, the ensemble chosen, each final model's test accuracy against the targets, and
+    McNemar's tests."""
+    candidates = [(r["candidate"] + (" (chosen)" if r["chosen"] else ""), r["augmentation"],
+                   f"{r['best_val_acc']:.4f}", f"{r['best_val_loss']:.4f}", r["epochs"], duration(r["train_time_s"]))
+                  for r in frontier["candidates"]]
+    chosen = next(r for r in frontier["ensemble_choices"] if r["chosen"])
+    tested = [(r["model"], "" if r["val_acc"] is None else f"{r['val_acc']:.4f}", f"{r['test_acc']:.4f}",
+               stats.format_ci(r["ci_low"], r["ci_high"]), f"{r['test_loss']:.4f}", duration(r["train_time_s"]))
+              for r in frontier["test"]]
+    found = frontier["summary"]
+    single, spread, ensemble = found["single"], found["members_test"], found["ensemble"]
+
+    def against_target(entry):
+        return (f"**{_with_ci(entry['test_acc'], (entry['ci_low'], entry['ci_high']))}**, "
+                f"{'at or above' if entry['reached'] else 'below'} its target of {entry['target']:g}")
+
+    parts = [
+        f"**How far can an MLP go?** (section 9: {frontier['recipe']}; every choice made on the validation set, the "
+        "test set measured once per final model). The candidates:\n\n"
+        + table(["candidate", "augmentation", "val accuracy", "val loss", "epochs", "train time"], candidates),
+        f"The ensemble chosen on validation: the first {chosen['members']} members, flip averaging "
+        f"{'on' if chosen['flip_average'] else 'off'} (validation accuracy {chosen['val_acc']:.4f}). On the test "
+        f"set:\n\n" + table(["model", "val accuracy", "test accuracy", "95% CI", "test loss", "train time"], tested),
+        f"The single MLP chosen on validation ({single['model']}): {against_target(single)}; the best published "
+        f"pure-MLP result is {found['published']:.4f}. The {spread['n']} members: {spread['mean']:.4f} +- "
+        f"{spread['std']:.4f} ({spread['min']:.4f} to {spread['max']:.4f}). The ensemble: "
+        f"{against_target(ensemble)}.",
+    ]
+    for reference in dict.fromkeys(r["reference"] for r in frontier["mcnemar"]):
+        parts.append(mcnemar_section([r for r in frontier["mcnemar"] if r["reference"] == reference], reference,
+                                     images))
+    return "\n\n".join(parts)
+
+
 def run_all_section(run_all):
     """What Run All on a fresh clone measured (``log/run_all.json``, written by ``make run-all``)."""
     verdict = ("trained nothing, changed no tracked file and printed the committed numbers"
@@ -146,7 +182,8 @@ def render(results, log, benches=(), figures=(), budget_log=None, run_all=None):
     if "halving" in results:
         times.append(f"successive halving {duration(results['halving']['wall_time_s'])}")
     times.append(f"final training {duration(final['wall_time_s'])}")
-    for key, name in (("lr_followup", "learning-rate follow-up"), ("seeds", "other seeds (section 8)")):
+    for key, name in (("lr_followup", "learning-rate follow-up"), ("seeds", "other seeds (section 8)"),
+                      ("frontier", "section 9, reading its recorded runs")):
         if key in results:
             times.append(f"{name} {duration(results[key]['wall_time_s'])}")
     notebook = results["notebook_wall_time_s"]
@@ -183,6 +220,8 @@ def render(results, log, benches=(), figures=(), budget_log=None, run_all=None):
             parts.append(budget_section(budget_log))
     if "seeds" in results:
         parts.append(seeds_section(results["seeds"]))
+    if "frontier" in results:
+        parts.append(frontier_section(results["frontier"], test.get("images", 10000)))
     parts += list(benches)
     if figures:
         parts.append("\n\n".join(f"![{caption}](figures/{name})" for name, caption in figures))

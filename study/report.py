@@ -75,6 +75,8 @@ def _json_ready(value):
         return {str(k): _json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):
         return [_json_ready(v) for v in value]
+    if value is pd.NA:
+        return None
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not np.isfinite(value):
@@ -133,7 +135,7 @@ def save_results(path, results):
 
 
 def notebook_results(cfg, grid_log, trained_now, n_jobs, final, test, halving_found, beyond_table, beyond_test,
-                     wall_s, mcnemar=None, lr_followup=None, seeds=None, sections=None):
+                     wall_s, mcnemar=None, lr_followup=None, seeds=None, sections=None, frontier=None):
     """What the notebook measured, as the dict :func:`write_results` writes to ``log/results.json``.
 
     ``cfg`` is the run's ``StudyConfig``; ``grid_log`` the grid's log, of which ``trained_now`` runs were trained in
@@ -145,7 +147,8 @@ def notebook_results(cfg, grid_log, trained_now, n_jobs, final, test, halving_fo
     ``"lr_followup"`` and ``"seeds"`` (section 8). Then, when given: ``mcnemar``, section 7's contenders against the
     seed grid's best (``stats.mcnemar_table``); ``lr_followup``, ``{"table": followup.lr_table(...), "verdict":
     followup.verdict(...)}``; ``seeds``, ``{"table": seeds.seed_table(...), "summary": seeds.summary(...)}``;
-    ``sections``, the wall time of each section of the notebook (``timing.Sections.times``). ``runs_trained``
+    ``sections``, the wall time of each section of the notebook (``timing.Sections.times``); ``frontier``, section
+    9's (``study.frontier.results``). ``runs_trained``
     counts the runs this process trained (``runs.runs_started``): 0 when every part was read from its record.
     """
     top5 = grid.top_k(grid_log, k=5)
@@ -181,6 +184,8 @@ def notebook_results(cfg, grid_log, trained_now, n_jobs, final, test, halving_fo
                                 wall_time_s=wall_s["seeds"])
     if sections is not None:
         results["sections_wall_time_s"] = dict(sections)
+    if frontier is not None:
+        results["frontier"] = frontier
     return results
 
 
@@ -222,6 +227,9 @@ NUMBER, MAYBE_NUMBER, WHOLE, COUNT, FLAG, TEXT, INTERVAL = (
     "null or two numbers")
 _SETTINGS = {"layers": [WHOLE], "lr": NUMBER, "L2_lambda": NUMBER}
 _PLACE = {"value": NUMBER, "z": MAYBE_NUMBER, "below": WHOLE, "above": WHOLE}  # where a run falls among the seeds
+_MCNEMAR = {"model": TEXT, "test_accuracy": NUMBER, "ci_low": NUMBER, "ci_high": NUMBER, "difference": NUMBER,
+            "only_reference_right": WHOLE, "only_model_right": WHOLE, "p_value": NUMBER, "significant": FLAG}
+_TARGET = {"model": TEXT, "test_acc": NUMBER, "ci_low": NUMBER, "ci_high": NUMBER, "target": NUMBER, "reached": FLAG}
 RESULTS_SHAPE = {
     "quick?": FLAG,
     "test": {"accuracy": NUMBER, "loss": NUMBER, "images?": COUNT, "ci?": INTERVAL},
@@ -240,9 +248,7 @@ RESULTS_SHAPE = {
     "beyond?": {"table": [{"model": TEXT, "val_accuracy": NUMBER, "test_accuracy": NUMBER, "test_loss": NUMBER,
                            "train_time_s": NUMBER}],
                 "test_accuracy": NUMBER, "test_loss": NUMBER, "test_ci?": INTERVAL, "wall_time_s": NUMBER,
-                "mcnemar?": [{"model": TEXT, "test_accuracy": NUMBER, "ci_low": NUMBER, "ci_high": NUMBER,
-                              "difference": NUMBER, "only_reference_right": WHOLE, "only_model_right": WHOLE,
-                              "p_value": NUMBER, "significant": FLAG}]},
+                "mcnemar?": [_MCNEMAR]},
     "seeds?": {"table": [{"seed": WHOLE, "best_val_acc": NUMBER, "test_acc": NUMBER, "test_ci_low": NUMBER,
                           "test_ci_high": NUMBER}],
                "summary": {"val": {"mean": NUMBER, "std": NUMBER},
@@ -250,6 +256,19 @@ RESULTS_SHAPE = {
                            "single_run": {"seed": WHOLE, "test": _PLACE}, "original_test?": _PLACE,
                            "diverged?": WHOLE},
                "wall_time_s": NUMBER},
+    "frontier?": {"recipe": TEXT,
+                  "candidates": [{"candidate": TEXT, "chosen": FLAG, "augmentation": TEXT, "best_val_acc": NUMBER,
+                                  "best_val_loss": NUMBER, "epochs": WHOLE, "train_time_s": NUMBER}],
+                  "chosen": TEXT,
+                  "ensemble_choices": [{"members": COUNT, "flip_average": FLAG, "val_acc": NUMBER, "val_loss": NUMBER,
+                                        "chosen": FLAG}],
+                  "test": [{"model": TEXT, "val_acc": MAYBE_NUMBER, "test_acc": NUMBER, "ci_low": NUMBER,
+                            "ci_high": NUMBER, "test_loss": NUMBER, "train_time_s": NUMBER}],
+                  "summary": {"single": _TARGET, "ensemble": {**_TARGET, "members": COUNT}, "published": NUMBER,
+                              "members_test": {"mean": NUMBER, "std": NUMBER, "min": NUMBER, "max": NUMBER,
+                                               "n": COUNT}},
+                  "mcnemar": [{**_MCNEMAR, "reference": TEXT}],
+                  "wall_time_s": NUMBER},
 }
 
 

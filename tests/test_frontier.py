@@ -2,10 +2,11 @@
 ensemble of MLPs."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from modules import MLP
-from study import config, frontier, runs
+from study import config, frontier, readme, report, runs
 from study.ensemble import Ensemble, mirrored
 
 
@@ -84,3 +85,71 @@ def test_members_that_do_not_fit_together_are_refused():
         Ensemble([MLP([784, 10]), MLP([784, 5])])
     with pytest.raises(ValueError, match="square images"):
         Ensemble([MLP([20, 3])], flip_average=True)
+
+
+@pytest.fixture(scope="module")
+def frontier_runs(images, tmp_path_factory):
+    """The miniature job's runs: ``(candidates, chosen, members)``."""
+    cfg = config.study_config(quick=True, output_dir=tmp_path_factory.mktemp("frontier"))
+    return frontier.train_frontier(cfg, images, progress=False)
+
+
+def test_growing_probabilities_are_each_smaller_ensemble_s_bit_for_bit(frontier_runs, images):
+    members = list(frontier_runs[2].values())
+    for flip in (False, True):
+        grown = Ensemble(members, flip_average=flip).growing_probabilities(images[2])
+        assert grown.shape == (len(members), len(images[2]), 10)
+        for k in range(1, len(members) + 1):
+            smaller = Ensemble(members[:k], flip_average=flip)
+            np.testing.assert_array_equal(grown[k - 1], smaller.probabilities(images[2]))
+
+
+def test_the_ensemble_is_the_one_validation_ranks_first(frontier_runs, images):
+    members, (_, _, X_val, y_val) = frontier_runs[2], images
+    ensemble, choices = frontier.ensemble_of(members, X_val, y_val)
+    assert list(zip(choices["members"], choices["flip_average"], strict=True)) == [
+        (k, flip) for k in range(1, len(members) + 1) for flip in (False, True)]
+    (chosen,) = choices.index[choices["chosen"]]
+    ranked = runs.ranked(choices.rename(columns={"val_acc": "best_val_acc", "val_loss": "best_val_loss"})
+                         .assign(diverged=False))
+    assert ranked.index[0] == chosen
+    assert len(ensemble.members) == choices.loc[chosen, "members"]
+    assert ensemble.flip_average == choices.loc[chosen, "flip_average"]
+    assert ensemble.evaluate(X_val, y_val) == (choices.loc[chosen, "val_acc"], choices.loc[chosen, "val_loss"])
+
+
+def test_the_test_set_measures_each_final_model_and_the_targets_are_judged_on_it(frontier_runs, images):
+    candidates, chosen, members = frontier_runs
+    X_test, y_test = images[2], images[3]
+    ensemble = Ensemble(members.values(), flip_average=True)
+    table, predictions = frontier.measure_on_test(members, ensemble, X_test, y_test)
+    assert list(table["model"]) == [*members, "ensemble"] and list(predictions) == [*members, "ensemble"]
+    for name, model in members.items():
+        np.testing.assert_array_equal(predictions[name], model.predict(X_test))
+    np.testing.assert_array_equal(predictions["ensemble"], ensemble.predict(X_test))
+    rows = table.set_index("model")
+    assert rows.loc["ensemble", "test_acc"] == ensemble.evaluate(X_test, y_test)[0]
+    assert pd.isna(rows.loc["ensemble", "seed"]) and list(rows["seed"].iloc[:-1]) == [m.seed for m in members.values()]
+    assert (rows["ci_low"] <= rows["test_acc"]).all() and (rows["test_acc"] <= rows["ci_high"]).all()
+
+    single = frontier.choose(members)
+    found = frontier.summary(table, single, targets={"single": 0.0, "ensemble": 1.01})
+    assert found["single"]["model"] == single and found["single"]["reached"]
+    assert found["single"]["test_acc"] == rows.loc[single, "test_acc"]
+    assert not found["ensemble"]["reached"] and found["ensemble"]["members"] == len(members)
+    assert found["members_test"]["n"] == len(members)
+    assert "it reaches the target 0" in frontier.describe_summary(found)
+    assert "it falls short of the target 1.01" in frontier.describe_summary(found)
+
+    wide = np.where(np.arange(len(y_test)) % 3 == 0, 1 - y_test, y_test)  # a model wrong on every third image
+    tests = frontier.significance(y_test, predictions, wide, single)
+    assert list(tests["reference"]) == [frontier.WIDE, frontier.WIDE, f"single MLP ({single})"]
+    assert list(tests["model"]) == [f"single MLP ({single})", "ensemble", "ensemble"]
+
+    written = report._json_ready({"frontier": frontier.results(candidates, chosen, frontier.ensemble_of(
+        members, images[2], images[3])[1], table, found, tests, 12.5)})
+    assert report.shape_problem(written, {"frontier": report.RESULTS_SHAPE["frontier?"]}) is None
+    text = readme.frontier_section(written["frontier"], images=len(y_test))
+    assert f"| ensemble |  | {rows.loc['ensemble', 'test_acc']:.4f} |" in text
+    assert f"The single MLP chosen on validation ({single}): **{found['single']['test_acc']:.4f} (95% CI" in text
+    assert "below its target of 1.01" in text and text.count("McNemar's exact test on the images") == 2

@@ -36,11 +36,13 @@ FIGURES = [
     "mean_activation_per_class.png",
     "beyond_history.png",
     "beyond_confusion_matrices.png",
+    "frontier_candidates.png",
 ]
-PROGRESS_BARS = ["grid search", "halving search", "candidates", "wide network", "seeds"]
+PROGRESS_BARS = ["grid search", "halving search", "candidates", "wide network", "seeds", "frontier candidates",
+                 "frontier members"]
 SECTIONS = ["1. Load data and preprocess", "2. Build the model", "3. Hyperparameter tuning",
             "4. Train the model with the best hyperparameters", "5. Model test", "6. Visualisation",
-            "7. Beyond the original study", "8. The chosen settings with other seeds"]
+            "7. Beyond the original study", "8. The chosen settings with other seeds", "9. How far can an MLP go?"]
 
 
 def execute(output_path, **parameters):
@@ -91,7 +93,8 @@ def test_papermill_injects_after_the_parameters_cell_and_the_tidied_notebook_kee
     tags = [cell.metadata.get("tags", []) for cell in nb.cells]
     assert ["injected-parameters"] not in tags  # Run All in Jupyter takes the notebook's own parameters
     source = nb.cells[tags.index(["parameters"])].source
-    for name, default in (("QUICK", "False"), ("FRESH", "False"), ("N_JOBS", "None"), ("OUTPUT_DIR", "None")):
+    for name, default in (("QUICK", "False"), ("FRESH", "False"), ("FRONTIER", "False"), ("N_JOBS", "None"),
+                          ("OUTPUT_DIR", "None")):
         assert re.search(rf"^{name} = {default}\b", source, re.MULTILINE), name
     assert "FRESH = True" in source  # the comment says how to ask for a fresh run in Jupyter
 
@@ -162,6 +165,14 @@ def test_quick_run_produces_every_artefact(quick_run):
     assert summary["single_run"]["test"]["value"] == results["test"]["accuracy"]
     assert "original_test" not in summary  # the original study's number is not compared with synthetic data
     assert list(results["sections_wall_time_s"]) == SECTIONS
+    frontier = results["frontier"]
+    members = [frontier["chosen"], *(f"{frontier['chosen']}_seed{seed}" for seed in cfg.frontier_seeds)]
+    assert set(cfg.frontier_records.read_log()) == {*cfg.frontier_candidates, *members[1:]}  # every run recorded
+    assert [row["model"] for row in frontier["test"]] == [*members, "ensemble"]
+    chosen_ensemble = [row for row in frontier["ensemble_choices"] if row["chosen"]]
+    assert len(chosen_ensemble) == 1
+    assert frontier["summary"]["ensemble"]["test_acc"] == frontier["test"][-1]["test_acc"]
+    assert [row["reference"] for row in frontier["mcnemar"]].count("wide network (section 7)") == 2
 
     assert_repository_untouched(cfg)
 
@@ -187,7 +198,7 @@ def test_the_stored_notebook_reads_cleanly(quick_run):
     raw_html, _ = HTMLExporter().from_notebook_node(nbformat.read(tmp / "executed.raw.ipynb", as_version=4))
     assert len(re.findall(r"grid search:\s+\d+%\|", raw_html)) > 2  # as papermill stored it: every state
     for bar in [*PROGRESS_BARS, "learning rate follow-up"]:
-        states = re.findall(rf"{bar}:\s+(\d+)%\|", html)
+        states = re.findall(rf"(?<!frontier ){bar}:\s+(\d+)%\|", html)  # "candidates" is not "frontier candidates"
         assert states == ["100"], (bar, states)
     for path in {str(REPO), str(tmp), str(out), str(Path.home())}:
         assert path not in html and path not in printed, path
