@@ -1,5 +1,5 @@
 """The fast steps: each update rule of ``optimizers.py`` as one compiled pass over a parameter, what training runs;
-batch normalisation's forward and backward in as few passes as their formulas need;
+batch normalisation's forward and backward, and dropout's mask, in as few passes as their formulas need;
 and the augmentation of a training batch as one gather (:func:`moved_images`).
 
 NumPy would take a rule's formula one array operation at a time, up to fourteen passes over every array, each a trip
@@ -173,3 +173,14 @@ def batchnorm_backward(top_diff, x_hat, scale_over_n, n, grad_gamma, grad_beta, 
     for i in range(rows):
         for j in range(h):
             bottom_diff[i, j] = (top_diff[i, j] * n - grad_beta[j] - x_hat[i, j] * grad_gamma[j]) * scale_over_n[j]
+
+
+@numba.njit(cache=True)
+def dropout_pass(bottom, draws, p, scale, mask, top):
+    """Fills ``mask = scale where draws >= p, else 0`` and ``top = bottom * mask`` in one pass, for ``Dropout``:
+    ``draws`` the layer's uniform draws, ``p`` and ``scale = 1 / (1 - p)`` in the arrays' type."""
+    bottom, draws, mask, top = bottom.reshape(-1), draws.reshape(-1), mask.reshape(-1), top.reshape(-1)
+    for i in range(bottom.size):
+        kept = scale if draws[i] >= p else scale * 0
+        mask[i] = kept
+        top[i] = bottom[i] * kept

@@ -271,14 +271,24 @@ class Dropout(Layer):
         self.rng = np.random.default_rng() if rng is None else rng
         self.mask = None
 
-    def forward(self, bottom):
-        """bottom (N, H) -> top (N, H)."""
+    def reference_forward(self, bottom):
+        """bottom (N, H) -> top (N, H): the formula, one array operation a line."""
         if not self.training:
             self.mask = None
             return bottom
         keep = self.rng.random(bottom.shape, dtype=np.float32) >= self.p
         self.mask = keep.astype(bottom.dtype) / bottom.dtype.type(1 - self.p)
         return bottom * self.mask
+
+    def forward(self, bottom):
+        """``reference_forward``'s arithmetic, from the same draws, in one pass (``kernels.py``): what training runs."""
+        if not self.training:
+            self.mask = None
+            return bottom
+        draws, kind = self.rng.random(bottom.shape, dtype=np.float32), bottom.dtype.type
+        self.mask, top = np.empty_like(bottom), np.empty_like(bottom)
+        kernels.dropout_pass(bottom, draws, np.float32(self.p), kind(1) / kind(1 - self.p), self.mask, top)
+        return top
 
     def backward(self, top_diff):
         """top_diff (N, H) -> bottom_diff (N, H): the gradient flows where the mask let the input through."""

@@ -7,9 +7,11 @@ committed and the notebook reads them):
 
 1. the **candidates**, ``config.FRONTIER_RECIPE`` with each of ``config.FRONTIER_CANDIDATES``' changes (seed 0): the
    one with the best validation numbers (``runs.ranked``) is the chosen recipe;
-2. the **members**: the chosen recipe again with each of ``config.FRONTIER_SEEDS``. The ensemble is the chosen
-   candidate and the members (:func:`ensemble_of`); whether it also averages each image with its mirror image is
-   decided on validation too (:func:`flip_average_helps`).
+2. the **members**: the chosen recipe again with each of ``config.FRONTIER_SEEDS``.
+
+The notebook then chooses the ensemble on validation too (:func:`ensemble_of`: how many members, whether each image
+is also averaged with its mirror image), measures every final model once on the test set (:func:`measure_on_test`),
+judges the targets (:func:`summary`) and compares the models with McNemar's tests (:func:`significance`).
 
 Every run is recorded as it finishes (``study.records``: its weights in ``weights/frontier/``, its history, a row of
 ``log/frontier.csv`` keyed by its settings and the data), so an interrupted job goes on from there; the run in

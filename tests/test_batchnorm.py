@@ -7,7 +7,7 @@ import pytest
 from test_modules import numerical_gradient, small_problem
 
 from kernels import moved_images
-from modules import MLP, BatchNorm
+from modules import MLP, BatchNorm, Dropout
 
 
 def test_the_layer_s_full_derivative_matches_finite_differences_in_training():
@@ -76,7 +76,7 @@ def test_the_fast_passes_equal_the_reference_formulas_bit_for_bit(dtype, shape, 
         np.testing.assert_array_equal(got, expected)
 
 
-def test_a_run_with_batch_norm_trains_the_same_history_with_the_reference_formulas(monkeypatch):
+def test_a_run_with_batch_norm_and_dropout_trains_the_same_history_with_the_reference_formulas(monkeypatch):
     X, y, X_val, y_val = small_problem(n_train=200)
     settings = dict(layers=[2, 16, 16, 3], batch_norm=True, dropout=0.1, optimizer="adam", lr=0.01, max_epoch=3,
                     batch_size=32, print_iter=3, print_log=False, seed=5)
@@ -84,6 +84,7 @@ def test_a_run_with_batch_norm_trains_the_same_history_with_the_reference_formul
     fast.train(X, y, X_val, y_val)
     monkeypatch.setattr(BatchNorm, "forward", BatchNorm.reference_forward)
     monkeypatch.setattr(BatchNorm, "backward", BatchNorm.reference_backward)
+    monkeypatch.setattr(Dropout, "forward", Dropout.reference_forward)
     reference = MLP(**settings)
     reference.train(X, y, X_val, y_val)
     pd.testing.assert_frame_equal(fast.history, reference.history)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import kernels
+from modules import Dropout
 from optimizers import SGD, Adam, Momentum
 
 DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -134,3 +135,26 @@ def test_adam_flushes_m_and_holds_v_at_the_smallest_normal_float():
     v = 0.999 * 1e-40
     expected = before - 1e-3 * (m / (1 - 0.9**2)) / (np.sqrt(v / (1 - 0.999**2)) + 1e-8)
     np.testing.assert_allclose(param, expected, rtol=1e-6)
+
+
+@DTYPES
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.7])  # float32(0.7) < 0.7: a float64 comparison would differ
+def test_dropout_s_one_pass_is_its_reference_bit_for_bit_even_for_draws_at_p(dtype, p):
+    bottom = arrays(dtype, 1)[0]
+    at_p = np.float32(p)
+    edge = np.array([np.nextafter(at_p, np.float32(0)), at_p, np.nextafter(at_p, np.float32(1))], dtype=np.float32)
+    draws = np.random.default_rng(1).random(SHAPE, dtype=np.float32)
+    draws.reshape(-1)[:3] = edge  # where comparing in float64 instead of float32 would keep other units
+
+    class Replay:  # hands out the same draws to both
+        def random(self, shape, dtype):
+            assert shape == draws.shape and dtype == np.float32
+            return draws.copy()
+
+    fast, reference = Dropout(p, rng=Replay()), Dropout(p, rng=Replay())
+    fast.training = reference.training = True
+    top, expected = fast.forward(bottom), reference.reference_forward(bottom)
+    assert top.dtype == expected.dtype == dtype
+    np.testing.assert_array_equal(top, expected)
+    np.testing.assert_array_equal(fast.mask, reference.mask)
+    assert fast.mask.reshape(-1)[0] == 0 and fast.mask.reshape(-1)[1] > 0  # a draw of exactly p is kept
