@@ -1,6 +1,6 @@
 """The fast steps: each update rule of ``optimizers.py`` as one compiled pass over a parameter, what training runs;
 batch normalisation's forward and backward, and dropout's mask, in as few passes as their formulas need;
-and the augmentation of a training batch as one gather (:func:`moved_images`).
+and the augmentation of a training batch in one pass (:func:`moved_images`).
 
 NumPy would take a rule's formula one array operation at a time, up to fourteen passes over every array, each a trip
 through memory; numba compiles each rule into one loop that reads and writes every element once (``prange`` tells the
@@ -102,21 +102,24 @@ def smallest_normal(array):
     return np.finfo(array.dtype).tiny
 
 
+@numba.njit(cache=True)
 def moved_images(images, side, moves, flips):
     """``images`` (N, side * side), each moved down and right by its ``moves`` (N, 2) whole pixels, then mirrored left
     to right where ``flips`` (N,) is set: the batch augmentation the Solver applies in training.
 
-    Zero padding, then a crop: the pixels that leave the frame are lost, the ones that enter are 0. One gather over
-    the whole batch, no loop over images; ``tests/test_batchnorm.py`` holds it to a loop over pixels.
+    Zero padding, then a crop: the pixels that leave the frame are lost, the ones that enter are 0. One compiled
+    pass that copies each pixel from where it comes from; ``tests/test_batchnorm.py`` holds it to a loop over pixels.
     """
-    n, pad = len(images), int(np.abs(moves).max(initial=0))
-    padded = np.zeros((n, side + 2 * pad, side + 2 * pad), dtype=images.dtype)
-    padded[:, pad:pad + side, pad:pad + side] = images.reshape(n, side, side)
-    pixels = np.arange(side)
-    columns = np.where(flips[:, None], pixels[::-1], pixels)
-    rows = (pixels + pad - moves[:, :1])[:, :, None]
-    columns = (columns + pad - moves[:, 1:])[:, None, :]
-    return padded[np.arange(n)[:, None, None], rows, columns].reshape(n, side * side)
+    out = np.zeros_like(images)
+    for i in range(images.shape[0]):
+        down, right = moves[i, 0], moves[i, 1]
+        for row in range(max(0, down), min(side, side + down)):
+            source = (row - down) * side
+            for column in range(side):
+                from_column = (side - 1 - column if flips[i] else column) - right
+                if 0 <= from_column < side:
+                    out[i, row * side + column] = images[i, source + from_column]
+    return out
 
 
 # -- batch normalisation (modules.BatchNorm), in three passes forward and two backward ---------------------------
