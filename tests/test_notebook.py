@@ -222,6 +222,10 @@ def test_make_run_quick_writes_only_to_a_temporary_folder():
     resume = subprocess.run(["make", "-n", "-s", "run", "FRESH=0"], cwd=REPO, capture_output=True, text=True,
                             check=True).stdout
     assert "-p FRESH False" in resume
+    assert "FRONTIER" not in full  # section 9 is read from its records unless asked
+    frontier = subprocess.run(["make", "-n", "-s", "run", "FRONTIER=1"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout
+    assert "-p FRONTIER True" in frontier
 
 
 def test_missing_data_stops_the_first_cell_with_how_to_get_it(tmp_path, monkeypatch):
