@@ -31,7 +31,8 @@ class Layer:
     gradients of the layer's own parameters on the way. The last layer, ``Softmax``, is fused with the loss: its
     ``backward`` takes the labels instead of a top diff, as Caffe's ``SoftmaxWithLoss`` takes them as a second bottom.
 
-    ``training`` is set by the model around each forward pass; only ``Dropout`` behaves differently in training.
+    ``training`` is set by the model around each forward pass; ``Dropout`` and ``BatchNorm`` behave differently in
+    training.
     ``clear()`` lets the cached arrays go (a trained model need not carry its last batch around).
     """
 
@@ -146,11 +147,10 @@ class BatchNorm(Layer):
 
     def forward(self, bottom):
         """``reference_forward``'s arithmetic in three passes over the batch (``kernels.py``), what training runs."""
-        if self.training:
-            mean, var = kernels.batch_moments(bottom)
-            self.track(mean, var, len(bottom))
-        else:
-            mean, var = self.running_mean, self.running_var
+        if not self.training:
+            return self.reference_forward(bottom)
+        mean, var = kernels.batch_moments(bottom)
+        self.track(mean, var, len(bottom))
         self.inv_std = self.inverse_std(var, bottom.dtype)
         self.x_hat, top = np.empty_like(bottom), np.empty_like(bottom)
         kernels.normalise(bottom, mean, self.inv_std, self.gamma, self.beta, self.x_hat, top)
@@ -283,8 +283,7 @@ class Dropout(Layer):
     def forward(self, bottom):
         """``reference_forward``'s arithmetic, from the same draws, in one pass (``kernels.py``): what training runs."""
         if not self.training:
-            self.mask = None
-            return bottom
+            return self.reference_forward(bottom)
         draws, kind = self.rng.random(bottom.shape, dtype=np.float32), bottom.dtype.type
         self.mask, top = np.empty_like(bottom), np.empty_like(bottom)
         kernels.dropout_pass(bottom, draws, np.float32(self.p), kind(1) / kind(1 - self.p), self.mask, top)
@@ -393,7 +392,7 @@ class MLP:
 
     def forward(self, X, save_activations=False, training=False):
         """X (N, D) -> probabilities (N, C); with ``save_activations``, ``(probs, activations)``, every layer's output
-        in order (FC1, activation 1, FC2, ..., Softmax). ``training`` switches dropout on."""
+        in order (FC1, activation 1, FC2, ..., Softmax). ``training`` switches dropout and batch statistics on."""
         top, activations = X, []
         for layer in self.net:
             layer.training = training
