@@ -87,8 +87,10 @@ def check_header(zip_file, name):
 
 def fingerprint(*arrays):
     """The shape, type and CRC-32 of each array: enough to tell that a run is being handed other data (a different
-    split, subsample or preprocessing), at about 25 ms for the whole training set."""
-    return [f"{array.dtype}{list(array.shape)}:{zlib.crc32(np.ascontiguousarray(array)):08x}" for array in arrays]
+    split, subsample or preprocessing), at about 25 ms for the whole training set; ``"none"`` for an array not given
+    (the validation set of a run without one)."""
+    return ["none" if array is None else
+            f"{array.dtype}{list(array.shape)}:{zlib.crc32(np.ascontiguousarray(array)):08x}" for array in arrays]
 
 
 MODEL_FIELDS = ("layers", "activation", "config", "data_range")  # what a model archive holds besides parameters

@@ -187,3 +187,11 @@ def dropout_pass(bottom, draws, p, scale, mask, top):
         kept = scale if draws[i] >= p else scale * 0
         mask[i] = kept
         top[i] = bottom[i] * kept
+
+
+@numba.njit(parallel=True, cache=True)
+def average_pass(average, param, weight):
+    """``average += weight * (param - average)``, in place, in one pass: one step of the Solver's moving average of
+    a parameter (``weight = 1 - decay``), over flat arrays of one float type."""
+    for i in numba.prange(average.size):
+        average[i] += weight * (param[i] - average[i])

@@ -238,21 +238,26 @@ class Softmax(Layer):
         self.probs = exp / sum_exp
         return self.probs
 
-    def cross_entropy(self, labels, reduction="mean"):
+    def cross_entropy(self, labels, reduction="mean", smoothing=0.0):
         """Cross-entropy of the last forward pass against labels (N,): a float, or (N,) with ``reduction="none"``.
 
         Computed as ``log(sum(exp(z))) - z[label]`` on the shifted logits ``z``, so it stays finite even where a
-        probability has underflowed to 0.
+        probability has underflowed to 0. With label ``smoothing`` ε the target puts ``1 - ε`` on the label and
+        spreads ε evenly over the C classes: the loss becomes ``log(sum(exp(z))) - (1 - ε) z[label] - ε mean(z)``.
         """
         picked = self.shifted_logits[np.arange(len(labels)), labels]
         losses = self.log_sum_exp[:, 0] - picked
+        if smoothing:
+            losses = losses - smoothing * (self.shifted_logits.mean(axis=1) - picked)
         return losses if reduction == "none" else float(losses.mean())
 
-    def backward(self, labels):
-        """labels (N,) -> bottom_diff (N, C), the gradient of the mean cross-entropy with respect to the logits."""
+    def backward(self, labels, smoothing=0.0):
+        """labels (N,) -> bottom_diff (N, C), the gradient of the mean cross-entropy with respect to the logits:
+        ``(probs - target) / N``, the target being the one-hot label, or with ``smoothing`` ε, ``(1 - ε) onehot + ε /
+        C``."""
         n = len(labels)
-        bottom_diff = self.probs.copy()
-        bottom_diff[np.arange(n), labels] -= 1
+        bottom_diff = self.probs - smoothing / self.probs.shape[1] if smoothing else self.probs.copy()
+        bottom_diff[np.arange(n), labels] -= 1 - smoothing
         bottom_diff /= n
         return bottom_diff
 
@@ -307,17 +312,21 @@ class MLP:
     ``layers`` lists the sizes from input to output, e.g. ``[784, 256, 128, 10]``: an ``FC`` for each pair of adjacent
     sizes, the activation after every ``FC`` but the last (with ``batch_norm``, a ``BatchNorm`` between the two;
     then ``Dropout`` when ``dropout > 0``), then ``Softmax``. ``augment_shift`` and ``augment_flip`` make the Solver
-    move and mirror the (square) images of every training batch.
-    Training minimises ``mean cross-entropy + (L2_lambda / 2) * sum of ||W||^2`` over the FC weights; with Adam,
-    ``L2_lambda`` is a decoupled weight decay instead. The training settings (``optimizer``, ``lr_schedule``,
-    ``warmup_steps``, ``patience``, ...) are explained in ``solver.py``. All randomness (initialisation, shuffling,
-    dropout, augmentation) comes from one generator seeded with ``seed``, so identical seeds give identical runs.
+    move and mirror the (square) images of every training batch; ``input_mean`` and ``input_std`` standardise the
+    input, ``(X - input_mean) / input_std``, before the first layer (the defaults leave it as it is).
+    Training minimises ``mean cross-entropy + (L2_lambda / 2) * sum of ||W||^2`` over the FC weights (the
+    cross-entropy against smoothed labels with ``label_smoothing``, see ``Softmax``); with Adam, ``L2_lambda`` is a
+    decoupled weight decay instead. The training settings (``optimizer``, ``lr_schedule``, ``decay_epochs``,
+    ``warmup_steps``, ``patience``, ``weight_average``, ...) are explained in ``solver.py``. All randomness
+    (initialisation, shuffling, dropout, augmentation) comes from one generator seeded with ``seed``, so identical
+    seeds give identical runs.
     """
 
     def __init__(self, layers, lr=0.1, activation="relu", max_epoch=40, batch_size=100, L2_lambda=0.0,
                  decay_factor=0.95, decay_steps=500, print_log=True, print_iter=100, seed=0, dtype=np.float32,
                  optimizer="sgd", dropout=0.0, lr_schedule="step", warmup_steps=0, weight_init=None, patience=None,
-                 batch_norm=False, augment_shift=0, augment_flip=False):
+                 batch_norm=False, augment_shift=0, augment_flip=False, label_smoothing=0.0, weight_average=0.0,
+                 decay_epochs=(), input_mean=0.0, input_std=1.0):
         check_settings(locals())  # every argument, under its own name
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}: choose one of {sorted(ACTIVATIONS)}")
@@ -333,7 +342,9 @@ class MLP:
         self.dtype, self.optimizer_spec, self.dropout = np.dtype(dtype), optimizer, float(dropout)
         self.weight_init = str(weight_init or WEIGHT_INIT[activation])
         self.batch_norm, self.augment_flip = bool(batch_norm), bool(augment_flip)
-        self.augment_shift = int(augment_shift)
+        self.augment_shift, self.label_smoothing = int(augment_shift), float(label_smoothing)
+        self.weight_average, self.decay_epochs = float(weight_average), [int(epoch) for epoch in decay_epochs]
+        self.input_mean, self.input_std = float(input_mean), float(input_std)
         self.init_model()
 
     def init_model(self):
@@ -394,6 +405,8 @@ class MLP:
         """X (N, D) -> probabilities (N, C); with ``save_activations``, ``(probs, activations)``, every layer's output
         in order (FC1, activation 1, FC2, ..., Softmax). ``training`` switches dropout and batch statistics on."""
         top, activations = X, []
+        if (self.input_mean, self.input_std) != (0.0, 1.0):
+            top = (X - self.dtype.type(self.input_mean)) * self.dtype.type(1 / self.input_std)
         for layer in self.net:
             layer.training = training
             top = layer.forward(top)
@@ -403,8 +416,9 @@ class MLP:
 
     def backward(self, y):
         """From the last forward pass and its labels y (N,), fill every FC's ``grad_W`` and ``grad_b`` with the
-        gradient of the mean cross-entropy; the L2 term is added by the update rule (see ``gradients``)."""
-        diff = self.softmax.backward(y)
+        gradient of the mean cross-entropy (against smoothed labels with ``label_smoothing``); the L2 term is added by
+        the update rule (see ``gradients``)."""
+        diff = self.softmax.backward(y, self.label_smoothing)
         for layer in reversed(self.net[:-1]):
             diff = layer.backward(diff)
 
@@ -422,10 +436,11 @@ class MLP:
         return 0.0 if self.optimizer.decoupled_weight_decay else self.L2_lambda
 
     def objective(self, X, y, training=False):
-        """The loss that training minimises: mean cross-entropy plus ``(l2_in_loss / 2) * sum of ||W||^2``."""
+        """The loss that training minimises: mean cross-entropy (against smoothed labels with ``label_smoothing``)
+        plus ``(l2_in_loss / 2) * sum of ||W||^2``."""
         self.forward(X, training=training)
         squares = sum(float(np.sum(fc.W * fc.W)) for fc in self.fc_layers)
-        return self.softmax.cross_entropy(y) + 0.5 * self.l2_in_loss * squares
+        return self.softmax.cross_entropy(y, smoothing=self.label_smoothing) + 0.5 * self.l2_in_loss * squares
 
     def gradients(self, X, y, training=False):
         """The gradient of ``objective(X, y, training)`` with respect to every parameter, as new arrays ``{"W1": ...,
@@ -465,12 +480,15 @@ class MLP:
         batches with the training numbers since the last row and the whole validation set's.
 
         The model ends holding the parameters of best validation accuracy (lower loss breaks ties), written to
-        ``save_path`` each time they improve. ``epochs`` trains that many more epochs of the same run;
+        ``save_path`` each time they improve. With no validation set (``X_val`` and ``y_val`` None: a final model
+        trained on every training image for a number of epochs chosen before) it ends holding its last parameters,
+        or with ``weight_average`` their average. ``epochs`` trains that many more epochs of the same run;
         ``checkpoint_path`` saves the run after every epoch for ``MLP.from_checkpoint``; ``on_epoch(model)`` is called
         after every epoch. See ``solver.Solver``.
         """
         X_train, y_train, train_range = check_data(X_train, y_train, self, "training")
-        X_val, y_val, _ = check_data(X_val, y_val, self, "validation", train_range)
+        if X_val is not None or y_val is not None:
+            X_val, y_val, _ = check_data(X_val, y_val, self, "validation", train_range)
         check_run(self, len(X_train), epochs, save_path, checkpoint_path)
         return self.solver.train(X_train, y_train, X_val, y_val, save_path, epochs, checkpoint_path, on_epoch,
                                  train_range)
@@ -536,7 +554,9 @@ class MLP:
                 "dtype": self.dtype.name, "optimizer": self.optimizer.config(), "dropout": self.dropout,
                 "lr_schedule": self.lr_schedule, "warmup_steps": self.warmup_steps, "weight_init": self.weight_init,
                 "patience": self.patience, "batch_norm": self.batch_norm, "augment_shift": self.augment_shift,
-                "augment_flip": self.augment_flip}
+                "augment_flip": self.augment_flip, "label_smoothing": self.label_smoothing,
+                "weight_average": self.weight_average, "decay_epochs": self.decay_epochs,
+                "input_mean": self.input_mean, "input_std": self.input_std}
 
     def __repr__(self):
         return f"MLP({self.layers}, activation={self.activation!r}): " + " -> ".join(map(repr, self.net))

@@ -14,6 +14,7 @@ The update rules (SGD, momentum, Adam) that the model's ``update`` applies are i
 and read through ``fileio.py``.
 """
 
+import bisect
 import json
 import math
 import numbers
@@ -25,10 +26,11 @@ import numpy as np
 import pandas as pd
 
 from fileio import atomic_write, fingerprint
-from kernels import moved_images, one_thread
+from kernels import average_pass, flat, moved_images, one_thread
 
-LR_SCHEDULES = ("step", "cosine")
+LR_SCHEDULES = ("step", "cosine", "milestones")
 HISTORY_COLUMNS = ["iteration", "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "diverged"]
+AVERAGE_COLUMNS = ["raw_val_loss", "raw_val_acc"]  # with weight_average: the raw parameters' numbers, beside them
 
 
 def rank_key(val_acc, val_loss, diverged=False):
@@ -46,7 +48,10 @@ def rank_key(val_acc, val_loss, diverged=False):
 COUNTS = {"max_epoch": 1, "batch_size": 1, "decay_steps": 1, "print_iter": 1, "warmup_steps": 0, "seed": 0}
 RATES = {"lr": (lambda v: v > 0, "a positive number"), "L2_lambda": (lambda v: v >= 0, "a number of at least 0"),
          "decay_factor": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
-         "dropout": (lambda v: 0 <= v < 1, "a probability in [0, 1)")}
+         "dropout": (lambda v: 0 <= v < 1, "a probability in [0, 1)"),
+         "label_smoothing": (lambda v: 0 <= v < 1, "a probability in [0, 1)"),
+         "weight_average": (lambda v: 0 <= v < 1, "a decay in [0, 1) (0: no averaging; 0.999, say)"),
+         "input_mean": (lambda v: True, "a finite number"), "input_std": (lambda v: v > 0, "a positive number")}
 DTYPES = ("float32", "float64")  # the types the compiled update steps are built for
 # Data whose values reach further beyond the training data's [min, max] than RANGE_SLACK times its width is refused
 # by evaluate and predict: 255 against a training range of [0, 1] is pixels left unscaled, not new images.
@@ -78,6 +83,13 @@ def check_settings(settings):
     if settings["patience"] is not None and not is_count(settings["patience"], 1):
         raise ValueError(f"patience must be None (no early stopping) or a positive integer, "
                          f"got {settings['patience']!r}")
+    epochs = settings["decay_epochs"]
+    if not isinstance(epochs, (list, tuple, np.ndarray)) or not all(is_count(e, 1) for e in epochs) \
+            or list(epochs) != sorted(set(epochs)):
+        raise ValueError(f"decay_epochs must list increasing epochs (positive integers), e.g. [50, 75], got {epochs!r}")
+    if (settings["lr_schedule"] == "milestones") != bool(len(epochs)):
+        raise ValueError("decay_epochs go with lr_schedule='milestones', and that schedule needs them; got "
+                         f"lr_schedule={settings['lr_schedule']!r} and decay_epochs={epochs!r}")
     if settings["lr_schedule"] not in LR_SCHEDULES:
         raise ValueError(f"unknown lr_schedule {settings['lr_schedule']!r}: choose one of {LR_SCHEDULES}")
     for name, (in_range, what) in RATES.items():
@@ -200,8 +212,17 @@ class Solver:
 
     - ``lr_schedule="step"``: ``lr * decay_factor ** (i // decay_steps)``;
     - ``lr_schedule="cosine"``: ``lr * (1 + cos(pi * i / total)) / 2``, falling smoothly to 0 at the last batch;
+    - ``lr_schedule="milestones"``: ``lr * decay_factor ** k`` once ``k`` of the ``decay_epochs`` have been
+      completed (with ``[50, 75]``, epochs 51 to 75 run at ``lr * decay_factor``), as Nøkland and Eidnes step it;
     - ``warmup_steps > 0`` first raises it linearly, ``lr * (i + 1) / warmup_steps``, and the schedule then runs on
       the batches after the warm-up.
+
+    With ``weight_average`` ``d`` > 0 the Solver also keeps an exponential moving average of the parameters, ``avg
+    += (1 - d) * (params - avg)`` after every step (batch normalisation's running averages included), and each
+    validation check measures the averaged parameters, which are what the run keeps (best, or last without a
+    validation set); the raw parameters' numbers are recorded beside them (``raw_val_acc``, ``raw_val_loss``).
+    Without a validation set (``X_val`` None) nothing is chosen: the run ends holding its last parameters (or their
+    average), and its history has no validation numbers.
 
     Its state, all of which a checkpoint saves: where the run is (``epoch``, ``iteration``, ``current_lr``,
     ``train_time_s``), how it ended (``diverged``, ``stopped_early``), what it recorded (``rows``, ``meter``), the best
@@ -224,6 +245,7 @@ class Solver:
         self.checks_without_improvement = 0
         self.params_reached = None
         self.data_fingerprint = None
+        self.averaged = None  # the moving average of the parameters, with weight_average
         self.loss_limit = DIVERGENCE_LOSS * math.log(model.layers[-1])
 
     def lr_at(self, iteration, total_batches=None):
@@ -235,13 +257,17 @@ class Solver:
             return model.lr * model.decay_factor ** (iteration // model.decay_steps)
         if total_batches is None:
             return model.lr
+        if model.lr_schedule == "milestones":
+            epochs_done = iteration // (total_batches // model.max_epoch)
+            return model.lr * model.decay_factor ** bisect.bisect_right(model.decay_epochs, epochs_done)
         progress = (iteration - model.warmup_steps) / max(total_batches - model.warmup_steps, 1)
         return model.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
     @property
     def history(self):
         """The rows recorded so far, as a DataFrame of ``HISTORY_COLUMNS``."""
-        history = pd.DataFrame(self.rows, columns=HISTORY_COLUMNS)
+        averaged = self.model.weight_average and any("raw_val_acc" in row for row in self.rows)
+        history = pd.DataFrame(self.rows, columns=HISTORY_COLUMNS + (AVERAGE_COLUMNS if averaged else []))
         history["diverged"] = history["diverged"].astype(bool)
         return history
 
@@ -266,6 +292,8 @@ class Solver:
         if self.params_reached is not None:
             model.load_param(self.params_reached)
             self.params_reached = None
+        if model.weight_average and self.averaged is None:
+            self.averaged = model.get_parameters()
         last_epoch = model.max_epoch if epochs is None else min(model.max_epoch, self.epoch + epochs)
         total_batches = model.max_epoch * -(-len(X_train) // model.batch_size)
         started = time.perf_counter()
@@ -285,8 +313,9 @@ class Solver:
         for layer in model.net:
             layer.clear()  # a trained model need not carry its last batch (tens of MB after a validation pass)
         self.params_reached = model.get_parameters()
-        if self.best_params is not None:
-            model.load_param(self.best_params)
+        kept = self.best_params if X_val is not None else self.averaged
+        if kept is not None:
+            model.load_param(kept)
         return self.history
 
     def train_epoch(self, X_train, y_train, X_val, y_val, total_batches, save_path):
@@ -321,6 +350,11 @@ class Solver:
         if not self.exploded(loss_sum, len(y)):
             model.backward(y)
             model.update(self.current_lr)
+            if self.averaged is not None:
+                weight = 1 - model.weight_average
+                for name, param in model.parameters().items():
+                    average = self.averaged[name]
+                    average_pass(flat(average), flat(param), average.dtype.type(weight))
         return loss_sum, int(np.count_nonzero(probs.argmax(axis=1) == y))
 
     def augmented(self, X):
@@ -341,16 +375,32 @@ class Solver:
         """Measure the validation set, record a row, keep the parameters if they are the best so far, and decide
         whether the run has diverged (its training loss exploded, or the validation loss is not finite) or should
         stop early."""
+        model = self.model
+        if X_val is None:
+            self.diverged = exploded
+            self.record(math.nan, math.nan)
+            return
         val_acc = val_loss = math.nan
+        raw = {}
         if not exploded:
-            val_acc, val_loss = self.model.measure(X_val, y_val)
+            val_acc, val_loss = model.measure(X_val, y_val)
+            if self.averaged is not None:  # the averaged parameters are measured, and kept; the raw ones go back
+                raw, reached = dict(raw_val_acc=val_acc, raw_val_loss=val_loss), model.get_parameters()
+                model.load_param(self.averaged)
+                val_acc, val_loss = model.measure(X_val, y_val)
         # The argmax of non-finite probabilities means nothing: a diverged row carries no validation numbers.
         self.diverged = not math.isfinite(val_loss)
         if self.diverged:
             val_acc = math.nan
-        self.record(val_acc, val_loss)
-        if self.diverged:
-            return
+        self.record(val_acc, val_loss, **raw)
+        if not self.diverged:
+            self.keep_if_best(val_acc, val_loss, save_path)
+        if raw:
+            model.load_param(reached)
+
+    def keep_if_best(self, val_acc, val_loss, save_path):
+        """Keep the model's parameters (and write them to ``save_path``) if their validation numbers are the best so
+        far; count the checks without improvement, and stop early after ``patience`` of them."""
         if self.best_params is None or rank_key(val_acc, val_loss) < rank_key(self.best_val_acc, self.best_val_loss):
             self.best_val_acc, self.best_val_loss, self.best_iteration = val_acc, val_loss, self.iteration
             self.best_params = self.model.get_parameters()
@@ -362,11 +412,11 @@ class Solver:
         patience = self.model.patience
         self.stopped_early = patience is not None and self.checks_without_improvement >= patience
 
-    def record(self, val_acc, val_loss):
+    def record(self, val_acc, val_loss, **raw):
         meter = self.meter
         row = {"iteration": self.iteration, "epoch": self.epoch, "lr": self.current_lr,
                "train_loss": meter.loss_sum / meter.seen, "train_acc": meter.correct / meter.seen,
-               "val_loss": val_loss, "val_acc": val_acc, "diverged": self.diverged}
+               "val_loss": val_loss, "val_acc": val_acc, "diverged": self.diverged, **raw}
         self.rows.append(row)
         self.meter = Meter()
         if self.model.print_log:
@@ -385,7 +435,8 @@ class Solver:
         reached = self.params_reached or model.get_parameters()
         arrays = {**{f"params.{name}": array for name, array in reached.items()},
                   **{f"best.{name}": array for name, array in (self.best_params or {}).items()},
-                  **{f"optimizer.{name}": array for name, array in model.optimizer.state_dict().items()}}
+                  **{f"optimizer.{name}": array for name, array in model.optimizer.state_dict().items()},
+                  **{f"average.{name}": array for name, array in (self.averaged or {}).items()}}
         run = {"epoch": self.epoch, "iteration": self.iteration, "current_lr": self.current_lr,
                "train_time_s": self.train_time_s, "diverged": self.diverged, "stopped_early": self.stopped_early,
                "rows": self.rows, "meter": asdict(self.meter), "best_val_acc": self.best_val_acc,
@@ -416,6 +467,7 @@ class Solver:
         self.best_val_acc, self.best_val_loss = run["best_val_acc"], run["best_val_loss"]
         self.best_iteration = run["best_iteration"]
         self.best_params = group("best.") or None
+        self.averaged = group("average.") or None
         self.checks_without_improvement = run["checks_without_improvement"]
         self.data_fingerprint = run["data_fingerprint"]
 

@@ -29,6 +29,7 @@ import joblib
 import pandas as pd
 
 import mnist_reader
+from modules import MLP
 from study import beyond, config, records, runs, stats
 from study.ensemble import Ensemble, scores
 
@@ -53,6 +54,45 @@ def train_frontier(cfg, data, n_jobs=1, fresh=False, progress=True, train=True):
     chosen = choose(candidates)
     others = fit_or_read(cfg.frontier_member_settings(chosen, candidate_settings[chosen]), "frontier members", fresh)
     return candidates, chosen, {chosen: candidates[chosen], **others}
+
+
+def train_round_two(cfg, data, n_jobs=1, fresh=False, progress=True, train=True):
+    """The second round's candidates (``config.FRONTIER_ROUND_TWO``) on ``data``, as :func:`train_frontier` trains
+    or reads the first round's: ``{name: model}``."""
+    settings = cfg.frontier_candidate_settings(cfg.frontier_round_two)
+    missing = cfg.frontier_records.missing(settings, data)
+    if missing and not train:
+        raise FileNotFoundError(f"section 9's runs {missing} have no record in {cfg.frontier_records.log_path} for "
+                                "these settings and data: train them with `make frontier`")
+    return records.fit_or_read(settings, data, cfg.frontier_records, n_jobs=n_jobs, fresh=fresh, progress=progress,
+                               desc="frontier, round two", checkpoint_dir=cfg.log_dir / "checkpoints")
+
+
+def status(cfg, data):
+    """What the job has done and has still to do, and the time left at the epoch times measured so far: a table of
+    its runs (done, in progress from a checkpoint, or to do) and a sentence."""
+    store, checkpoints = cfg.frontier_records, cfg.log_dir / "checkpoints"
+    settings = {**cfg.frontier_candidate_settings(), **cfg.frontier_candidate_settings(cfg.frontier_round_two)}
+    logged, rows = store.read_log(), []
+    for name, run in settings.items():
+        if store.complete(logged.get(name), runs.run_key(run, data)):
+            row = logged[name]
+            epochs = (pd.read_csv(store.history_path(name))["epoch"].max())
+            rows.append({"run": name, "state": "done", "epochs": epochs, "of": run["max_epoch"],
+                         "s_per_epoch": row["train_time_s"] / epochs})
+            continue
+        checkpoint = checkpoints / f"{name}.npz"
+        done, seconds = 0, float("nan")
+        if checkpoint.exists():
+            resumed = MLP.from_checkpoint(checkpoint, print_log=False)
+            done, seconds = resumed.epoch, resumed.train_time_s / max(resumed.epoch, 1)
+        rows.append({"run": name, "state": "in progress" if done else "to do", "epochs": done, "of": run["max_epoch"],
+                     "s_per_epoch": seconds})
+    table = pd.DataFrame(rows)
+    per_epoch = table["s_per_epoch"].dropna().median()
+    left = ((table["of"] - table["epochs"]) * table["s_per_epoch"].fillna(per_epoch)).sum()
+    return table, (f"{(table['state'] == 'done').sum()} of {len(table)} runs done; about {left / 3600:.1f} hours of "
+                   "training left at the epoch times measured so far (two runs at a time halve the wall time)")
 
 
 def choose(candidates):
@@ -179,10 +219,16 @@ def main(argv=None):
     parser.add_argument("--scheduler", help="address of a Dask scheduler (tcp://HOST:8786) to train the runs on")
     parser.add_argument("--fresh", action="store_true", help="train every run again (the old log is kept as .bak)")
     parser.add_argument("--quick", action="store_true", help="section 9 in miniature, into a temporary folder")
+    parser.add_argument("--status", action="store_true", help="print the runs done and to do, and the time left")
     args = parser.parse_args(argv)
     cfg = config.study_config(quick=args.quick)
     X_train, y_train, X_val, y_val, _, _ = config.subsample(
         mnist_reader.load_fashion_mnist(seed=cfg.split_seed, val_fraction=cfg.val_fraction), cfg)
+    if args.status:
+        table, sentence = status(cfg, (X_train, y_train, X_val, y_val))
+        print(table.round(1).to_string(index=False))
+        print(sentence)
+        return
     with contextlib.ExitStack() as stack:
         if args.scheduler:
             from dask.distributed import Client  # optional: only a cluster run needs it
@@ -191,7 +237,8 @@ def main(argv=None):
             stack.enter_context(joblib.parallel_config(backend="dask"))
         candidates, chosen, members = train_frontier(cfg, (X_train, y_train, X_val, y_val), n_jobs=args.jobs,
                                                      fresh=args.fresh)
-    print(choice_table(candidates, chosen).to_string(index=False))
+        round_two = train_round_two(cfg, (X_train, y_train, X_val, y_val), n_jobs=args.jobs, fresh=args.fresh)
+    print(choice_table({**candidates, **round_two}, chosen).to_string(index=False))
     ensemble, choices = ensemble_of(members, X_val, y_val)
     print(choices.round(4).to_string(index=False))
     print(f"chosen: {chosen}; the ensemble of its first {len(ensemble.members)} members, flip averaging "

@@ -56,5 +56,12 @@ def test_the_first_epoch_of_section_9_s_chosen_run_is_retrained_to_its_committed
     logged = json.loads(recipes.recipe_path(LOG).read_text())
     if sorted(blas_kernels()) == sorted(kernel["architecture"] for kernel in logged["blas"]):
         pd.testing.assert_frame_equal(history, expected, check_exact=True)
-    else:
-        pd.testing.assert_frame_equal(history, expected, rtol=1e-3)
+        return
+    # Other BLAS kernels (SkylakeX against the recorded Haswell, say) round the float32 sums differently, and 422
+    # Adam steps carry that into the weights: measured, the epoch's training loss moves by 1.4e-4 of itself and the
+    # validation loss at its end by 1% (0.4163 against 0.4119). The same schedule, and the same run within that.
+    pd.testing.assert_frame_equal(history[["iteration", "epoch", "lr"]], expected[["iteration", "epoch", "lr"]],
+                                  check_exact=True)
+    np.testing.assert_allclose(history["train_loss"], expected["train_loss"], rtol=1e-3)
+    assert abs(history["val_acc"].iloc[0] - expected["val_acc"].iloc[0]) < 0.005
+    np.testing.assert_allclose(history["val_loss"], expected["val_loss"], rtol=0.03)
