@@ -94,6 +94,7 @@ class StudyConfig:
     val_fraction: float = 0.1
     halving_factor: int = 3
     halving_min_epochs: int = 2
+    baseline_lrs: tuple[float, ...] = (0.05, 0.1, 0.2)  # softmax regression's rates, chosen on validation
     momentum_lrs: tuple[float, ...] = (0.01, 0.02)  # momentum 0.9 multiplies the step by about 10
     adam_lrs: tuple[float, ...] = (1e-3, 3e-4)
     followup_lrs: tuple[float, ...] = (0.2, 0.3, 0.5)  # beyond the grid's largest rate, on its best architecture
@@ -165,6 +166,12 @@ class StudyConfig:
 
         return Records(self.log_dir / "models.csv", self.log_dir / "model_histories", self.weights_dir)
 
+    def baseline_candidates(self):
+        """Section 2's baseline, softmax regression (``MLP([784, 10])``: no hidden layer) with the grid's recipe and
+        each of ``baseline_lrs``: ``{name: MLP keyword arguments}`` (``"baseline_lr0.1"``)."""
+        return {f"baseline_lr{lr:g}": dict(self.model_kwargs, layers=[784, 10], lr=lr, L2_lambda=0.0)
+                for lr in self.baseline_lrs}
+
     def beyond_candidates(self, best):
         """Section 7's candidates on the grid's best settings ``best``: the same recipe with momentum, with Adam; two
         dicts of ``{name: MLP keyword arguments}``, the name saying the rule and the rate (``"momentum_lr0.01"``)."""
@@ -225,7 +232,7 @@ def study_config(quick: bool, output_dir=None) -> StudyConfig:
             quick=True, output_dir=output_dir, learning_rates=(0.01, 0.1), layer_sizes=archs, l2_lambdas=(0.0, 0.01),
             example_runs=(settings(archs[-1], 0.01, 0.01), settings(archs[-1], 0.1, 0.0)),
             max_epoch=2, print_iter=10, n_train=3000, n_val=1000, n_test=1000, halving_min_epochs=1,
-            momentum_lrs=(0.05,), adam_lrs=(1e-3,), seeds=(1, 2, 3),
+            baseline_lrs=(0.1,), momentum_lrs=(0.05,), adam_lrs=(1e-3,), seeds=(1, 2, 3),
             wide_recipe=dict(WIDE_RECIPE, layers=[784, 64, 64, 10], max_epoch=2),
             frontier_recipe=dict(FRONTIER_RECIPE, layers=[784, 32, 32, 32, 10], max_epoch=2, print_iter=10),
             frontier_seeds=(1, 2),

@@ -187,6 +187,24 @@ def plot_predictions(images, y_true, y_pred, class_names, n=12, seed=0):
     return fig
 
 
+def plot_confident_mistakes(images, y_true, probabilities, class_names, n=12):
+    """The ``n`` wrong predictions the model was surest of (highest loss, ``-log p(true class)``), worst first, each
+    titled "predicted (its probability) / true"."""
+    images, y_true = _as_images(images), np.asarray(y_true)
+    predicted = probabilities.argmax(axis=1)
+    loss = -np.log(np.maximum(probabilities[np.arange(len(y_true)), y_true], np.finfo(probabilities.dtype).tiny))
+    wrong = np.flatnonzero(predicted != y_true)
+    idx = wrong[np.argsort(-loss[wrong], kind="stable")[:n]]
+    fig, axes = _grid(len(idx), ncols=6, size=1.9, layout="constrained")
+    for ax, i in zip(axes, idx, strict=True):
+        ax.imshow(images[i], cmap="gray")
+        ax.set_title(f"{class_names[predicted[i]]} ({probabilities[i, predicted[i]]:.2f})\n/ {class_names[y_true[i]]}",
+                     color="red", fontsize=8)
+        _no_ticks(ax)
+    fig.suptitle("the most confident mistakes: predicted (probability) / true")
+    return fig
+
+
 def _weight_images(columns, title):
     """Columns of a (784, n) array as 28x28 images on one shared symmetric colour scale."""
     n = columns.shape[1]

@@ -162,6 +162,40 @@ def frontier_section(frontier, images=10000):
     return "\n\n".join(parts)
 
 
+def glance_rows(results):
+    """The study's models at a glance, from ``results`` (``log/results.json``): ``(model, test accuracy, 95% CI,
+    section)`` for the baseline, the seed recipe, section 7's wide network, section 8's seeds (their mean +-
+    standard deviation and range) and section 9's single MLP and ensemble, each that the results hold."""
+    rows = []
+    if "baseline" in results:
+        base = results["baseline"]
+        rows.append(("softmax regression (baseline)", f"{base['test_accuracy']:.4f}",
+                     stats.format_ci(*base["test_ci"]), 2))
+    test = results["test"]
+    rows.append(("the seed recipe, tuned by the grid", f"{test['accuracy']:.4f}", stats.format_ci(*test["ci"]), 5))
+    if "beyond" in results:
+        beyond = results["beyond"]
+        rows.append(("wide network with dropout and AdamW", f"{beyond['test_accuracy']:.4f}",
+                     stats.format_ci(*beyond["test_ci"]), 7))
+    if "seeds" in results:
+        spread = results["seeds"]["summary"]["test"]
+        rows.append((f"the seed recipe, {spread['n']} other seeds", f"{spread['mean']:.4f} +- {spread['std']:.4f}",
+                     f"{spread['min']:.4f} to {spread['max']:.4f} (range)", 8))
+    if "frontier" in results:
+        found = results["frontier"]["summary"]
+        for name, entry in (("3x1024 with batch norm, single MLP", found["single"]),
+                            ("ensemble of such MLPs", found["ensemble"])):
+            rows.append((name, f"{entry['test_acc']:.4f}", stats.format_ci(entry["ci_low"], entry["ci_high"]), 9))
+    return rows
+
+
+def glance_markdown(results):
+    """:func:`glance_rows` as a markdown table whose sections link to the notebook's headings (``#section-N``)."""
+    rows = [(model, accuracy, ci, f"[{section}](#section-{section})") for model, accuracy, ci, section in
+            glance_rows(results)]
+    return table(["model", "test accuracy", "95% CI", "section"], rows)
+
+
 def run_all_section(run_all):
     """What Run All on a fresh clone measured (``log/run_all.json``, written by ``make run-all``)."""
     verdict = ("trained nothing, changed no tracked file and printed the committed numbers"

@@ -135,7 +135,7 @@ def save_results(path, results):
 
 
 def notebook_results(cfg, grid_log, trained_now, n_jobs, final, test, halving_found, beyond_table, beyond_test,
-                     wall_s, mcnemar=None, lr_followup=None, seeds=None, sections=None, frontier=None):
+                     wall_s, mcnemar=None, lr_followup=None, seeds=None, sections=None, frontier=None, **parts):
     """What the notebook measured, as the dict :func:`write_results` writes to ``log/results.json``.
 
     ``cfg`` is the run's ``StudyConfig``; ``grid_log`` the grid's log, of which ``trained_now`` runs were trained in
@@ -148,7 +148,8 @@ def notebook_results(cfg, grid_log, trained_now, n_jobs, final, test, halving_fo
     seed grid's best (``stats.mcnemar_table``); ``lr_followup``, ``{"table": followup.lr_table(...), "verdict":
     followup.verdict(...)}``; ``seeds``, ``{"table": seeds.seed_table(...), "summary": seeds.summary(...)}``;
     ``sections``, the wall time of each section of the notebook (``timing.Sections.times``); ``frontier``, section
-    9's (``study.frontier.results``). ``runs_trained``
+    9's (``study.frontier.results``); further ``parts`` go in under their names (``baseline``: section 2's softmax
+    regression, ``{"settings", "val_accuracy", "test_accuracy", "test_ci", "mcnemar"}``). ``runs_trained``
     counts the runs this process trained (``runs.runs_started``): 0 when every part was read from its record.
     """
     top5 = grid.top_k(grid_log, k=5)
@@ -186,7 +187,7 @@ def notebook_results(cfg, grid_log, trained_now, n_jobs, final, test, halving_fo
         results["sections_wall_time_s"] = dict(sections)
     if frontier is not None:
         results["frontier"] = frontier
-    return results
+    return {**results, **parts}
 
 
 # -- the README's results ----------------------------------------------------------------------------------------
@@ -238,6 +239,8 @@ RESULTS_SHAPE = {
     "final_training": {"wall_time_s": NUMBER},
     "notebook_wall_time_s": NUMBER,
     "machine?": {},
+    "baseline?": {"settings": TEXT, "val_accuracy": NUMBER, "test_accuracy": NUMBER, "test_ci": INTERVAL,
+                  "mcnemar": [_MCNEMAR]},
     "halving?": {"settings": _SETTINGS, "best_val_acc": NUMBER, "epochs": WHOLE, "grid_epochs": COUNT,
                  "rungs": WHOLE, "wall_time_s": NUMBER},
     "lr_followup?": {"table": [{"lr": NUMBER, "diverged": FLAG, "best_val_acc": MAYBE_NUMBER,

@@ -64,6 +64,16 @@ def mcnemar(y_true, pred_a, pred_b):
     return {"only_a_right": b, "only_b_right": c, "p_value": float(p_value)}
 
 
+def agreement_table(y_true, pred_a, pred_b, names=("a", "b")):
+    """The 2x2 table behind McNemar's test: how many images both models get right, only one of them, or neither;
+    rows are the first model (``names[0]``) right or wrong, columns the second."""
+    y_true, pred_a, pred_b = (np.asarray(v) for v in (y_true, pred_a, pred_b))
+    right_a, right_b = pred_a == y_true, pred_b == y_true
+    counts = [[int(np.count_nonzero(a & b)) for b in (right_b, ~right_b)] for a in (right_a, ~right_a)]
+    return pd.DataFrame(counts, index=[f"{names[0]} right", f"{names[0]} wrong"],
+                        columns=[f"{names[1]} right", f"{names[1]} wrong"])
+
+
 def mcnemar_table(y_true, predictions, reference, alpha=ALPHA):
     """Every model of ``predictions`` (``{name: predicted labels}``) against the ``reference`` one on the same
     images: one row per other model with its accuracy and interval, the discordant pairs, McNemar's exact p-value
