@@ -1,10 +1,25 @@
-# The two commands of the README: `make run` and `make test`. Everything else here serves them.
+# The three commands of the README: `make notebook`, `make run` and `make test`. Everything else here serves them.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 NOTEBOOK := Fashion_mnist_model.ipynb
 
-.PHONY: run run-all test lint data bench bench-grid budget frontier report clean
+.PHONY: notebook run run-all test lint data bench bench-grid budget frontier report clean
+
+# make notebook: Jupyter Lab on the notebook, for reading it and choosing Run All (about a minute: it resumes from the
+# committed logs and trains nothing). The kernel is .venv's own Python: study/lab.py puts .venv/share/jupyter first on
+# JUPYTER_PATH, so that the notebook's kernelspec `python3` resolves to .venv's spec (a bare `python`, which Jupyter
+# runs as the server's own Python) even when another python3 kernelspec sits in ~/.local/share/jupyter or
+# /usr/local/share/jupyter, checks that it does, and starts Jupyter Lab with --allow-root when run as root.
+# PORT=n serves on port n (default 8888, or the next free one); NO_BROWSER=1 opens no browser (on a remote machine:
+# `ssh -L 8888:localhost:8888 host`, then the URL it prints); JUPYTER_ARGS="..." passes any other options of
+# Jupyter Lab (--ip=0.0.0.0, say). tests/test_make_notebook.py starts this very recipe.
+PORT ?=
+NO_BROWSER ?= 0
+JUPYTER_ARGS ?=
+
+notebook: $(VENV)/.run-deps data
+	$(PY) -m study.lab $(if $(PORT),--port=$(PORT)) $(if $(filter 1,$(NO_BROWSER)),--no-browser) $(JUPYTER_ARGS)
 
 # make run: the whole study, every part trained again, the notebook executed in place by papermill with its
 # outputs shown in the terminal as they come; then the notebook tidied (progress bars kept at their final state)
