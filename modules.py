@@ -20,6 +20,10 @@ from optimizers import make_optimizer
 from solver import Solver, check_data, check_parameters, check_rows, check_run, check_settings
 
 EVAL_CHUNK_ROWS = 8192  # rows per chunk in evaluate(): ~8 MB per hidden layer of 256 float32 units
+# evaluate() and predict() measure a trained model in float64, whatever its dtype: BLAS kernels sum a float32 product
+# in different orders (OpenBLAS's Haswell and SkylakeX kernels do), which moves a logit by a rounding and flips the
+# odd near-tie prediction among 10,000 images; in float64 a measurement of saved weights is the same on any machine.
+MEASURE_DTYPE = np.float64
 
 
 class Layer:
@@ -454,23 +458,26 @@ class MLP:
     def predict(self, X):
         """X (N, D) -> predicted labels (N,)."""
         X, _ = check_rows(X, self, "prediction", self.data_range)
-        return np.concatenate([self.forward(X[start:start + EVAL_CHUNK_ROWS]).argmax(axis=1)
+        return np.concatenate([self.forward(X[start:start + EVAL_CHUNK_ROWS].astype(MEASURE_DTYPE)).argmax(axis=1)
                                for start in range(0, len(X), EVAL_CHUNK_ROWS)])
 
     def evaluate(self, X, y):
-        """(accuracy, loss) on (X, y), where loss is the mean cross-entropy alone, without the L2 term; ValueError
-        for data the model cannot use, or far outside the range of its training data (see ``solver.check_rows``)."""
+        """(accuracy, loss) on (X, y), where loss is the mean cross-entropy alone, without the L2 term, computed in
+        ``MEASURE_DTYPE``; ValueError for data the model cannot use, or far outside the range of its training data
+        (see ``solver.check_rows``)."""
         X, y, _ = check_data(X, y, self, "evaluation", self.data_range)
-        return self.measure(X, y)
+        return self.measure(X, y, MEASURE_DTYPE)
 
-    def measure(self, X, y):
-        """``evaluate`` without its checks, for data checked already (the Solver's validation set, every few batches);
-        in chunks of ``EVAL_CHUNK_ROWS`` rows, so that memory stays small whatever the number of rows."""
+    def measure(self, X, y, dtype=None):
+        """``evaluate`` without its checks, for data checked already: in the model's own dtype for the Solver's
+        validation set, every few batches, or in ``dtype``; in chunks of ``EVAL_CHUNK_ROWS`` rows, so that memory
+        stays small whatever the number of rows."""
         correct, loss_sum = 0, 0.0
         with np.errstate(over="ignore", invalid="ignore"):  # a non-finite loss is answered below, not warned about
             for start in range(0, len(X), EVAL_CHUNK_ROWS):
                 labels = y[start:start + EVAL_CHUNK_ROWS]
-                probs = self.forward(X[start:start + EVAL_CHUNK_ROWS])
+                chunk = X[start:start + EVAL_CHUNK_ROWS]
+                probs = self.forward(chunk if dtype is None else chunk.astype(dtype))
                 correct += int(np.count_nonzero(probs.argmax(axis=1) == labels))
                 loss_sum += float(self.softmax.cross_entropy(labels, reduction="none").sum(dtype=np.float64))
         return correct / len(X), loss_sum / len(X)

@@ -9,7 +9,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from modules import Activation
+from modules import MEASURE_DTYPE, Activation
 from study import stats
 
 
@@ -43,8 +43,9 @@ def per_class_table(y_true, y_pred, class_names):
 
 
 def hidden_activations(model, X):
-    """The output of every hidden layer's activation for the rows of X, as ``{"hidden layer 1": (N, units), ...}``."""
-    _, outputs = model.forward(X, save_activations=True)
+    """The output of every hidden layer's activation for the rows of X, as ``{"hidden layer 1": (N, units), ...}``,
+    computed in ``MEASURE_DTYPE`` as ``MLP.evaluate`` measures."""
+    _, outputs = model.forward(np.asarray(X, dtype=MEASURE_DTYPE), save_activations=True)
     hidden = {}
     for layer, output in zip(model.net, outputs, strict=True):
         if isinstance(layer, Activation):
