@@ -106,7 +106,9 @@ class BatchNorm(Layer):
     """Batch normalisation (Ioffe and Szegedy, 2015): ``top = gamma * x_hat + beta``, ``x_hat = (bottom - mean) /
     sqrt(var + eps)`` with the mean and (biased) variance of each feature over the batch in training, and of its
     running averages outside training (which move ``momentum`` of the way towards each batch's; the variance's
-    unbiased), so that a prediction does not depend on the rest of its batch. ``state``: saved, not trained.
+    unbiased), so that a prediction does not depend on the rest of its batch. ``state``: saved, not trained. A batch
+    of one row has no variance (its output would be ``beta`` whatever the input): the Solver never trains on one
+    (``solver.check_batch_norm_rows``; a trailing batch of one row is skipped).
     ``reference_forward`` and ``reference_backward`` are the formulas, what to read; ``forward`` and ``backward``, what
     training runs, compute the same arithmetic in fewer passes and equal them bit for bit, as the optimizers do."""
 
@@ -467,7 +469,9 @@ class MLP:
         The model ends holding the parameters of best validation accuracy (lower loss breaks ties), written to
         ``save_path`` each time they improve. ``epochs`` trains that many more epochs of the same run;
         ``checkpoint_path`` saves the run after every epoch for ``MLP.from_checkpoint``; ``on_epoch(model)`` is called
-        after every epoch. See ``solver.Solver``.
+        after every epoch. With ``batch_norm``, batches must hold at least 2 rows (ValueError for ``batch_size=1`` or
+        a training set of one row), and an epoch whose last batch would be a single row ends without it. See
+        ``solver.Solver``.
         """
         X_train, y_train, train_range = check_data(X_train, y_train, self, "training")
         X_val, y_val, _ = check_data(X_val, y_val, self, "validation", train_range)

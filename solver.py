@@ -68,6 +68,7 @@ def check_settings(settings):
     for name in ("batch_norm", "augment_flip"):
         if not isinstance(settings[name], bool | np.bool_):
             raise ValueError(f"{name} must be True or False, got {settings[name]!r}")
+    check_batch_norm_rows(settings["batch_norm"], settings["batch_size"])
     side = math.isqrt(int(layers[0]))
     if not is_count(settings["augment_shift"], 0) or settings["augment_shift"] >= side:
         raise ValueError(f"augment_shift must be a whole number of pixels from 0 to {side - 1} (the images are "
@@ -98,16 +99,42 @@ def is_count(value, minimum):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
 
 
+def check_batch_norm_rows(batch_norm, batch_size, n_train=None):
+    """ValueError if batch normalisation would train on batches of one row: a ``batch_size`` of 1, or ``n_train``
+    training rows, when given, of 1. A single row has no variance: the layer would output ``beta`` whatever the image,
+    pass no gradient back and pull its running variance towards 0 (PyTorch refuses such a batch too)."""
+    if not batch_norm:
+        return
+    if batch_size < 2:
+        raise ValueError(f"batch_size must be at least 2 with batch_norm=True, got {batch_size!r}: a batch of one "
+                         "row has no variance, so batch normalisation would output the same values whatever the "
+                         "image and learn nothing; use a larger batch_size, or batch_norm=False")
+    if n_train is not None and n_train < 2:
+        raise ValueError(f"training data has {n_train} row, but batch normalisation needs at least 2 rows a batch (a "
+                         "single row has no variance: every image would give the same output); train on more rows, "
+                         "or use batch_norm=False")
+
+
+def batches_per_epoch(model, n_train):
+    """How many mini-batches an epoch of ``n_train`` rows takes: ``ceil(n_train / batch_size)``, less the trailing
+    batch of a single row that a model with batch normalisation skips (see ``Solver``)."""
+    full, rest = divmod(n_train, model.batch_size)
+    return full + (rest > 1 or (rest == 1 and not model.batch_norm))
+
+
 def check_run(model, n_train, epochs, save_path, checkpoint_path):
     """ValueError naming the first argument of ``train`` that would make a run nobody wants: ``epochs`` that is not
-    a positive integer, a warm-up longer than the whole run, the best weights and the checkpoint in one file."""
+    a positive integer, batches of one row for batch normalisation, a warm-up longer than the whole run, the best
+    weights and the checkpoint in one file."""
     if epochs is not None and not is_count(epochs, 1):
         raise ValueError(f"epochs must be None (up to max_epoch) or a positive integer of further epochs, "
                          f"got {epochs!r}")
-    batches = model.max_epoch * -(-n_train // model.batch_size)
+    check_batch_norm_rows(model.batch_norm, model.batch_size, n_train)
+    per_epoch = batches_per_epoch(model, n_train)
+    batches = model.max_epoch * per_epoch
     if model.warmup_steps > batches:
         raise ValueError(f"warmup_steps={model.warmup_steps} is longer than the whole run ({model.max_epoch} epochs "
-                         f"of {-(-n_train // model.batch_size)} batches = {batches}): the learning rate would never "
+                         f"of {per_epoch} batches = {batches}): the learning rate would never "
                          "reach lr; use fewer warm-up steps or more epochs")
     if save_path is not None and checkpoint_path is not None and Path(save_path).resolve() == \
             Path(checkpoint_path).resolve():
@@ -203,6 +230,11 @@ class Solver:
     - ``warmup_steps > 0`` first raises it linearly, ``lr * (i + 1) / warmup_steps``, and the schedule then runs on
       the batches after the warm-up.
 
+    An epoch's last batch holds what is left of the rows. When that is a single row and the model has batch
+    normalisation, the epoch ends without it (no step, no update of the running statistics; ``batches_per_epoch``
+    counts the batches taken): a single row has no variance, and would pull the running variance towards 0. The row
+    left out is another in each epoch, as the order is shuffled anew. Without batch normalisation every row trains.
+
     Its state, all of which a checkpoint saves: where the run is (``epoch``, ``iteration``, ``current_lr``,
     ``train_time_s``), how it ended (``diverged``, ``stopped_early``), what it recorded (``rows``, ``meter``), the best
     validation numbers and parameters so far (``best_*``, ``checks_without_improvement``), and ``params_reached``:
@@ -267,7 +299,7 @@ class Solver:
             model.load_param(self.params_reached)
             self.params_reached = None
         last_epoch = model.max_epoch if epochs is None else min(model.max_epoch, self.epoch + epochs)
-        total_batches = model.max_epoch * -(-len(X_train) // model.batch_size)
+        total_batches = model.max_epoch * batches_per_epoch(model, len(X_train))
         started = time.perf_counter()
         # Overflow in a diverging run is detected and reported in the history, not as warnings.
         with np.errstate(over="ignore", invalid="ignore"):
@@ -296,6 +328,8 @@ class Solver:
         order = model.rng.permutation(len(X_train))
         for start in range(0, len(X_train), model.batch_size):
             batch = order[start:start + model.batch_size]
+            if len(batch) == 1 and model.batch_norm:
+                return  # a trailing batch of one row: batch normalisation skips it (see the class docstring)
             self.current_lr = self.lr_at(self.iteration, total_batches)
             loss_sum, correct = self.step(X_train[batch], y_train[batch])
             self.iteration += 1
