@@ -331,12 +331,11 @@ class Solver:
             if len(batch) == 1 and model.batch_norm:
                 return  # a trailing batch of one row: batch normalisation skips it (see the class docstring)
             self.current_lr = self.lr_at(self.iteration, total_batches)
-            loss_sum, correct = self.step(X_train[batch], y_train[batch])
+            loss_sum, correct, exploded = self.step(X_train[batch], y_train[batch])
             self.iteration += 1
             self.meter.loss_sum += loss_sum
             self.meter.correct += correct
             self.meter.seen += len(batch)
-            exploded = self.exploded(loss_sum, len(batch))
             if exploded or self.iteration % model.print_iter == 0 or self.iteration == total_batches:
                 self.check_validation(X_val, y_val, save_path, exploded)
             if self.diverged or self.stopped_early:
@@ -344,18 +343,29 @@ class Solver:
 
     def step(self, X, y):
         """One mini-batch at the current learning rate: augmented (see ``augmented``), forward with dropout, backward,
-        update. Returns the summed
-        cross-entropy of the batch (before the step) and how many it classified right; a batch whose loss has
-        exploded takes no step."""
+        update. Returns the summed cross-entropy of the batch (before the step), how many it classified right and
+        whether it exploded (see ``exploded``): a batch that exploded takes no step and leaves the running statistics
+        as they were."""
         model = self.model
         if model.augment_shift or model.augment_flip:
             X = self.augmented(X)
+        statistics = {key: array.copy() for key, array in self.statistics().items()}
         probs = model.forward(X, training=True)
         loss_sum = float(model.softmax.cross_entropy(y, reduction="none").sum())
-        if not self.exploded(loss_sum, len(y)):
+        exploded = self.exploded(loss_sum, len(y))
+        if exploded:
+            for key, array in self.statistics().items():
+                array[...] = statistics[key]
+        else:
             model.backward(y)
             model.update(self.current_lr)
-        return loss_sum, int(np.count_nonzero(probs.argmax(axis=1) == y))
+        return loss_sum, int(np.count_nonzero(probs.argmax(axis=1) == y)), exploded
+
+    def statistics(self):
+        """The model's running statistics, which a forward pass in training moves (batch normalisation's averages):
+        ``{(layer index, name): array}``, the arrays themselves."""
+        return {(i, name): getattr(layer, name) for i, layer in enumerate(self.model.net)
+                for name in getattr(layer, "state", ())}
 
     def augmented(self, X):
         """The batch ``X`` (N, side * side) with each image moved by up to ``augment_shift`` pixels each way and, with
@@ -367,9 +377,13 @@ class Solver:
         return moved_images(X, math.isqrt(X.shape[1]), moves, flips)
 
     def exploded(self, loss_sum, n):
-        """Whether a batch of ``n`` rows with summed loss ``loss_sum`` has diverged: its mean loss is not finite or
-        above ``loss_limit``, ``DIVERGENCE_LOSS * ln(C)`` (NaN is never <=, so it counts as exploded)."""
-        return not loss_sum <= self.loss_limit * n
+        """Whether the batch of ``n`` rows just passed forward, with summed loss ``loss_sum``, has diverged: its mean
+        loss is not finite or above ``loss_limit``, ``DIVERGENCE_LOSS * ln(C)`` (NaN is never <=, so it counts as
+        exploded), or it left a running statistic that is not finite. The latter is how batch normalisation diverges
+        on extreme inputs (data scaled by 1e19, say): a batch variance beyond the float range normalises every row to
+        ``beta``, so the loss stays a finite ln(C) while nothing learns and the running variance becomes infinite."""
+        return not loss_sum <= self.loss_limit * n or not all(np.isfinite(array).all()
+                                                              for array in self.statistics().values())
 
     def check_validation(self, X_val, y_val, save_path, exploded):
         """Measure the validation set, record a row, keep the parameters if they are the best so far, and decide

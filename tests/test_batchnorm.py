@@ -260,3 +260,17 @@ def test_the_warm_up_s_check_counts_the_batches_a_batch_norm_run_takes(data):
         MLP([20, 8, 3], batch_norm=True, batch_size=2, max_epoch=1, warmup_steps=3,
             print_log=False).train(X[:5], y[:5], X_val, y_val)
 
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_extreme_but_finite_inputs_diverge_at_their_first_batch_with_batch_norm_as_without(data, batch_norm):
+    X, y, X_val, y_val = data
+    X, X_val = X * np.float32(1e19), X_val * np.float32(1e19)  # finite, and they pass the door (a range of its own)
+    model = MLP([20, 8, 3], batch_norm=batch_norm, batch_size=50, max_epoch=2, print_log=False)
+    initial = model.get_parameters()
+    history = model.train(X, y, X_val, y_val)
+    assert model.diverged and list(history["iteration"]) == [1] and history["diverged"].tolist() == [True]
+    for name, array in model.parameters().items():  # the exploded batch took no step and moved no statistic
+        np.testing.assert_array_equal(array, initial[name], err_msg=name)
+    model.train(X, y, X_val, y_val, epochs=1)  # goes on from finite parameters: nothing to train, nothing refused
+    assert model.iteration == 1
+
