@@ -492,10 +492,11 @@ class MLP:
         """A dict of copies of the parameters, in layer order."""
         return {name: array.copy() for name, array in self.parameters().items()}
 
-    def load_param(self, params):
-        """Set the parameters from a dict like ``get_parameters()`` returns; ValueError on the first misfit."""
+    def load_param(self, params, source=None):
+        """Set the parameters from a dict like ``get_parameters()`` returns; ValueError on the first misfit (see
+        ``solver.check_parameters``), naming ``source``, the file they come from, when given."""
         own = self.parameters()
-        check_parameters(params, own)
+        check_parameters(params, own, source)
         for name, array in params.items():
             own[name][...] = array
 
@@ -510,7 +511,7 @@ class MLP:
         if (config["layers"], config["activation"]) != (self.layers, self.activation):
             raise ValueError(f"{path} holds an MLP({config['layers']}, activation={config['activation']!r}), but this "
                              f"model is MLP({self.layers}, activation={self.activation!r})")
-        self.load_param(params)
+        self.load_param(params, path)
         self.data_range = data_range
 
     @classmethod
@@ -519,7 +520,7 @@ class MLP:
         by ``save_param``; in archives that predate recorded settings, the settings take their defaults."""
         config, params, data_range = read_model(path)
         model = cls(**dict(config, **kwargs))
-        model.load_param(params)
+        model.load_param(params, path)
         model.data_range = data_range
         return model
 
@@ -529,7 +530,7 @@ class MLP:
         settings are the run's own: only whether it prints its log can be chosen anew."""
         arrays = read_archive(path, ("config", "run"), "training checkpoint", "train(..., checkpoint_path=...)")
         model = cls(**dict(json.loads(str(arrays["config"])), print_log=print_log))
-        model.solver.restore(arrays)
+        model.solver.restore(arrays, path)
         return model
 
     def config(self):

@@ -54,6 +54,8 @@ RANGE_SLACK = 2.0
 # A mean batch loss above DIVERGENCE_LOSS * ln(C), a hundred times that of a uniform guess over the C classes, is a
 # divergence, as a non-finite one is: no run that learns comes near it (the committed histories stay below 2.3).
 DIVERGENCE_LOSS = 100
+# Parameters that are variances (batch normalisation's running averages, ``running_var1``, ...): never below 0.
+VARIANCES = ("running_var",)
 
 
 def check_settings(settings):
@@ -192,21 +194,31 @@ def check_range(name, data_range, trained_range):
                          "its width beyond it): preprocess it as the training data was (pixels divided by 255, say)")
 
 
-def check_parameters(params, own):
+def check_parameters(params, own, source=None):
     """ValueError naming the first of ``params`` (a dict of arrays) that cannot replace the model's parameters
-    ``own``: one missing, unexpected, of another shape, or holding NaN, infinity or complex numbers."""
+    ``own``: one missing, unexpected, of another shape, holding NaN, infinity or complex numbers, or a running
+    variance of batch normalisation (``running_var1``, ...) below 0. The message begins with ``source``, the file the
+    parameters come from, when it is given."""
+    where = "" if source is None else f"{source}: "
     for name, array in own.items():
         if name not in params:
-            raise ValueError(f"parameter {name} is missing; expected keys {list(own)}")
+            raise ValueError(f"{where}parameter {name} is missing; expected keys {list(own)}")
         if np.shape(params[name]) != array.shape:
-            raise ValueError(f"parameter {name} has shape {np.shape(params[name])}, the model needs {array.shape}")
+            raise ValueError(f"{where}parameter {name} has shape {np.shape(params[name])}, the model needs "
+                             f"{array.shape}")
     extra = sorted(set(params) - set(own))
     if extra:
-        raise ValueError(f"unexpected parameters {extra}; expected keys {list(own)}")
+        raise ValueError(f"{where}unexpected parameters {extra}; expected keys {list(own)}")
     for name, array in params.items():
         if np.asarray(array).dtype.kind not in "fiu" or not np.isfinite(array).all():
-            raise ValueError(f"parameter {name} must hold finite real numbers, got {np.asarray(array).dtype} "
+            raise ValueError(f"{where}parameter {name} must hold finite real numbers, got {np.asarray(array).dtype} "
                              "values with NaN, infinity or imaginary parts: these weights cannot be used")
+        negative = np.asarray(array) < 0 if name.rstrip("0123456789") in VARIANCES else None
+        if negative is not None and negative.any():
+            raise ValueError(f"{where}parameter {name} holds a negative variance ({np.count_nonzero(negative)} of "
+                             f"its {negative.size} values, down to {np.min(array):g}), and no variance is below 0: "
+                             "batch normalisation would take the square root of a negative number and predict class "
+                             "0 for every image; these weights cannot be used")
 
 
 # -- the run ----------------------------------------------------------------------------------------------------------
@@ -446,14 +458,15 @@ class Solver:
         arrays["run"] = np.array(json.dumps(run))
         atomic_write(path, lambda f: np.savez(f, **arrays))
 
-    def restore(self, arrays):
-        """Take up the run saved in ``arrays``, a checkpoint read by ``read_archive``."""
+    def restore(self, arrays, path):
+        """Take up the run saved in ``arrays``, a checkpoint read by ``read_archive`` from ``path``; ValueError, naming
+        the file, if its parameters cannot be the model's (see ``check_parameters``)."""
 
         def group(prefix):
             return {name[len(prefix):]: array for name, array in arrays.items() if name.startswith(prefix)}
 
         model, run = self.model, json.loads(str(arrays["run"]))
-        model.load_param(group("params."))
+        model.load_param(group("params."), f"{path} (the reached parameters)")
         model.optimizer.load_state_dict(group("optimizer."))
         model.rng.bit_generator.state = run["generator"]
         model.data_range = tuple(arrays["data_range"].tolist()) if "data_range" in arrays else None
@@ -464,6 +477,8 @@ class Solver:
         self.best_val_acc, self.best_val_loss = run["best_val_acc"], run["best_val_loss"]
         self.best_iteration = run["best_iteration"]
         self.best_params = group("best.") or None
+        if self.best_params is not None:
+            check_parameters(self.best_params, model.parameters(), f"{path} (the best parameters)")
         self.checks_without_improvement = run["checks_without_improvement"]
         self.data_fingerprint = run["data_fingerprint"]
 

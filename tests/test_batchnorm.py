@@ -1,6 +1,8 @@
 """BatchNorm and Augment: batch normalisation's full derivative against finite differences, its two modes and its
 running averages on disk; augmentation that moves and mirrors images exactly, from the run's own generator."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -274,3 +276,35 @@ def test_extreme_but_finite_inputs_diverge_at_their_first_batch_with_batch_norm_
     model.train(X, y, X_val, y_val, epochs=1)  # goes on from finite parameters: nothing to train, nothing refused
     assert model.iteration == 1
 
+
+def write_tampered(path, arrays, name, value):
+    arrays = dict(arrays)
+    arrays[name] = arrays[name].copy()
+    arrays[name][0] = value
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (-0.5, r"parameter running_var1 holds a negative variance \(1 of its 8 values, down to -0.5\)"),
+    (np.nan, "parameter running_var1 must hold finite real numbers"),
+    (np.inf, "parameter running_var1 must hold finite real numbers"),
+])
+def test_an_archive_whose_running_variance_is_negative_or_not_finite_is_refused_naming_it(data, tmp_path, bad,
+                                                                                         message):
+    model = MLP([20, 8, 3], batch_norm=True, max_epoch=1, print_log=False)
+    model.train(*data, checkpoint_path=tmp_path / "run.npz")
+    model.save_param(tmp_path / "good.npz")
+    path = tmp_path / "bad.npz"
+    write_tampered(path, np.load(tmp_path / "good.npz"), "running_var1", bad)
+    with pytest.raises(ValueError, match=f"{re.escape(str(path))}: {message}"):
+        MLP.from_file(path)
+    with pytest.raises(ValueError, match=f"{re.escape(str(path))}: {message}"):
+        MLP([20, 8, 3], batch_norm=True).load_model(path)
+    params = dict(model.get_parameters(), running_var1=np.load(path)["running_var1"])
+    with pytest.raises(ValueError, match=f"^{message}"):
+        MLP([20, 8, 3], batch_norm=True).load_param(params)
+    checkpoint = dict(np.load(tmp_path / "run.npz"))
+    for group, which in (("params", "reached"), ("best", "best")):
+        write_tampered(path, checkpoint, f"{group}.running_var1", bad)
+        with pytest.raises(ValueError, match=rf"{re.escape(str(path))} \(the {which} parameters\): {message}"):
+            MLP.from_checkpoint(path)
