@@ -58,6 +58,8 @@ class Ensemble:
     @classmethod
     def from_files(cls, paths, flip_average=False):
         """The ensemble of the models saved at ``paths`` (``MLP.save_param`` archives)."""
+        if isinstance(paths, str | bytes | Path):
+            raise ValueError(f"paths must list the members' files, got the single path {paths!r}: pass [path]")
         return cls([MLP.from_file(path, print_log=False) for path in paths], flip_average=flip_average)
 
     @property

@@ -84,3 +84,10 @@ def test_members_of_other_input_or_output_sizes_are_named():
         Ensemble([MLP([784, 10]), MLP([784, 5])])
     with pytest.raises(ValueError, match=r"member 'wide' maps 20 inputs to 3 classes and member 'small' maps 16"):
         Ensemble({"small": MLP([16, 3]), "wide": MLP([20, 3])})
+
+
+def test_from_files_takes_a_list_of_paths_not_one_path(members, tmp_path):
+    members[0].save_param(tmp_path / "m.npz")
+    with pytest.raises(ValueError, match=r"paths must list the members' files, got the single path .*m.npz"):
+        Ensemble.from_files(str(tmp_path / "m.npz"))
+    assert len(Ensemble.from_files([tmp_path / "m.npz"]).members) == 1
