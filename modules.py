@@ -110,7 +110,9 @@ class BatchNorm(Layer):
     """Batch normalisation (Ioffe and Szegedy, 2015): ``top = gamma * x_hat + beta``, ``x_hat = (bottom - mean) /
     sqrt(var + eps)`` with the mean and (biased) variance of each feature over the batch in training, and of its
     running averages outside training (which move ``momentum`` of the way towards each batch's; the variance's
-    unbiased), so that a prediction does not depend on the rest of its batch. ``state``: saved, not trained.
+    unbiased), so that a prediction does not depend on the rest of its batch. ``state``: saved, not trained. A batch
+    of one row has no variance (its output would be ``beta`` whatever the input): the Solver never trains on one
+    (``solver.check_batch_norm_rows``; a trailing batch of one row is skipped).
     ``reference_forward`` and ``reference_backward`` are the formulas, what to read; ``forward`` and ``backward``, what
     training runs, compute the same arithmetic in fewer passes and equal them bit for bit, as the optimizers do."""
 
@@ -491,7 +493,9 @@ class MLP:
         trained on every training image for a number of epochs chosen before) it ends holding its last parameters,
         or with ``weight_average`` their average. ``epochs`` trains that many more epochs of the same run;
         ``checkpoint_path`` saves the run after every epoch for ``MLP.from_checkpoint``; ``on_epoch(model)`` is called
-        after every epoch. See ``solver.Solver``.
+        after every epoch. With ``batch_norm``, batches must hold at least 2 rows (ValueError for ``batch_size=1`` or
+        a training set of one row), and an epoch whose last batch would be a single row ends without it. See
+        ``solver.Solver``.
         """
         X_train, y_train, train_range = check_data(X_train, y_train, self, "training")
         if X_val is not None or y_val is not None:
@@ -513,10 +517,11 @@ class MLP:
         """A dict of copies of the parameters, in layer order."""
         return {name: array.copy() for name, array in self.parameters().items()}
 
-    def load_param(self, params):
-        """Set the parameters from a dict like ``get_parameters()`` returns; ValueError on the first misfit."""
+    def load_param(self, params, source=None):
+        """Set the parameters from a dict like ``get_parameters()`` returns; ValueError on the first misfit (see
+        ``solver.check_parameters``), naming ``source``, the file they come from, when given."""
         own = self.parameters()
-        check_parameters(params, own)
+        check_parameters(params, own, source)
         for name, array in params.items():
             own[name][...] = array
 
@@ -531,7 +536,7 @@ class MLP:
         if (config["layers"], config["activation"]) != (self.layers, self.activation):
             raise ValueError(f"{path} holds an MLP({config['layers']}, activation={config['activation']!r}), but this "
                              f"model is MLP({self.layers}, activation={self.activation!r})")
-        self.load_param(params)
+        self.load_param(params, path)
         self.data_range = data_range
 
     @classmethod
@@ -540,7 +545,7 @@ class MLP:
         by ``save_param``; in archives that predate recorded settings, the settings take their defaults."""
         config, params, data_range = read_model(path)
         model = cls(**dict(config, **kwargs))
-        model.load_param(params)
+        model.load_param(params, path)
         model.data_range = data_range
         return model
 
@@ -550,7 +555,7 @@ class MLP:
         settings are the run's own: only whether it prints its log can be chosen anew."""
         arrays = read_archive(path, ("config", "run"), "training checkpoint", "train(..., checkpoint_path=...)")
         model = cls(**dict(json.loads(str(arrays["config"])), print_log=print_log))
-        model.solver.restore(arrays)
+        model.solver.restore(arrays, path)
         return model
 
     def config(self):

@@ -59,6 +59,8 @@ RANGE_SLACK = 2.0
 # A mean batch loss above DIVERGENCE_LOSS * ln(C), a hundred times that of a uniform guess over the C classes, is a
 # divergence, as a non-finite one is: no run that learns comes near it (the committed histories stay below 2.3).
 DIVERGENCE_LOSS = 100
+# Parameters that are variances (batch normalisation's running averages, ``running_var1``, ...): never below 0.
+VARIANCES = ("running_var",)
 
 
 def check_settings(settings):
@@ -73,6 +75,7 @@ def check_settings(settings):
     for name in ("batch_norm", "augment_flip"):
         if not isinstance(settings[name], bool | np.bool_):
             raise ValueError(f"{name} must be True or False, got {settings[name]!r}")
+    check_batch_norm_rows(settings["batch_norm"], settings["batch_size"])
     side = math.isqrt(int(layers[0]))
     if not is_count(settings["augment_shift"], 0) or settings["augment_shift"] >= side:
         raise ValueError(f"augment_shift must be a whole number of pixels from 0 to {side - 1} (the images are "
@@ -110,16 +113,42 @@ def is_count(value, minimum):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
 
 
+def check_batch_norm_rows(batch_norm, batch_size, n_train=None):
+    """ValueError if batch normalisation would train on batches of one row: a ``batch_size`` of 1, or ``n_train``
+    training rows, when given, of 1. A single row has no variance: the layer would output ``beta`` whatever the image,
+    pass no gradient back and pull its running variance towards 0 (PyTorch refuses such a batch too)."""
+    if not batch_norm:
+        return
+    if batch_size < 2:
+        raise ValueError(f"batch_size must be at least 2 with batch_norm=True, got {batch_size!r}: a batch of one "
+                         "row has no variance, so batch normalisation would output the same values whatever the "
+                         "image and learn nothing; use a larger batch_size, or batch_norm=False")
+    if n_train is not None and n_train < 2:
+        raise ValueError(f"training data has {n_train} row, but batch normalisation needs at least 2 rows a batch (a "
+                         "single row has no variance: every image would give the same output); train on more rows, "
+                         "or use batch_norm=False")
+
+
+def batches_per_epoch(model, n_train):
+    """How many mini-batches an epoch of ``n_train`` rows takes: ``ceil(n_train / batch_size)``, less the trailing
+    batch of a single row that a model with batch normalisation skips (see ``Solver``)."""
+    full, rest = divmod(n_train, model.batch_size)
+    return full + (rest > 1 or (rest == 1 and not model.batch_norm))
+
+
 def check_run(model, n_train, epochs, save_path, checkpoint_path):
     """ValueError naming the first argument of ``train`` that would make a run nobody wants: ``epochs`` that is not
-    a positive integer, a warm-up longer than the whole run, the best weights and the checkpoint in one file."""
+    a positive integer, batches of one row for batch normalisation, a warm-up longer than the whole run, the best
+    weights and the checkpoint in one file."""
     if epochs is not None and not is_count(epochs, 1):
         raise ValueError(f"epochs must be None (up to max_epoch) or a positive integer of further epochs, "
                          f"got {epochs!r}")
-    batches = model.max_epoch * -(-n_train // model.batch_size)
+    check_batch_norm_rows(model.batch_norm, model.batch_size, n_train)
+    per_epoch = batches_per_epoch(model, n_train)
+    batches = model.max_epoch * per_epoch
     if model.warmup_steps > batches:
         raise ValueError(f"warmup_steps={model.warmup_steps} is longer than the whole run ({model.max_epoch} epochs "
-                         f"of {-(-n_train // model.batch_size)} batches = {batches}): the learning rate would never "
+                         f"of {per_epoch} batches = {batches}): the learning rate would never "
                          "reach lr; use fewer warm-up steps or more epochs")
     if save_path is not None and checkpoint_path is not None and Path(save_path).resolve() == \
             Path(checkpoint_path).resolve():
@@ -177,21 +206,31 @@ def check_range(name, data_range, trained_range):
                          "its width beyond it): preprocess it as the training data was (pixels divided by 255, say)")
 
 
-def check_parameters(params, own):
+def check_parameters(params, own, source=None):
     """ValueError naming the first of ``params`` (a dict of arrays) that cannot replace the model's parameters
-    ``own``: one missing, unexpected, of another shape, or holding NaN, infinity or complex numbers."""
+    ``own``: one missing, unexpected, of another shape, holding NaN, infinity or complex numbers, or a running
+    variance of batch normalisation (``running_var1``, ...) below 0. The message begins with ``source``, the file the
+    parameters come from, when it is given."""
+    where = "" if source is None else f"{source}: "
     for name, array in own.items():
         if name not in params:
-            raise ValueError(f"parameter {name} is missing; expected keys {list(own)}")
+            raise ValueError(f"{where}parameter {name} is missing; expected keys {list(own)}")
         if np.shape(params[name]) != array.shape:
-            raise ValueError(f"parameter {name} has shape {np.shape(params[name])}, the model needs {array.shape}")
+            raise ValueError(f"{where}parameter {name} has shape {np.shape(params[name])}, the model needs "
+                             f"{array.shape}")
     extra = sorted(set(params) - set(own))
     if extra:
-        raise ValueError(f"unexpected parameters {extra}; expected keys {list(own)}")
+        raise ValueError(f"{where}unexpected parameters {extra}; expected keys {list(own)}")
     for name, array in params.items():
         if np.asarray(array).dtype.kind not in "fiu" or not np.isfinite(array).all():
-            raise ValueError(f"parameter {name} must hold finite real numbers, got {np.asarray(array).dtype} "
+            raise ValueError(f"{where}parameter {name} must hold finite real numbers, got {np.asarray(array).dtype} "
                              "values with NaN, infinity or imaginary parts: these weights cannot be used")
+        negative = np.asarray(array) < 0 if name.rstrip("0123456789") in VARIANCES else None
+        if negative is not None and negative.any():
+            raise ValueError(f"{where}parameter {name} holds a negative variance ({np.count_nonzero(negative)} of "
+                             f"its {negative.size} values, down to {np.min(array):g}), and no variance is below 0: "
+                             "batch normalisation would take the square root of a negative number and predict class "
+                             "0 for every image; these weights cannot be used")
 
 
 # -- the run ----------------------------------------------------------------------------------------------------------
@@ -223,6 +262,11 @@ class Solver:
     validation set); the raw parameters' numbers are recorded beside them (``raw_val_acc``, ``raw_val_loss``).
     Without a validation set (``X_val`` None) nothing is chosen: the run ends holding its last parameters (or their
     average), and its history has no validation numbers.
+
+    An epoch's last batch holds what is left of the rows. When that is a single row and the model has batch
+    normalisation, the epoch ends without it (no step, no update of the running statistics; ``batches_per_epoch``
+    counts the batches taken): a single row has no variance, and would pull the running variance towards 0. The row
+    left out is another in each epoch, as the order is shuffled anew. Without batch normalisation every row trains.
 
     Its state, all of which a checkpoint saves: where the run is (``epoch``, ``iteration``, ``current_lr``,
     ``train_time_s``), how it ended (``diverged``, ``stopped_early``), what it recorded (``rows``, ``meter``), the best
@@ -295,7 +339,7 @@ class Solver:
         if model.weight_average and self.averaged is None:
             self.averaged = model.get_parameters()
         last_epoch = model.max_epoch if epochs is None else min(model.max_epoch, self.epoch + epochs)
-        total_batches = model.max_epoch * -(-len(X_train) // model.batch_size)
+        total_batches = model.max_epoch * batches_per_epoch(model, len(X_train))
         started = time.perf_counter()
         # Overflow in a diverging run is detected and reported in the history, not as warnings.
         with np.errstate(over="ignore", invalid="ignore"):
@@ -325,13 +369,14 @@ class Solver:
         order = model.rng.permutation(len(X_train))
         for start in range(0, len(X_train), model.batch_size):
             batch = order[start:start + model.batch_size]
+            if len(batch) == 1 and model.batch_norm:
+                return  # a trailing batch of one row: batch normalisation skips it (see the class docstring)
             self.current_lr = self.lr_at(self.iteration, total_batches)
-            loss_sum, correct = self.step(X_train[batch], y_train[batch])
+            loss_sum, correct, exploded = self.step(X_train[batch], y_train[batch])
             self.iteration += 1
             self.meter.loss_sum += loss_sum
             self.meter.correct += correct
             self.meter.seen += len(batch)
-            exploded = self.exploded(loss_sum, len(batch))
             if exploded or self.iteration % model.print_iter == 0 or self.iteration == total_batches:
                 self.check_validation(X_val, y_val, save_path, exploded)
             if self.diverged or self.stopped_early:
@@ -339,15 +384,20 @@ class Solver:
 
     def step(self, X, y):
         """One mini-batch at the current learning rate: augmented (see ``augmented``), forward with dropout, backward,
-        update. Returns the summed
-        cross-entropy of the batch (before the step) and how many it classified right; a batch whose loss has
-        exploded takes no step."""
+        update. Returns the summed cross-entropy of the batch (before the step), how many it classified right and
+        whether it exploded (see ``exploded``): a batch that exploded takes no step and leaves the running statistics
+        as they were."""
         model = self.model
         if model.augment_shift or model.augment_flip:
             X = self.augmented(X)
+        statistics = {key: array.copy() for key, array in self.statistics().items()}
         probs = model.forward(X, training=True)
         loss_sum = float(model.softmax.cross_entropy(y, reduction="none").sum())
-        if not self.exploded(loss_sum, len(y)):
+        exploded = self.exploded(loss_sum, len(y))
+        if exploded:
+            for key, array in self.statistics().items():
+                array[...] = statistics[key]
+        else:
             model.backward(y)
             model.update(self.current_lr)
             if self.averaged is not None:
@@ -355,7 +405,13 @@ class Solver:
                 for name, param in model.parameters().items():
                     average = self.averaged[name]
                     average_pass(flat(average), flat(param), average.dtype.type(weight))
-        return loss_sum, int(np.count_nonzero(probs.argmax(axis=1) == y))
+        return loss_sum, int(np.count_nonzero(probs.argmax(axis=1) == y)), exploded
+
+    def statistics(self):
+        """The model's running statistics, which a forward pass in training moves (batch normalisation's averages):
+        ``{(layer index, name): array}``, the arrays themselves."""
+        return {(i, name): getattr(layer, name) for i, layer in enumerate(self.model.net)
+                for name in getattr(layer, "state", ())}
 
     def augmented(self, X):
         """The batch ``X`` (N, side * side) with each image moved by up to ``augment_shift`` pixels each way and, with
@@ -367,9 +423,13 @@ class Solver:
         return moved_images(X, math.isqrt(X.shape[1]), moves, flips)
 
     def exploded(self, loss_sum, n):
-        """Whether a batch of ``n`` rows with summed loss ``loss_sum`` has diverged: its mean loss is not finite or
-        above ``loss_limit``, ``DIVERGENCE_LOSS * ln(C)`` (NaN is never <=, so it counts as exploded)."""
-        return not loss_sum <= self.loss_limit * n
+        """Whether the batch of ``n`` rows just passed forward, with summed loss ``loss_sum``, has diverged: its mean
+        loss is not finite or above ``loss_limit``, ``DIVERGENCE_LOSS * ln(C)`` (NaN is never <=, so it counts as
+        exploded), or it left a running statistic that is not finite. The latter is how batch normalisation diverges
+        on extreme inputs (data scaled by 1e19, say): a batch variance beyond the float range normalises every row to
+        ``beta``, so the loss stays a finite ln(C) while nothing learns and the running variance becomes infinite."""
+        return not loss_sum <= self.loss_limit * n or not all(np.isfinite(array).all()
+                                                              for array in self.statistics().values())
 
     def check_validation(self, X_val, y_val, save_path, exploded):
         """Measure the validation set, record a row, keep the parameters if they are the best so far, and decide
@@ -449,14 +509,15 @@ class Solver:
         arrays["run"] = np.array(json.dumps(run))
         atomic_write(path, lambda f: np.savez(f, **arrays))
 
-    def restore(self, arrays):
-        """Take up the run saved in ``arrays``, a checkpoint read by ``read_archive``."""
+    def restore(self, arrays, path):
+        """Take up the run saved in ``arrays``, a checkpoint read by ``read_archive`` from ``path``; ValueError, naming
+        the file, if its parameters cannot be the model's (see ``check_parameters``)."""
 
         def group(prefix):
             return {name[len(prefix):]: array for name, array in arrays.items() if name.startswith(prefix)}
 
         model, run = self.model, json.loads(str(arrays["run"]))
-        model.load_param(group("params."))
+        model.load_param(group("params."), f"{path} (the reached parameters)")
         model.optimizer.load_state_dict(group("optimizer."))
         model.rng.bit_generator.state = run["generator"]
         model.data_range = tuple(arrays["data_range"].tolist()) if "data_range" in arrays else None
@@ -468,6 +529,8 @@ class Solver:
         self.best_iteration = run["best_iteration"]
         self.best_params = group("best.") or None
         self.averaged = group("average.") or None
+        if self.best_params is not None:
+            check_parameters(self.best_params, model.parameters(), f"{path} (the best parameters)")
         self.checks_without_improvement = run["checks_without_improvement"]
         self.data_fingerprint = run["data_fingerprint"]
 

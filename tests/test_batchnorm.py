@@ -1,6 +1,8 @@
 """BatchNorm and Augment: batch normalisation's full derivative against finite differences, its two modes and its
 running averages on disk; augmentation that moves and mirrors images exactly, from the run's own generator."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -202,3 +204,107 @@ def test_bad_augmentation_or_batch_norm_settings_are_refused(settings, message):
         MLP([784, 10], **settings)
     with pytest.raises(ValueError, match="no square"):
         MLP([20, 10], augment_flip=True)
+
+
+# -- degenerate batches and hostile archives ---------------------------------------------------------------------------
+
+def test_a_batch_of_one_row_is_refused_with_batch_norm_at_construction_and_at_train(data):
+    X, y, X_val, y_val = data
+    one_row = "batch_size must be at least 2 with batch_norm=True, got 1: a batch of one row has no variance"
+    with pytest.raises(ValueError, match=one_row):
+        MLP([20, 8, 3], batch_norm=True, batch_size=1)
+    model = MLP([20, 8, 3], batch_norm=True, batch_size=4, print_log=False)
+    model.batch_size = 1  # set after construction: train refuses it too
+    with pytest.raises(ValueError, match=one_row):
+        model.train(X, y, X_val, y_val)
+    with pytest.raises(ValueError, match="training data has 1 row, but batch normalisation needs at least 2 rows"):
+        MLP([20, 8, 3], batch_norm=True, max_epoch=1, print_log=False).train(X[:1], y[:1], X_val, y_val)
+    plain = MLP([20, 8, 3], batch_size=1, max_epoch=1, print_log=False)  # without batch norm, one row is a batch
+    plain.train(X[:1], y[:1], X_val, y_val)
+    assert plain.iteration == 1
+
+
+def steps_taken(model, monkeypatch):
+    """The batch sizes the model's solver steps on, and the parameters after each step (copies)."""
+    taken, original = [], model.solver.step
+
+    def step(X, y):
+        result = original(X, y)
+        taken.append((len(X), model.get_parameters()))
+        return result
+
+    monkeypatch.setattr(model.solver, "step", step)
+    return taken
+
+
+@pytest.mark.parametrize("lr_schedule", ["step", "cosine"])
+def test_a_trailing_batch_of_one_row_is_skipped_with_batch_norm_and_kept_without(data, monkeypatch, lr_schedule):
+    X, y, X_val, y_val = data
+    settings = dict(layers=[20, 8, 3], batch_size=128, max_epoch=2, print_log=False, lr_schedule=lr_schedule)
+    model = MLP(**settings, batch_norm=True)
+    taken = steps_taken(model, monkeypatch)
+    history = model.train(X[:129], y[:129], X_val, y_val)  # 129 rows: a batch of 128, then one of a single row
+    assert [size for size, _ in taken] == [128, 128]  # no step on the single row, in either epoch
+    assert list(history["iteration"]) == [2] and model.iteration == 2  # the run's last batch still checks validation
+    for name, array in taken[-1][1].items():  # the single row changed nothing: neither parameters nor statistics
+        np.testing.assert_array_equal(model.solver.params_reached[name], array, err_msg=name)
+    assert model.solver.params_reached["running_var1"].min() > 1e-3  # not collapsed towards 0
+
+    plain = MLP(**settings)
+    taken = steps_taken(plain, monkeypatch)
+    history = plain.train(X[:129], y[:129], X_val, y_val)
+    assert [size for size, _ in taken] == [128, 1, 128, 1] and list(history["iteration"]) == [4]
+
+
+def test_the_warm_up_s_check_counts_the_batches_a_batch_norm_run_takes(data):
+    X, y, X_val, y_val = data
+    with pytest.raises(ValueError, match=r"warmup_steps=3 is longer than the whole run \(1 epochs of 2 batches = 2\)"):
+        MLP([20, 8, 3], batch_norm=True, batch_size=2, max_epoch=1, warmup_steps=3,
+            print_log=False).train(X[:5], y[:5], X_val, y_val)
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_extreme_but_finite_inputs_diverge_at_their_first_batch_with_batch_norm_as_without(data, batch_norm):
+    X, y, X_val, y_val = data
+    X, X_val = X * np.float32(1e19), X_val * np.float32(1e19)  # finite, and they pass the door (a range of its own)
+    model = MLP([20, 8, 3], batch_norm=batch_norm, batch_size=50, max_epoch=2, print_log=False)
+    initial = model.get_parameters()
+    history = model.train(X, y, X_val, y_val)
+    assert model.diverged and list(history["iteration"]) == [1] and history["diverged"].tolist() == [True]
+    for name, array in model.parameters().items():  # the exploded batch took no step and moved no statistic
+        np.testing.assert_array_equal(array, initial[name], err_msg=name)
+    model.train(X, y, X_val, y_val, epochs=1)  # goes on from finite parameters: nothing to train, nothing refused
+    assert model.iteration == 1
+
+
+def write_tampered(path, arrays, name, value):
+    arrays = dict(arrays)
+    arrays[name] = arrays[name].copy()
+    arrays[name][0] = value
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (-0.5, r"parameter running_var1 holds a negative variance \(1 of its 8 values, down to -0.5\)"),
+    (np.nan, "parameter running_var1 must hold finite real numbers"),
+    (np.inf, "parameter running_var1 must hold finite real numbers"),
+])
+def test_an_archive_whose_running_variance_is_negative_or_not_finite_is_refused_naming_it(data, tmp_path, bad,
+                                                                                         message):
+    model = MLP([20, 8, 3], batch_norm=True, max_epoch=1, print_log=False)
+    model.train(*data, checkpoint_path=tmp_path / "run.npz")
+    model.save_param(tmp_path / "good.npz")
+    path = tmp_path / "bad.npz"
+    write_tampered(path, np.load(tmp_path / "good.npz"), "running_var1", bad)
+    with pytest.raises(ValueError, match=f"{re.escape(str(path))}: {message}"):
+        MLP.from_file(path)
+    with pytest.raises(ValueError, match=f"{re.escape(str(path))}: {message}"):
+        MLP([20, 8, 3], batch_norm=True).load_model(path)
+    params = dict(model.get_parameters(), running_var1=np.load(path)["running_var1"])
+    with pytest.raises(ValueError, match=f"^{message}"):
+        MLP([20, 8, 3], batch_norm=True).load_param(params)
+    checkpoint = dict(np.load(tmp_path / "run.npz"))
+    for group, which in (("params", "reached"), ("best", "best")):
+        write_tampered(path, checkpoint, f"{group}.running_var1", bad)
+        with pytest.raises(ValueError, match=rf"{re.escape(str(path))} \(the {which} parameters\): {message}"):
+            MLP.from_checkpoint(path)
