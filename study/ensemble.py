@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modules import EVAL_CHUNK_ROWS, MLP
+from modules import EVAL_CHUNK_ROWS, MEASURE_DTYPE, MLP
 from solver import check_data, check_range, check_rows
 
 
@@ -73,16 +73,17 @@ class Ensemble:
     def growing_probabilities(self, X):
         """X (N, D) -> (members, N, C): at ``[k - 1]``, the mean probabilities of the first ``k`` members, each as
         the ensemble of those ``k`` alone gives them, bit for bit (the same sums in the same order), for the price of
-        the whole ensemble's. Computed in chunks of ``EVAL_CHUNK_ROWS`` rows."""
+        the whole ensemble's. Computed in chunks of ``EVAL_CHUNK_ROWS`` rows, in ``MEASURE_DTYPE`` as
+        ``MLP.evaluate`` measures."""
         X, _ = self.checked(X)
         grown = np.empty((len(self.members), len(X), self.layers[-1]))
         for start in range(0, len(X), EVAL_CHUNK_ROWS):
-            chunk = X[start:start + EVAL_CHUNK_ROWS]
+            chunk = X[start:start + EVAL_CHUNK_ROWS].astype(MEASURE_DTYPE)
             views = (chunk, mirrored(chunk, self.side)) if self.flip_average else (chunk,)
             total = 0
             for k, member in enumerate(self.members, start=1):
                 for view in views:
-                    total = total + member.forward(view).astype(np.float64)
+                    total = total + member.forward(view)
                 grown[k - 1, start:start + len(chunk)] = total / (k * len(views))
         return grown
 

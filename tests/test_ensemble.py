@@ -44,7 +44,8 @@ def test_flip_average_takes_python_and_numpy_bools():
     X = np.random.default_rng(0).random((5, 16)).astype(np.float32)
     for flip in (True, np.True_):
         assert Ensemble([square], flip_average=flip).flip_average is True
-    np.testing.assert_array_equal(Ensemble([square], flip_average=np.False_).probabilities(X), square.forward(X))
+    np.testing.assert_array_equal(Ensemble([square], flip_average=np.False_).probabilities(X),
+                                  square.forward(X.astype(np.float64)))
 
 
 def test_members_given_as_a_dict_are_its_models_in_its_order(data, members):

@@ -58,7 +58,7 @@ def test_an_ensemble_averages_its_members_probabilities(images, tmp_path):
     for member in members:
         member.train(X_train, y_train, X_val, y_val)
     ensemble = Ensemble(members)
-    expected = np.mean([member.forward(X_val) for member in members], axis=0)
+    expected = np.mean([member.forward(X_val.astype(np.float64)) for member in members], axis=0)
     np.testing.assert_allclose(ensemble.probabilities(X_val), expected, rtol=1e-6)
     np.testing.assert_array_equal(ensemble.predict(X_val), expected.argmax(axis=1))
     accuracy, loss = ensemble.evaluate(X_val, y_val)
