@@ -41,8 +41,8 @@ def train_frontier(cfg, data, n_jobs=1, fresh=False, progress=True, train=True):
     store, checkpoints = cfg.frontier_records, cfg.log_dir / "checkpoints"
 
     def fit_or_read(named_settings, desc, fresh):
-        missing = store.missing(named_settings, data)
-        if missing and not train:
+        missing = [] if train else store.missing(named_settings, data)
+        if missing:
             raise FileNotFoundError(f"section 9's runs {missing} have no record in {store.log_path} for these "
                                     "settings and data: train them with `make frontier` (about two hours on 2 cores)")
         return records.fit_or_read(named_settings, data, store, n_jobs=n_jobs, fresh=fresh, progress=progress,

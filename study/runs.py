@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import functools
 import hashlib
+import io
 import json
 import math
 import os
@@ -208,14 +209,18 @@ def run_key(settings, data):
     return hashlib.sha256(described.encode()).hexdigest()[:16]
 
 
+def whole_rows(data):
+    """The bytes of a log up to its last line end: a row that a crash cut short (no line end) left out."""
+    return data[:data.rfind(b"\n") + 1]
+
+
 def drop_torn_row(log_path):
     """A row that a crash cut short (no line end) is removed: its run trains again, and the next row starts on a
-    line of its own."""
+    line of its own. Only a search that holds the log's lock does this (:func:`prepared_log`); a read leaves the
+    file as it is and skips that row (:func:`read_log`)."""
     if log_path.exists():
         with open(log_path, "rb+") as f:
-            data = f.read()
-            if data and not data.endswith(b"\n"):
-                f.truncate(data.rfind(b"\n") + 1)
+            f.truncate(len(whole_rows(f.read())))
         if log_path.stat().st_size == 0:  # not even the header was whole
             log_path.unlink()
 
@@ -226,8 +231,18 @@ def read_log(path, columns, what, advice="", key=None):
 
     True and false may be spelled as pandas and people write them (``True``, ``false``, ``1``, ``no``); any other
     value of a boolean column is an error that names it. With ``key`` (a function of a row), rows of the same key
-    are one run logged twice: the last one counts, and a warning says so. Blank lines are skipped."""
-    log = pd.read_csv(path, dtype={column: str for column in columns if DTYPES.get(column) is str})
+    are one run logged twice: the last one counts, and a warning says so. Blank lines are skipped.
+
+    A last row that a crash cut short (no line end) is skipped here, with a warning, and the file left as it is: a
+    read needs no write access and takes no lock. The next search that writes the log drops that row under the
+    log's lock (:func:`prepared_log`) and trains its run again."""
+    data = Path(path).read_bytes()
+    whole = whole_rows(data)
+    if whole != data:
+        warnings.warn(f"{path}: its last row was cut short (by a crash while it was written?) and is left out; the "
+                      "next search that writes this log drops it", stacklevel=2)
+    whole = whole or ",".join(columns).encode()  # not even a whole header: a log of no runs
+    log = pd.read_csv(io.BytesIO(whole), dtype={column: str for column in columns if DTYPES.get(column) is str})
     if list(log.columns) != list(columns):
         raise ValueError(f"{path} is not {what}: found columns {list(log.columns)}, expected {list(columns)}.{advice}")
     for column in columns:
