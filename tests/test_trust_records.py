@@ -2,7 +2,9 @@
 histories that are not their record's are refused, a torn log row is skipped by a read, and every refusal names its
 file and what to do."""
 
+import dataclasses
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -87,6 +89,26 @@ def test_a_weights_file_left_by_a_run_cut_short_is_kept_aside(store, named):
     left = store.weights_path("a").read_bytes()
     records.fit_or_read({"a": named["a"]}, data, store, progress=False)
     assert store.weights_path("a").with_name("a.npz.bak").read_bytes() == left
+
+
+def test_the_frontier_job_refuses_another_recipe_on_the_same_output_folder(images, tmp_path, monkeypatch, capsys):  # noqa: F811
+    cfg = config.study_config(quick=True, output_dir=tmp_path)
+    frontier.train_frontier(cfg, images, progress=False)
+    before = files(tmp_path / "weights")
+    other = dataclasses.replace(cfg, frontier_recipe=dict(cfg.frontier_recipe, lr=cfg.frontier_recipe["lr"] * 2))
+    with pytest.raises(records.RecordError, match=r"already recorded in .*frontier\.csv"):
+        frontier.train_frontier(other, images, progress=False)
+    with pytest.raises(records.RecordError, match=r"already recorded in .*frontier\.csv"):
+        frontier.train_frontier(other, images, train=False)
+
+    monkeypatch.setattr(config, "study_config", lambda quick: other)
+    monkeypatch.setattr(frontier.mnist_reader, "load_fashion_mnist", lambda **_: (*images, *images[2:]))
+    with pytest.raises(SystemExit) as stopped:
+        frontier.main(["--jobs", "1"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "already recorded in" in err and "--fresh" in err and "Traceback" not in err
+    assert files(tmp_path / "weights") == before
 
 
 # -- 2. weights and histories that are not their record's -----------------------------------------------------------
@@ -194,3 +216,26 @@ def test_an_empty_frontier_history_is_refused_naming_the_file(images, tmp_path):
     cfg.frontier_records.history_path(chosen).write_text("")
     with pytest.raises(records.RecordError, match=rf"frontier_histories/{chosen}\.csv is not a readable history"):
         frontier.train_frontier(cfg, images, train=False)
+
+
+# -- 7. messages that name their object -----------------------------------------------------------------------------
+
+
+def test_an_unreachable_scheduler_is_one_sentence_and_status_2(monkeypatch, capsys):
+    pytest.importorskip("dask.distributed")
+    monkeypatch.setattr(frontier, "SCHEDULER_TIMEOUT_S", 1)
+    with pytest.raises(SystemExit) as stopped:
+        frontier.main(["--scheduler", "tcp://127.0.0.1:1"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "could not reach a Dask scheduler at tcp://127.0.0.1:1" in err and "dask scheduler" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_dask_not_installed_says_how_to_install_it(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)  # the import fails, as without dask
+    with pytest.raises(SystemExit) as stopped:
+        frontier.main(["--scheduler", "tcp://127.0.0.1:8786"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert 'pip install "dask[distributed]"' in err and "Traceback" not in err
