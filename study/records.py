@@ -27,12 +27,10 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import pandas as pd
 from tqdm import tqdm
 
 from fileio import atomic_write, read_archive
 from modules import MLP
-from solver import HISTORY_COLUMNS
 from study import runs
 
 COLUMNS = ["name", "key", *runs.OUTCOMES]
@@ -154,13 +152,10 @@ class Records:
         advice = (f"restore it (from git, say), or delete the row of {name} from {self.log_path} so that the run "
                   "trains again")
         try:
-            history = pd.read_csv(path)
-            lacking = [column for column in HISTORY_COLUMNS if column not in history.columns]
-            if lacking or history.empty:
-                raise ValueError(f"it lacks the columns {lacking}" if lacking else "it holds no rows")
-            model.solver.restore_record(history.to_dict("records"), row["train_time_s"])
-        except (ValueError, TypeError, KeyError) as error:  # pandas' EmptyDataError and ParserError are ValueErrors
-            raise RecordError(f"{path} is not a readable history of {name} ({error}): {advice}") from None
+            history = runs.read_history(path, advice)
+        except ValueError as error:  # its message names the file and what to do
+            raise RecordError(str(error)) from None
+        model.solver.restore_record(history.to_dict("records"), row["train_time_s"])
         differs = [f"{what} {found} where the row has {row[what]}" for what, found in
                    [("best_val_acc", model.best_val_acc), ("best_iteration", model.best_iteration),
                     ("diverged", model.diverged)] if not same_number(found, row[what])]

@@ -34,7 +34,8 @@ SETTINGS = ["layers", "lr", "L2_lambda"]
 OUTCOMES = ["best_val_acc", "best_val_loss", "train_time_s", "best_iteration", "diverged"]
 DTYPES = {"rung": int, "name": str, "layers": str, "lr": float, "L2_lambda": float, "epochs": int, "max_epoch": int,
           "key": str, "best_val_acc": float, "best_val_loss": float, "train_time_s": float, "best_iteration": int,
-          "diverged": bool, "val_images": int, "seed": int, "test_correct": int, "test_images": int}
+          "diverged": bool, "val_images": int, "seed": int, "test_correct": int, "test_images": int,
+          "iteration": int, "epoch": int, "train_loss": float, "train_acc": float, "val_loss": float, "val_acc": float}
 
 # -- a run's settings and their names ----------------------------------------------------------------------------
 
@@ -257,6 +258,21 @@ def read_log(path, columns, what, advice="", key=None):
                           "of each counts", stacklevel=2)
             log = log[~repeated].reset_index(drop=True)
     return log
+
+
+def read_history(path, advice):
+    """The training history at ``path`` (a CSV of ``solver.HISTORY_COLUMNS``, a row per validation check) as a
+    DataFrame of their types; ValueError naming the file, followed by ``advice`` (what to do), when it is empty,
+    holds only its header, lacks a column or holds a value of another type."""
+    try:
+        history = pd.read_csv(path)
+        lacking = [column for column in solver.HISTORY_COLUMNS if column not in history.columns]
+        if lacking or history.empty:
+            raise ValueError(f"it lacks the columns {lacking}" if lacking else "it holds no rows")
+        history["diverged"] = parse_booleans(history["diverged"], path, "diverged")
+        return history.astype({column: DTYPES[column] for column in solver.HISTORY_COLUMNS})
+    except (ValueError, TypeError) as error:  # pandas' EmptyDataError and ParserError are ValueErrors
+        raise ValueError(f"{path} is not a readable training history ({error}): {advice}") from None
 
 
 BOOLEANS = {"true": True, "1": True, "1.0": True, "yes": True, "false": False, "0": False, "0.0": False, "no": False}

@@ -12,7 +12,7 @@ from test_frontier import images  # noqa: F401  (a fixture: square images of two
 from test_modules import small_problem
 
 from modules import MLP
-from study import config, frontier, records, runs
+from study import config, frontier, grid, records, runs
 
 TINY = {"max_epoch": 2, "batch_size": 50, "print_iter": 2, "seed": 0}
 
@@ -205,8 +205,9 @@ def test_the_notebook_reads_section_9_past_a_torn_last_row(images, tmp_path):  #
 def test_an_empty_or_unreadable_history_is_refused_naming_the_file(store, named, content):
     data, _ = recorded(store, named)
     store.history_path("a").write_bytes(content)
-    with pytest.raises(records.RecordError, match=r"histories/a\.csv is not a readable history of a \(.*\): restore "
-                                                  r"it \(from git, say\), or delete the row of a from .*models\.csv"):
+    with pytest.raises(records.RecordError, match=r"histories/a\.csv is not a readable training history \(.*\): "
+                                                  r"restore it \(from git, say\), or delete the row of a from "
+                                                  r".*models\.csv"):
         records.fit_or_read(named, data, store, progress=False)
 
 
@@ -214,8 +215,19 @@ def test_an_empty_frontier_history_is_refused_naming_the_file(images, tmp_path):
     cfg = config.study_config(quick=True, output_dir=tmp_path)
     _, chosen, _ = frontier.train_frontier(cfg, images, progress=False)
     cfg.frontier_records.history_path(chosen).write_text("")
-    with pytest.raises(records.RecordError, match=rf"frontier_histories/{chosen}\.csv is not a readable history"):
+    with pytest.raises(records.RecordError, match=rf"frontier_histories/{chosen}\.csv is not a readable training "
+                                                  "history"):
         frontier.train_frontier(cfg, images, train=False)
+
+
+def test_an_empty_grid_history_is_refused_naming_the_file(data, tmp_path):
+    settings_grid = config.make_grid([0.1], [(20, 8, 3)], [0.0])
+    grid.grid_search(settings_grid, *data, tmp_path / "grid.csv", tmp_path / "histories", progress=False, **TINY)
+    path = grid.history_path(tmp_path / "histories", settings_grid[0])
+    path.write_text("iteration,epoch,lr,train_loss,train_acc,val_loss,val_acc,diverged\n")
+    with pytest.raises(ValueError, match=r"lr0\.1_L2_lambda0\.csv is not a readable training history \(it holds no "
+                                         r"rows\): delete it and run the grid search again"):
+        grid.read_history(tmp_path / "histories", settings_grid[0])
 
 
 # -- 7. messages that name their object -----------------------------------------------------------------------------
