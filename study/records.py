@@ -57,8 +57,8 @@ class Records:
     def read_log(self):
         """The log's rows by name, the last of each name (a run trained again appends a new row); none when there
         is no log. A last row torn by a crash is skipped, the file left as it is (``runs.read_log``)."""
-        if not Path(self.log_path).exists():
-            return {}
+        if not Path(self.log_path).exists() or not runs.whole_rows(Path(self.log_path).read_bytes()):
+            return {}  # no log, or not even its header written whole: the next run to be recorded starts it anew
         log = runs.read_log(self.log_path, COLUMNS, "a log of recorded runs",
                             " Move it aside (or delete it) to start a new one.")
         return {row["name"]: row for row in log.to_dict("records")}

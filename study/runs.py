@@ -242,7 +242,6 @@ def read_log(path, columns, what, advice="", key=None):
     if whole != data:
         warnings.warn(f"{path}: its last row was cut short (by a crash while it was written?) and is left out; the "
                       "next search that writes this log drops it", stacklevel=2)
-    whole = whole or ",".join(columns).encode()  # not even a whole header: a log of no runs
     log = pd.read_csv(io.BytesIO(whole), dtype={column: str for column in columns if DTYPES.get(column) is str})
     if list(log.columns) != list(columns):
         raise ValueError(f"{path} is not {what}: found columns {list(log.columns)}, expected {list(columns)}.{advice}")

@@ -177,11 +177,14 @@ def test_a_torn_last_row_is_skipped_by_every_read_and_dropped_only_by_a_run_that
     assert sorted(store.read_log()) == ["a", "b", "c", "d"]
 
 
-def test_a_torn_header_is_a_log_of_no_runs_to_a_read(store, named):
+@pytest.mark.parametrize("content", [b"", b"name,ke"])
+def test_a_log_without_a_whole_header_is_no_log_to_a_read_and_started_anew_by_a_run(store, named, content):
     store.log_path.parent.mkdir(parents=True)
-    store.log_path.write_bytes(b"name,ke")
-    with pytest.warns(UserWarning, match="cut short"):
-        assert store.missing(named, small_problem()) == list(named)
+    store.log_path.write_bytes(content)
+    assert store.missing(named, small_problem()) == list(named)
+    assert store.log_path.read_bytes() == content
+    records.fit_or_read(named, small_problem(), store, progress=False)
+    assert sorted(store.read_log()) == ["a", "b", "c"]
 
 
 def test_the_notebook_reads_section_9_past_a_torn_last_row(images, tmp_path):  # noqa: F811
