@@ -327,9 +327,11 @@ class Solver:
         if self.data_fingerprint is not None and data != self.data_fingerprint:
             differs = [name for name, old, new in zip(("X_train", "y_train", "X_val", "y_val"), self.data_fingerprint,
                                                        data, strict=True) if old != new]
-            raise ValueError(f"this run was trained on other data ({', '.join(differs)} differ: {data} against "
-                             f"{self.data_fingerprint}); go on with the data it started with, or start a new run "
-                             "(a new MLP, or init_model()) for this data")
+            run, new_run = ("this run", "start a new run (a new MLP, or init_model())") if checkpoint_path is None \
+                else (f"the run of the checkpoint {checkpoint_path}", f"delete {checkpoint_path} to start a new run")
+            raise ValueError(f"{run} was trained on other data ({', '.join(differs)} differ: {data} against "
+                             f"{self.data_fingerprint}); go on with the data it started with, or {new_run} for "
+                             "this data")
         self.data_fingerprint = data
         model.data_range = data_range
         one_thread()

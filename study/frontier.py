@@ -24,6 +24,7 @@ it once per final model.
 
 import argparse
 import contextlib
+import sys
 
 import joblib
 import pandas as pd
@@ -42,8 +43,8 @@ def train_frontier(cfg, data, n_jobs=1, fresh=False, progress=True, train=True):
     store, checkpoints = cfg.frontier_records, cfg.log_dir / "checkpoints"
 
     def fit_or_read(named_settings, desc, fresh):
-        missing = store.missing(named_settings, data)
-        if missing and not train:
+        missing = [] if train else store.missing(named_settings, data)
+        if missing:
             raise FileNotFoundError(f"section 9's runs {missing} have no record in {store.log_path} for these "
                                     "settings and data: train them with `make frontier` (about two hours on 2 cores)")
         return records.fit_or_read(named_settings, data, store, n_jobs=n_jobs, fresh=fresh, progress=progress,
@@ -215,31 +216,60 @@ def describe_augmentation(model):
     return " and ".join(words) or "none"
 
 
+SCHEDULER_TIMEOUT_S = 10  # how long to try to reach a Dask scheduler before saying it cannot be reached
+
+
+def dask_client(address):
+    """A ``dask.distributed.Client`` of the scheduler at ``address``; SystemExit with status 2 and a sentence on
+    stderr saying what to do when dask is not installed or the scheduler cannot be reached."""
+    try:
+        from dask.distributed import Client  # optional: only a cluster run needs it
+    except ImportError:
+        fail('--scheduler needs dask.distributed, which is not installed: pip install "dask[distributed]" (it is in '
+             "requirements-dev.txt), or leave out --scheduler to train on this machine's cores")
+    try:
+        return Client(address, timeout=SCHEDULER_TIMEOUT_S)
+    except (OSError, ValueError) as error:  # refused, timed out, unknown host, or not an address
+        fail(f"could not reach a Dask scheduler at {address} ({error}): start one there (dask scheduler) or pass "
+             "the address it prints, or leave out --scheduler to train on this machine's cores")
+
+
+def fail(message):
+    """End the job with ``message`` on stderr and exit status 2, as argparse does for a bad argument: the message
+    says all there is, so no traceback."""
+    print(f"study.frontier: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=2, help="runs trained at once, one BLAS thread each")
     parser.add_argument("--scheduler", help="address of a Dask scheduler (tcp://HOST:8786) to train the runs on")
-    parser.add_argument("--fresh", action="store_true", help="train every run again (the old log is kept as .bak)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="train every run again (the old log, weights and histories are kept as .bak)")
     parser.add_argument("--quick", action="store_true", help="section 9 in miniature, into a temporary folder")
     parser.add_argument("--status", action="store_true", help="print the runs done and to do, and the time left")
     args = parser.parse_args(argv)
     cfg = config.study_config(quick=args.quick)
-    X_train, y_train, X_val, y_val, _, _ = config.subsample(
-        mnist_reader.load_fashion_mnist(seed=cfg.split_seed, val_fraction=cfg.val_fraction), cfg)
     if args.status:
+        X_train, y_train, X_val, y_val, _, _ = config.subsample(
+            mnist_reader.load_fashion_mnist(seed=cfg.split_seed, val_fraction=cfg.val_fraction), cfg)
         table, sentence = status(cfg, (X_train, y_train, X_val, y_val))
         print(table.round(1).to_string(index=False))
         print(sentence)
         return
     with contextlib.ExitStack() as stack:
-        if args.scheduler:
-            from dask.distributed import Client  # optional: only a cluster run needs it
-
-            stack.enter_context(Client(args.scheduler))
+        if args.scheduler:  # before the data loads: an unreachable cluster is said at once
+            stack.enter_context(dask_client(args.scheduler))
             stack.enter_context(joblib.parallel_config(backend="dask"))
-        candidates, chosen, members = train_frontier(cfg, (X_train, y_train, X_val, y_val), n_jobs=args.jobs,
-                                                     fresh=args.fresh)
-        round_two = train_round_two(cfg, (X_train, y_train, X_val, y_val), n_jobs=args.jobs, fresh=args.fresh)
+        X_train, y_train, X_val, y_val, _, _ = config.subsample(
+            mnist_reader.load_fashion_mnist(seed=cfg.split_seed, val_fraction=cfg.val_fraction), cfg)
+        data = (X_train, y_train, X_val, y_val)
+        try:
+            candidates, chosen, members = train_frontier(cfg, data, n_jobs=args.jobs, fresh=args.fresh)
+            round_two = train_round_two(cfg, data, n_jobs=args.jobs, fresh=args.fresh)
+        except records.RecordError as error:  # a record in the way, or not what it says: the sentence says what to do
+            fail(str(error))
     print(choice_table({**candidates, **round_two}, chosen).to_string(index=False))
     ensemble, choices = ensemble_of(members, X_val, y_val)
     print(choices.round(4).to_string(index=False))

@@ -38,12 +38,14 @@ def history_path(history_dir, settings):
 
 def read_history(history_dir, settings):
     """The training history the grid search wrote for the run of ``settings``, as a DataFrame; FileNotFoundError
-    saying how to get it back if it is missing."""
+    saying how to get it back if it is missing, ValueError naming it if it is empty or unreadable
+    (``runs.read_history``)."""
     path = history_path(history_dir, settings)
+    again = ("run the grid search again with this history_dir (it trains the runs whose history is missing and "
+             "writes it) or restore the file")
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run the grid search again with this history_dir (it trains the "
-                                "runs whose history is missing and writes it) or restore the file")
-    return pd.read_csv(path)
+        raise FileNotFoundError(f"{path} is missing: {again}")
+    return runs.read_history(path, f"delete it and {again}")
 
 
 def read_log(log_path):

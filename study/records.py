@@ -11,15 +11,22 @@ The ``key`` is ``runs.run_key`` of the run's settings and data, so a record is r
 and the same data; a record with a missing file is trained again, and only that one. A record read back is a
 ``MLP.from_file`` model whose Solver takes up the recorded history (``Solver.restore_record``): it predicts, and it
 reports its ``history``, ``best_val_acc``, ``epoch`` and ``train_time_s``, as the model that trained did.
+
+Nothing recorded is lost or mistaken for another run (a ``RecordError`` says which file and what to do):
+
+- a name whose complete record was made with other settings or data is not trained again under that name, unless
+  ``fresh`` asks to replace it; a file that a new record replaces is moved aside first (``runs.backup``);
+- weights whose archive holds other settings than the record's, or a history that does not agree with the record's
+  row (another run's, empty, unreadable), are refused, not read back.
 """
 
 import json
+import math
 import sys
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import pandas as pd
 from tqdm import tqdm
 
 from fileio import atomic_write, read_archive
@@ -27,6 +34,10 @@ from modules import MLP
 from study import runs
 
 COLUMNS = ["name", "key", *runs.OUTCOMES]
+
+
+class RecordError(ValueError):
+    """A record that does not hold what its row says, or a run that would replace another run's record."""
 
 
 @dataclass(frozen=True)
@@ -45,20 +56,38 @@ class Records:
 
     def read_log(self):
         """The log's rows by name, the last of each name (a run trained again appends a new row); none when there
-        is no log."""
-        if not Path(self.log_path).exists():
-            return {}
+        is no log. A last row torn by a crash is skipped, the file left as it is (``runs.read_log``)."""
+        if not Path(self.log_path).exists() or not runs.whole_rows(Path(self.log_path).read_bytes()):
+            return {}  # no log, or not even its header written whole: the next run to be recorded starts it anew
         log = runs.read_log(self.log_path, COLUMNS, "a log of recorded runs",
                             " Move it aside (or delete it) to start a new one.")
         return {row["name"]: row for row in log.to_dict("records")}
 
-    def complete(self, row, key):
-        """Whether ``row`` records a run of this ``key`` whose weights and history are both on disk."""
-        return (row is not None and row["key"] == key and self.weights_path(row["name"]).exists()
+    def complete(self, row, key=None):
+        """Whether ``row`` records a run (of this ``key``, when given) whose weights and history are both on disk."""
+        return (row is not None and key in (None, row["key"]) and self.weights_path(row["name"]).exists()
                 and self.history_path(row["name"]).exists())
 
+    def pending(self, keys):
+        """The names of ``keys`` (``{name: runs.run_key}``) that have no complete record of their key: the runs to
+        train. RecordError when one has a complete record of another key: training it would replace that record."""
+        logged = self.read_log()
+        taken = [name for name, key in keys.items()
+                 if self.complete(logged.get(name)) and not self.complete(logged[name], key)]
+        if taken:
+            raise RecordError(f"{', '.join(taken)} {'is' if len(taken) == 1 else 'are'} already recorded in "
+                              f"{self.log_path} by a run made with other settings or data, which training under the "
+                              "same name would overwrite: choose another name or output folder, or pass fresh=True "
+                              "(--fresh) to replace it (its old weights and history are kept as .bak)")
+        return [name for name, key in keys.items() if not self.complete(logged.get(name), key)]
+
     def write(self, name, key, model):
-        """Record a finished ``model`` under ``name``: weights, history, then its row."""
+        """Record a finished ``model`` under ``name``: weights, history, then its row. A file already there (a
+        record being replaced, or what a run cut short left) is moved aside first (``runs.backup``: ``.bak``,
+        ``.bak.1``, ...), never overwritten."""
+        for path in (self.weights_path(name), self.history_path(name)):
+            if path.exists():
+                runs.backup(path)
         model.save_param(self.weights_path(name))
         atomic_write(self.history_path(name), partial(model.history.to_csv, index=False))
         runs.append_rows(self.log_path, [{"name": name, "key": key, **runs.outcome(model)}], COLUMNS)
@@ -77,24 +106,67 @@ class Records:
         return bak
 
     def missing(self, named_settings, data):
-        """The names of ``named_settings`` that have no complete record for these settings and ``data``."""
-        logged = self.read_log()
-        return [name for name, settings in named_settings.items()
-                if not self.complete(logged.get(name), runs.run_key(settings, data))]
+        """The names of ``named_settings`` that have no complete record for these settings and ``data``
+        (:meth:`pending`)."""
+        return self.pending({name: runs.run_key(settings, data) for name, settings in named_settings.items()})
 
-    def read(self, name, row):
+    def read(self, name, row, settings=None):
         """The model recorded under ``name``, with the run's history and outcome (``row``). A run that diverged
         before its first validation check kept no usable weights: it comes back with its settings and history only,
-        its initial weights in place of the non-finite ones it saved."""
+        its initial weights in place of the non-finite ones it saved.
+
+        RecordError if the weights hold a model of other settings than ``settings`` (the run's ``MLP`` keyword
+        arguments, when given), or the history is not the one ``row`` records."""
         path = self.weights_path(name)
         if row["diverged"] and row["best_iteration"] == 0:
             config = json.loads(str(read_archive(path, ("config",), "model archive", "MLP.save_param")["config"]))
             model = MLP(**dict(config, print_log=False))
         else:
             model = MLP.from_file(path, print_log=False)
-        history = pd.read_csv(self.history_path(name))
-        model.solver.restore_record(history.to_dict("records"), row["train_time_s"])
+        if settings is not None:
+            self.check_weights(name, model.config(), settings)
+        self.restore_history(name, model, row)
         return model
+
+    def read_all(self, named_settings):
+        """``{name: model}`` of the records of ``named_settings``, each checked against its settings (:meth:`read`)."""
+        logged = self.read_log()
+        return {name: self.read(name, logged[name], settings) for name, settings in named_settings.items()}
+
+    def check_weights(self, name, found, settings):
+        """RecordError unless ``found``, the settings (``MLP.config()``) of the weights recorded under ``name``, are
+        those of ``settings``, the run's as requested (completed with the constructor's defaults)."""
+        wanted = runs.new_model(settings).config()
+        differs = [f"{setting} {found.get(setting)!r} where the record has {value!r}"
+                   for setting, value in wanted.items() if found.get(setting) != value]
+        if differs:
+            raise RecordError(f"{self.weights_path(name)} holds a model of other settings than the record of {name} in "
+                              f"{self.log_path} ({'; '.join(differs)}): it is another run's weights. Restore the "
+                              "record's own (from git, say), or pass fresh=True to train it again (the file is kept "
+                              "as .bak)")
+
+    def restore_history(self, name, model, row):
+        """Give ``model`` the history recorded under ``name`` (``Solver.restore_record``); RecordError naming the
+        file when it is empty, unreadable, or not the run of ``row`` (its best validation numbers differ)."""
+        path = self.history_path(name)
+        advice = (f"restore it (from git, say), or delete the row of {name} from {self.log_path} so that the run "
+                  "trains again")
+        try:
+            history = runs.read_history(path, advice)
+        except ValueError as error:  # its message names the file and what to do
+            raise RecordError(str(error)) from None
+        model.solver.restore_record(history.to_dict("records"), row["train_time_s"])
+        differs = [f"{what} {found} where the row has {row[what]}" for what, found in
+                   [("best_val_acc", model.best_val_acc), ("best_iteration", model.best_iteration),
+                    ("diverged", model.diverged)] if not same_number(found, row[what])]
+        if differs:
+            raise RecordError(f"{path} is not the history of the run recorded as {name} in {self.log_path} "
+                              f"({'; '.join(differs)}): {advice}")
+
+
+def same_number(a, b):
+    """Whether two recorded numbers agree: equal up to the last bits a CSV round trip may move, or both NaN."""
+    return math.isclose(a, b, rel_tol=1e-9) or (math.isnan(a) and math.isnan(b))
 
 
 def fit_labelled(item, *data, checkpoint_dir=None, fresh=False):
@@ -111,7 +183,13 @@ def fit_or_read(named_settings, data, records, n_jobs=1, fresh=False, fit=None, 
     """``{name: model}`` for the runs of ``named_settings`` (``{name: MLP keyword arguments}``), each read from its
     record in ``records`` or, when it has none for these settings and ``data`` (``X_train, y_train, X_val, y_val``),
     trained and recorded first; ``fresh=True`` trains them all again, their old rows taken out of the log (a copy of
-    which is kept as ``.bak``) and the records of other runs in the same log left as they are.
+    which is kept as ``.bak``), their old weights and histories moved to ``.bak`` (:meth:`Records.write`), and the
+    records of other runs in the same log left as they are. Without ``fresh``, a name recorded by a run of other
+    settings or data is a RecordError (:meth:`Records.pending`), before anything trains; every record read back
+    is checked against its settings and row (:meth:`Records.read`).
+
+    When every run is recorded this only reads: no lock, no file written (a torn last row of the log is skipped in
+    memory). Otherwise it holds the log's lock (``runs.prepared_log``, which drops a torn row) while it trains.
 
     The runs to train go ``n_jobs`` at a time through ``runs.dispatch`` (one BLAS thread each), or, given ``fit``
     (``fit(settings, *data)``, a long run under its own progress bar, say), one after the other here, with the
@@ -119,13 +197,13 @@ def fit_or_read(named_settings, data, records, n_jobs=1, fresh=False, fit=None, 
     ``checkpoint_dir``, a dispatched run writes a checkpoint there after every epoch (see :func:`fit_labelled`): a
     long run cut short goes on from its last epoch, and its checkpoint is deleted once the run is recorded.
     """
+    keys = {name: runs.run_key(settings, data) for name, settings in named_settings.items()}
+    if not fresh and not records.pending(keys):  # all recorded: a read, which takes no lock and writes nothing
+        return records.read_all(named_settings)
     with runs.prepared_log(records.log_path, COLUMNS):
         if fresh:
             records.forget(set(named_settings))
-        keys = {name: runs.run_key(settings, data) for name, settings in named_settings.items()}
-        logged = records.read_log()
-        pending = [(name, settings) for name, settings in named_settings.items()
-                   if not records.complete(logged.get(name), keys[name])]
+        pending = [(name, named_settings[name]) for name in records.pending(keys)]
         if fit is None:
             trained = runs.dispatch(fit_labelled, pending, *data, n_jobs=n_jobs, checkpoint_dir=checkpoint_dir,
                                     fresh=fresh)
@@ -140,5 +218,4 @@ def fit_or_read(named_settings, data, records, n_jobs=1, fresh=False, fit=None, 
                     (Path(checkpoint_dir) / f"{name}.npz").unlink(missing_ok=True)
                 bar.update()
                 bar.set_postfix(last=name, val_acc=f"{model.best_val_acc:.4f}")
-        logged = records.read_log()
-        return {name: records.read(name, logged[name]) for name in named_settings}
+        return records.read_all(named_settings)

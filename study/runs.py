@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import functools
 import hashlib
+import io
 import json
 import math
 import os
@@ -33,7 +34,8 @@ SETTINGS = ["layers", "lr", "L2_lambda"]
 OUTCOMES = ["best_val_acc", "best_val_loss", "train_time_s", "best_iteration", "diverged"]
 DTYPES = {"rung": int, "name": str, "layers": str, "lr": float, "L2_lambda": float, "epochs": int, "max_epoch": int,
           "key": str, "best_val_acc": float, "best_val_loss": float, "train_time_s": float, "best_iteration": int,
-          "diverged": bool, "val_images": int, "seed": int, "test_correct": int, "test_images": int}
+          "diverged": bool, "val_images": int, "seed": int, "test_correct": int, "test_images": int,
+          "iteration": int, "epoch": int, "train_loss": float, "train_acc": float, "val_loss": float, "val_acc": float}
 
 # -- a run's settings and their names ----------------------------------------------------------------------------
 
@@ -208,14 +210,18 @@ def run_key(settings, data):
     return hashlib.sha256(described.encode()).hexdigest()[:16]
 
 
+def whole_rows(data):
+    """The bytes of a log up to its last line end: a row that a crash cut short (no line end) left out."""
+    return data[:data.rfind(b"\n") + 1]
+
+
 def drop_torn_row(log_path):
     """A row that a crash cut short (no line end) is removed: its run trains again, and the next row starts on a
-    line of its own."""
+    line of its own. Only a search that holds the log's lock does this (:func:`prepared_log`); a read leaves the
+    file as it is and skips that row (:func:`read_log`)."""
     if log_path.exists():
         with open(log_path, "rb+") as f:
-            data = f.read()
-            if data and not data.endswith(b"\n"):
-                f.truncate(data.rfind(b"\n") + 1)
+            f.truncate(len(whole_rows(f.read())))
         if log_path.stat().st_size == 0:  # not even the header was whole
             log_path.unlink()
 
@@ -226,8 +232,17 @@ def read_log(path, columns, what, advice="", key=None):
 
     True and false may be spelled as pandas and people write them (``True``, ``false``, ``1``, ``no``); any other
     value of a boolean column is an error that names it. With ``key`` (a function of a row), rows of the same key
-    are one run logged twice: the last one counts, and a warning says so. Blank lines are skipped."""
-    log = pd.read_csv(path, dtype={column: str for column in columns if DTYPES.get(column) is str})
+    are one run logged twice: the last one counts, and a warning says so. Blank lines are skipped.
+
+    A last row that a crash cut short (no line end) is skipped here, with a warning, and the file left as it is: a
+    read needs no write access and takes no lock. The next search that writes the log drops that row under the
+    log's lock (:func:`prepared_log`) and trains its run again."""
+    data = Path(path).read_bytes()
+    whole = whole_rows(data)
+    if whole != data:
+        warnings.warn(f"{path}: its last row was cut short (by a crash while it was written?) and is left out; the "
+                      "next search that writes this log drops it", stacklevel=2)
+    log = pd.read_csv(io.BytesIO(whole), dtype={column: str for column in columns if DTYPES.get(column) is str})
     if list(log.columns) != list(columns):
         raise ValueError(f"{path} is not {what}: found columns {list(log.columns)}, expected {list(columns)}.{advice}")
     for column in columns:
@@ -242,6 +257,21 @@ def read_log(path, columns, what, advice="", key=None):
                           "of each counts", stacklevel=2)
             log = log[~repeated].reset_index(drop=True)
     return log
+
+
+def read_history(path, advice):
+    """The training history at ``path`` (a CSV of ``solver.HISTORY_COLUMNS``, a row per validation check) as a
+    DataFrame of their types; ValueError naming the file, followed by ``advice`` (what to do), when it is empty,
+    holds only its header, lacks a column or holds a value of another type."""
+    try:
+        history = pd.read_csv(path)
+        lacking = [column for column in solver.HISTORY_COLUMNS if column not in history.columns]
+        if lacking or history.empty:
+            raise ValueError(f"it lacks the columns {lacking}" if lacking else "it holds no rows")
+        history["diverged"] = parse_booleans(history["diverged"], path, "diverged")
+        return history.astype({column: DTYPES[column] for column in solver.HISTORY_COLUMNS})
+    except (ValueError, TypeError) as error:  # pandas' EmptyDataError and ParserError are ValueErrors
+        raise ValueError(f"{path} is not a readable training history ({error}): {advice}") from None
 
 
 BOOLEANS = {"true": True, "1": True, "1.0": True, "yes": True, "false": False, "0": False, "0.0": False, "no": False}

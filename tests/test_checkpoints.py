@@ -6,6 +6,7 @@ import pytest
 from test_modules import small_problem
 
 from modules import MLP
+from study import runs
 
 SETTINGS = [
     {},
@@ -90,3 +91,14 @@ def test_a_run_refuses_to_go_on_with_other_data(tmp_path):
     assert resumed.epoch == 1  # nothing was trained
     resumed.train(X_train, y_train, X_val, y_val)
     assert resumed.epoch == 4
+
+
+def test_a_checkpoint_of_other_data_is_refused_naming_the_checkpoint_file(tmp_path):
+    """The real path: runs.fit resuming the checkpoint it is given (the frontier job's runs do)."""
+    X_train, y_train, X_val, y_val = small_problem()
+    settings = {"layers": [2, 8, 3], "lr": 0.1, "L2_lambda": 0.0, "max_epoch": 3, "batch_size": 50, "print_iter": 2}
+    checkpoint = tmp_path / "checkpoints" / "run.npz"
+    runs.new_model(settings).train(X_train, y_train, X_val, y_val, epochs=1, checkpoint_path=checkpoint)
+    with pytest.raises(ValueError, match=rf"the run of the checkpoint {checkpoint} was trained on other data "
+                                         rf"\(X_train, y_train differ.*delete {checkpoint} to start a new run"):
+        runs.fit(settings, X_train[1:], y_train[1:], X_val, y_val, checkpoint_path=checkpoint)

@@ -67,14 +67,16 @@ def test_a_record_with_a_missing_file_trains_that_run_alone(store, named):
     same_run(again["adam"], runs.fit(named["adam"], *data))
 
 
-def test_other_settings_or_other_data_are_trained_not_read(store, named):
+def test_other_settings_or_other_data_are_trained_under_another_name_not_read(store, named):
     data = small_problem()
     records.fit_or_read(named, data, store, progress=False)
     started = runs.runs_started
-    records.fit_or_read({"adam": dict(named["adam"], lr=0.02)}, data, store, progress=False)
+    records.fit_or_read({"adam_lr0.02": dict(named["adam"], lr=0.02)}, data, store, progress=False)
     X_train, y_train, X_val, y_val = data
-    records.fit_or_read({"adam": named["adam"]}, (X_train[1:], y_train[1:], X_val, y_val), store, progress=False)
+    records.fit_or_read({"adam_fewer": named["adam"]}, (X_train[1:], y_train[1:], X_val, y_val), store,
+                        progress=False)
     assert runs.runs_started == started + 2
+    assert sorted(store.read_log()) == ["adam", "adam_fewer", "adam_lr0.02", "diverges", "momentum"]
 
 
 def test_fresh_trains_its_runs_again_and_keeps_the_other_records_of_the_log(store, named):
