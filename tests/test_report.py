@@ -587,3 +587,11 @@ def test_the_readme_says_how_long_run_all_took_and_refuses_a_record_it_cannot_re
     (project / "log" / "run_all.json").write_text(json.dumps({"wall_time_s": 74.0}))
     with pytest.raises(report.ReportError, match=r"run_all\.json is not a record of Run All"):
         report.build(project)
+
+
+def test_a_number_moved_in_its_last_bits_is_the_same_measurement_and_a_moved_digit_is_not():
+    loss = 0.3130633164051429
+    assert report.measured_numbers({"test": {"loss": loss}}) == \
+        report.measured_numbers({"test": {"loss": loss * (1 + 3e-16)}})
+    assert report.measured_numbers({"test": {"loss": loss}}) != \
+        report.measured_numbers({"test": {"loss": loss + 1e-9}})
