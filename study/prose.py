@@ -3,7 +3,8 @@ notebook printed and in ``log/results.json``, at the precision it is written.
 
     python -m study.prose [NOTEBOOK] [--results log/results.json]
 
-lists the numbers of the observation cells (the Markdown cells that open with ``**Observation``) that no output of
+lists the numbers of the observation cells (the Markdown cells that open with ``**Observation`` or ``**Summary``,
+a section's closing lines) that no output of
 the notebook and no value of the results holds, and exits 1 if there are any: after an execution that moved a
 number, the sentence that quotes it must be updated. ``make run`` calls it after the notebook has run.
 
@@ -32,10 +33,13 @@ CONSTANTS = {
 NUMBER = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+|x\d+)?(?:\s?%)?(?![\w])")
 
 
+CHECKED = ("**Observation", "**Summary")  # how the cells whose numbers are looked up begin
+
+
 def observation_cells(nb):
     """``(index, text)`` of the notebook's observation cells."""
     return [(i, cell.source) for i, cell in enumerate(nb.cells)
-            if cell.cell_type == "markdown" and cell.source.lstrip().startswith("**Observation")]
+            if cell.cell_type == "markdown" and cell.source.lstrip().startswith(CHECKED)]
 
 
 def output_text(nb):

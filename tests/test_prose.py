@@ -73,3 +73,8 @@ def test_the_command_reports_and_fails(tmp_path, capsys):
     (tmp_path / "results.json").write_text(json.dumps({"test": {"accuracy": 0.91}}))
     assert prose.main([str(tmp_path / "nb.ipynb"), "--results", str(tmp_path / "results.json")]) == 1
     assert re.search(r"cell 0: 0\.9123 is in no output", capsys.readouterr().out)
+
+
+def test_a_summary_is_checked_as_an_observation_is():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("**Summary.** Accuracy 0.9123.")])
+    assert [index for index, _ in prose.observation_cells(nb)] == [0]
