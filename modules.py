@@ -250,7 +250,13 @@ class Softmax(Layer):
         Computed as ``log(sum(exp(z))) - z[label]`` on the shifted logits ``z``, so it stays finite even where a
         probability has underflowed to 0. With label ``smoothing`` ε the target puts ``1 - ε`` on the label and
         spreads ε evenly over the C classes: the loss becomes ``log(sum(exp(z))) - (1 - ε) z[label] - ε mean(z)``.
+        ``labels`` may also be target distributions (N, C), a teacher's soft targets: ``log(sum(exp(z))) - sum(t
+        z)``, smoothed the same way.
         """
+        if labels.ndim == 2:
+            targets = labels if not smoothing else (1 - smoothing) * labels + smoothing / labels.shape[1]
+            losses = self.log_sum_exp[:, 0] - np.einsum("nc,nc->n", targets, self.shifted_logits)
+            return losses if reduction == "none" else float(losses.mean())
         picked = self.shifted_logits[np.arange(len(labels)), labels]
         losses = self.log_sum_exp[:, 0] - picked
         if smoothing:
@@ -260,8 +266,11 @@ class Softmax(Layer):
     def backward(self, labels, smoothing=0.0):
         """labels (N,) -> bottom_diff (N, C), the gradient of the mean cross-entropy with respect to the logits:
         ``(probs - target) / N``, the target being the one-hot label, or with ``smoothing`` ε, ``(1 - ε) onehot + ε /
-        C``."""
+        C``; for target distributions (N, C), ``(probs - targets) / N``, smoothed the same way."""
         n = len(labels)
+        if labels.ndim == 2:
+            targets = labels if not smoothing else (1 - smoothing) * labels + smoothing / labels.shape[1]
+            return (self.probs - targets) / n
         bottom_diff = self.probs - smoothing / self.probs.shape[1] if smoothing else self.probs.copy()
         bottom_diff[np.arange(n), labels] -= 1 - smoothing
         bottom_diff /= n
@@ -486,7 +495,9 @@ class MLP:
 
     def train(self, X_train, y_train, X_val, y_val, save_path=None, epochs=None, checkpoint_path=None, on_epoch=None):
         """Train up to ``max_epoch`` epochs and return the history as a DataFrame: a row every ``print_iter``
-        batches with the training numbers since the last row and the whole validation set's.
+        batches with the training numbers since the last row and the whole validation set's. ``y_train`` holds
+        labels (N,), or target distributions (N, C) to learn from instead (a teacher's soft targets: distillation);
+        the training accuracy then counts the target's most likely class.
 
         The model ends holding the parameters of best validation accuracy (lower loss breaks ties), written to
         ``save_path`` each time they improve. With no validation set (``X_val`` and ``y_val`` None: a final model
@@ -497,7 +508,7 @@ class MLP:
         a training set of one row), and an epoch whose last batch would be a single row ends without it. See
         ``solver.Solver``.
         """
-        X_train, y_train, train_range = check_data(X_train, y_train, self, "training")
+        X_train, y_train, train_range = check_data(X_train, y_train, self, "training", distributions=True)
         if X_val is not None or y_val is not None:
             X_val, y_val, _ = check_data(X_val, y_val, self, "validation", train_range)
         check_run(self, len(X_train), epochs, save_path, checkpoint_path)

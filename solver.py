@@ -156,18 +156,36 @@ def check_run(model, n_train, epochs, save_path, checkpoint_path):
                          "overwrite the best weights; give them two names")
 
 
-def check_data(X, y, model, name, trained_range=None):
+def check_data(X, y, model, name, trained_range=None, distributions=False):
     """``(X, y, (min, max))``: the data as the model computes with them (``model.dtype`` rows, ``intp`` labels) and
     the range of X; ValueError, naming the ``name`` set, if they cannot be rows and labels of this model (see
-    ``check_rows``)."""
+    ``check_rows``). With ``distributions``, ``y`` may also be target distributions (N, C), one per row (see
+    ``check_distributions``)."""
     X, data_range = check_rows(X, model, name, trained_range)
     y = np.asarray(y)
+    if distributions and y.ndim == 2:
+        return X, check_distributions(y, len(X), model, name), data_range
     if y.shape != (len(X),) or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"{name} labels must be integers of shape ({len(X)},), one per row; got {y.dtype} {y.shape}")
     if y.min() < 0 or y.max() >= model.layers[-1]:
         raise ValueError(f"{name} labels must be classes in [0, {model.layers[-1]}), got labels from {y.min()} to "
                          f"{y.max()}")
     return X, y.astype(np.intp, copy=False), data_range
+
+
+def check_distributions(targets, n_rows, model, name):
+    """Target distributions (N, C) as the model computes with them (``model.dtype``); ValueError, naming the ``name``
+    set, unless each row is C probabilities (finite, at least 0) that add up to 1."""
+    shape = (n_rows, model.layers[-1])
+    if targets.shape != shape or targets.dtype.kind != "f":
+        raise ValueError(f"{name} targets must be labels ({n_rows},) or real distributions of shape {shape}, one per "
+                         f"row; got {targets.dtype} {targets.shape}")
+    sums = targets.sum(axis=1, dtype=np.float64)
+    if not np.isfinite(sums).all() or targets.min() < 0 or np.abs(sums - 1).max() > 1e-4:
+        raise ValueError(f"{name} target distributions must hold probabilities of at least 0 that add up to 1 in "
+                         f"each row; got values from {targets.min()} to {targets.max()} and row sums from "
+                         f"{sums.min()} to {sums.max()}")
+    return targets.astype(model.dtype, copy=False)
 
 
 def check_rows(X, model, name, trained_range=None):
@@ -407,7 +425,8 @@ class Solver:
                 for name, param in model.parameters().items():
                     average = self.averaged[name]
                     average_pass(flat(average), flat(param), average.dtype.type(weight))
-        return loss_sum, int(np.count_nonzero(probs.argmax(axis=1) == y)), exploded
+        labels = y if y.ndim == 1 else y.argmax(axis=1)  # a target distribution's most likely class
+        return loss_sum, int(np.count_nonzero(probs.argmax(axis=1) == labels)), exploded
 
     def statistics(self):
         """The model's running statistics, which a forward pass in training moves (batch normalisation's averages):

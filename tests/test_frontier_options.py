@@ -140,3 +140,40 @@ def test_without_a_validation_set_the_run_keeps_its_last_or_averaged_parameters(
             assert np.array_equal(array, kept[name]), name
         resumed = MLP.from_checkpoint(tmp_path / f"{weight_average}.npz", print_log=False)
         assert resumed.history.equals(history)
+
+
+def soft(labels, classes, weight, rng):
+    """Target distributions: ``1 - weight`` on each label, ``weight`` spread at random over the classes."""
+    spread = rng.dirichlet(np.ones(classes), size=len(labels))
+    return (1 - weight) * np.eye(classes)[labels] + weight * spread
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_gradients_against_target_distributions_match_finite_differences(smoothing):
+    rng = np.random.default_rng(7)
+    model = MLP([6, 5, 3], label_smoothing=smoothing, dtype=np.float64, seed=3, print_log=False)
+    X, targets = rng.standard_normal((7, 6)), soft(rng.integers(0, 3, 7), 3, 0.5, rng)
+    gradients = model.gradients(X, targets)
+    for name, param in model.parameters().items():
+        numeric = numerical_gradient(lambda: model.objective(X, targets), param)
+        assert relative_error(gradients[name], numeric) < 1e-7, name
+
+
+def test_one_hot_distributions_train_as_their_labels_do():
+    X, y = images(200)
+    by_labels = MLP([16, 8, 3], max_epoch=2, batch_size=40, print_iter=2, print_log=False)
+    by_labels.train(X[:160], y[:160], X[160:], y[160:])
+    by_targets = MLP([16, 8, 3], max_epoch=2, batch_size=40, print_iter=2, print_log=False)
+    history = by_targets.train(X[:160], np.eye(3)[y[:160]], X[160:], y[160:])
+    assert history[["train_acc", "val_acc"]].equals(by_labels.history[["train_acc", "val_acc"]])
+    for name, array in by_labels.get_parameters().items():
+        np.testing.assert_allclose(by_targets.get_parameters()[name], array, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("targets, message", [
+    (np.full((160, 3), 0.5), "add up to 1"), (np.full((160, 3), np.nan), "add up to 1"),
+    (np.full((160, 4), 0.25), "shape"), (np.tile([1.5, -0.5, 0.0], (160, 1)), "at least 0")])
+def test_target_distributions_that_are_not_probabilities_are_refused(targets, message):
+    X, y = images(200)
+    with pytest.raises(ValueError, match=message):
+        MLP([16, 8, 3], max_epoch=1, print_log=False).train(X[:160], targets, X[160:], y[160:])
