@@ -565,8 +565,10 @@ class Solver:
         self.epoch, self.iteration, self.current_lr = int(last["epoch"]), int(last["iteration"]), float(last["lr"])
         self.train_time_s, self.diverged = float(train_time_s), bool(last["diverged"])
         for row in self.rows:
-            if not row["diverged"] and (math.isnan(self.best_val_acc) or rank_key(row["val_acc"], row["val_loss"])
-                                        < rank_key(self.best_val_acc, self.best_val_loss)):
+            if row["diverged"] or not math.isfinite(row["val_acc"]):  # no validation numbers: a run without a set
+                continue
+            if math.isnan(self.best_val_acc) or rank_key(row["val_acc"], row["val_loss"]) < rank_key(
+                    self.best_val_acc, self.best_val_loss):
                 self.best_val_acc, self.best_val_loss = float(row["val_acc"]), float(row["val_loss"])
                 self.best_iteration = int(row["iteration"])
         self.stopped_early = self.epoch < self.model.max_epoch and not self.diverged

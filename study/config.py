@@ -104,6 +104,10 @@ class StudyConfig:
     frontier_candidates: dict = field(default_factory=lambda: dict(FRONTIER_CANDIDATES))
     frontier_seeds: tuple[int, ...] = FRONTIER_SEEDS
     frontier_round_two: dict = field(default_factory=lambda: dict(FRONTIER_ROUND_TWO))
+    final_seeds: tuple[int, ...] = (0, 1, 2)  # section 9's single recipe on all 60,000 images (study.finals)
+    ensemble_max_members: int = 4
+    distill_temperatures: tuple[float, ...] = (1.0, 2.0, 4.0)
+    distill_weight: float = 0.5  # of the teacher's probabilities in a student's targets, the label has the rest
     grid: list = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -235,7 +239,7 @@ def study_config(quick: bool, output_dir=None) -> StudyConfig:
             baseline_lrs=(0.1,), momentum_lrs=(0.05,), adam_lrs=(1e-3,), seeds=(1, 2, 3),
             wide_recipe=dict(WIDE_RECIPE, layers=[784, 64, 64, 10], max_epoch=2),
             frontier_recipe=dict(FRONTIER_RECIPE, layers=[784, 32, 32, 32, 10], max_epoch=2, print_iter=10),
-            frontier_seeds=(1, 2),
+            frontier_seeds=(1, 2), final_seeds=(0, 1), distill_temperatures=(1.0, 2.0),
             frontier_round_two={name: dict(changes, layers=[784, 32, 32, 32, 32, 10]) if "layers" in changes
                                 else changes for name, changes in FRONTIER_ROUND_TWO.items()},
         )

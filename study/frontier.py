@@ -25,75 +25,96 @@ it once per final model.
 import argparse
 import contextlib
 import sys
+from functools import partial
 
 import joblib
 import pandas as pd
 
 import mnist_reader
 from modules import MLP
-from study import beyond, config, records, runs, stats
+from study import beyond, config, finals, records, runs, stats
 from study.ensemble import Ensemble, scores
 
 
+def recorded(cfg, named_settings, data, desc, n_jobs=1, fresh=False, progress=True, train=True):
+    """Section 9's runs of ``named_settings`` on ``data``, each read from its record (``cfg.frontier_records``) or,
+    with ``train``, trained and recorded first, ``n_jobs`` at a time with a checkpoint per epoch: ``{name: model}``.
+    Without ``train``, a run that has no record for these settings and data is a FileNotFoundError that says how to
+    make it (``make frontier``)."""
+    store = cfg.frontier_records
+    missing = [] if train else store.missing(named_settings, data)
+    if missing:
+        raise FileNotFoundError(f"section 9's runs {missing} have no record in {store.log_path} for these settings "
+                                "and data: train them with `make frontier` (hours on 2 cores; --status says how many)")
+    return records.fit_or_read(named_settings, data, store, n_jobs=n_jobs, fresh=fresh, progress=progress, desc=desc,
+                               checkpoint_dir=cfg.log_dir / "checkpoints")
+
+
 def train_frontier(cfg, data, n_jobs=1, fresh=False, progress=True, train=True):
-    """Section 9's runs on ``data`` (``X_train, y_train, X_val, y_val``), each read from its record or, with
-    ``train``, trained and recorded first: ``(candidates, chosen, members)``, two dicts ``{name: model}`` and the
-    chosen candidate's name; the members include the chosen candidate, first. Without ``train``, a run that has no
-    record for these settings and data is a FileNotFoundError that says how to make it (``make frontier``)."""
-    store, checkpoints = cfg.frontier_records, cfg.log_dir / "checkpoints"
-
-    def fit_or_read(named_settings, desc, fresh):
-        missing = [] if train else store.missing(named_settings, data)
-        if missing:
-            raise FileNotFoundError(f"section 9's runs {missing} have no record in {store.log_path} for these "
-                                    "settings and data: train them with `make frontier` (about two hours on 2 cores)")
-        return records.fit_or_read(named_settings, data, store, n_jobs=n_jobs, fresh=fresh, progress=progress,
-                                   desc=desc, checkpoint_dir=checkpoints)
-
+    """Section 9's first round on ``data`` (``X_train, y_train, X_val, y_val``), through :func:`recorded`:
+    ``(candidates, chosen, members)``, two dicts ``{name: model}`` and the chosen candidate's name; the members
+    include the chosen candidate, first."""
+    options = dict(n_jobs=n_jobs, fresh=fresh, progress=progress, train=train)
     candidate_settings = cfg.frontier_candidate_settings()
-    candidates = fit_or_read(candidate_settings, "frontier candidates", fresh)
+    candidates = recorded(cfg, candidate_settings, data, "frontier candidates", **options)
     chosen = choose(candidates)
-    others = fit_or_read(cfg.frontier_member_settings(chosen, candidate_settings[chosen]), "frontier members", fresh)
+    others = recorded(cfg, cfg.frontier_member_settings(chosen, candidate_settings[chosen]), data, "frontier members",
+                      **options)
     return candidates, chosen, {chosen: candidates[chosen], **others}
 
 
 def train_round_two(cfg, data, n_jobs=1, fresh=False, progress=True, train=True):
-    """The second round's candidates (``config.FRONTIER_ROUND_TWO``) on ``data``, as :func:`train_frontier` trains
-    or reads the first round's: ``{name: model}``."""
-    settings = cfg.frontier_candidate_settings(cfg.frontier_round_two)
-    missing = cfg.frontier_records.missing(settings, data)
-    if missing and not train:
-        raise FileNotFoundError(f"section 9's runs {missing} have no record in {cfg.frontier_records.log_path} for "
-                                "these settings and data: train them with `make frontier`")
-    return records.fit_or_read(settings, data, cfg.frontier_records, n_jobs=n_jobs, fresh=fresh, progress=progress,
-                               desc="frontier, round two", checkpoint_dir=cfg.log_dir / "checkpoints")
+    """The second round's candidates (``config.FRONTIER_ROUND_TWO``) on ``data``, through :func:`recorded`:
+    ``{name: model}``."""
+    return recorded(cfg, cfg.frontier_candidate_settings(cfg.frontier_round_two), data, "frontier, round two",
+                    n_jobs=n_jobs, fresh=fresh, progress=progress, train=train)
 
 
 def status(cfg, data):
     """What the job has done and has still to do, and the time left at the epoch times measured so far: a table of
-    its runs (done, in progress from a checkpoint, or to do) and a sentence."""
+    its runs (done, in progress from a checkpoint, or to do) and a sentence. The finals (``study.finals``) are
+    listed once they have started; before that they count as the most they can be, each as long as the recipe's
+    schedule."""
     store, checkpoints = cfg.frontier_records, cfg.log_dir / "checkpoints"
     settings = {**cfg.frontier_candidate_settings(), **cfg.frontier_candidate_settings(cfg.frontier_round_two)}
-    logged, rows = store.read_log(), []
-    for name, run in settings.items():
-        if store.complete(logged.get(name), runs.run_key(run, data)):
-            row = logged[name]
-            epochs = (pd.read_csv(store.history_path(name))["epoch"].max())
-            rows.append({"run": name, "state": "done", "epochs": epochs, "of": run["max_epoch"],
-                         "s_per_epoch": row["train_time_s"] / epochs})
-            continue
-        checkpoint = checkpoints / f"{name}.npz"
-        done, seconds = 0, float("nan")
-        if checkpoint.exists():
-            resumed = MLP.from_checkpoint(checkpoint, print_log=False)
-            done, seconds = resumed.epoch, resumed.train_time_s / max(resumed.epoch, 1)
-        rows.append({"run": name, "state": "in progress" if done else "to do", "epochs": done, "of": run["max_epoch"],
-                     "s_per_epoch": seconds})
+    logged = store.read_log()
+    finals_started = sorted({*(name for name in logged if name not in settings and is_final(name)),
+                             *(path.stem for path in checkpoints.glob("*.npz") if is_final(path.stem))})
+    rows = [run_state(store, checkpoints, name, logged.get(name), runs.run_key(run, data), run["max_epoch"])
+            for name, run in settings.items()]
+    rows += [run_state(store, checkpoints, name, logged.get(name), None, cfg.frontier_recipe["max_epoch"])
+             for name in finals_started]
+    planned = (len(cfg.final_seeds) + cfg.ensemble_max_members - 1 + len(cfg.distill_temperatures) + 1
+               - len(finals_started))
+    if planned > 0:
+        rows.append({"run": f"finals not started (up to {planned} runs)", "state": "to do", "epochs": 0,
+                     "of": planned * cfg.frontier_recipe["max_epoch"], "s_per_epoch": float("nan")})
     table = pd.DataFrame(rows)
     per_epoch = table["s_per_epoch"].dropna().median()
     left = ((table["of"] - table["epochs"]) * table["s_per_epoch"].fillna(per_epoch)).sum()
     return table, (f"{(table['state'] == 'done').sum()} of {len(table)} runs done; about {left / 3600:.1f} hours of "
                    "training left at the epoch times measured so far (two runs at a time halve the wall time)")
+
+
+def is_final(name):
+    """Whether ``name`` is one of ``study.finals``' runs (on all the training images, or a distilled student)."""
+    return "_all_seed" in name or name.startswith("distilled_")
+
+
+def run_state(store, checkpoints, name, row, key, max_epoch):
+    """One run's row of :func:`status`: done (a complete record, of ``key`` when given), in progress (a
+    checkpoint), or to do; its epochs and measured seconds an epoch."""
+    if store.complete(row, key):
+        epochs = pd.read_csv(store.history_path(name))["epoch"].max()
+        return {"run": name, "state": "done", "epochs": epochs, "of": epochs,
+                "s_per_epoch": row["train_time_s"] / epochs}
+    checkpoint = checkpoints / f"{name}.npz"
+    done, seconds = 0, float("nan")
+    if checkpoint.exists():
+        resumed = MLP.from_checkpoint(checkpoint, print_log=False)
+        done, seconds = resumed.epoch, resumed.train_time_s / max(resumed.epoch, 1)
+    return {"run": name, "state": "in progress" if done else "to do", "epochs": done, "of": max_epoch,
+            "s_per_epoch": seconds}
 
 
 def choose(candidates):
@@ -268,9 +289,14 @@ def main(argv=None):
         try:
             candidates, chosen, members = train_frontier(cfg, data, n_jobs=args.jobs, fresh=args.fresh)
             round_two = train_round_two(cfg, data, n_jobs=args.jobs, fresh=args.fresh)
+            everyone = {**candidates, **round_two}
+            found = finals.train_finals(cfg, data, everyone, choose(everyone),
+                                        partial(recorded, cfg, n_jobs=args.jobs, fresh=args.fresh))
         except records.RecordError as error:  # a record in the way, or not what it says: the sentence says what to do
             fail(str(error))
-    print(choice_table({**candidates, **round_two}, chosen).to_string(index=False))
+    print(choice_table(everyone, found["chosen"]).to_string(index=False))
+    print(found["member_steps"].round(4).to_string(index=False))
+    print(f"distillation's temperature, chosen on validation: {found['temperature']:g}")
     ensemble, choices = ensemble_of(members, X_val, y_val)
     print(choices.round(4).to_string(index=False))
     print(f"chosen: {chosen}; the ensemble of its first {len(ensemble.members)} members, flip averaging "

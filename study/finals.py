@@ -1,0 +1,121 @@
+"""Section 9's final models, which ``make frontier`` trains after the candidates of both rounds (issue "Past the
+frontier, round two"). Every choice is made on the validation set, from the candidates' records; the final models
+then train on all 60,000 training images, so nothing is chosen on them, and the notebook measures each once on the
+test set.
+
+1. **The single recipe**: the candidate with the best validation numbers (``frontier.choose``), trained again on
+   all 60,000 images for its whole schedule (its ``max_epoch``: the candidates' curves show where in it the best
+   validation check fell, :func:`epoch_evidence`), keeping its last weights (or their moving average), once for each
+   of ``cfg.final_seeds``.
+2. **The ensemble's members**: recipes that differ by more than a seed, chosen among the candidates by greedy
+   forward selection on validation, with or without flip averaging (:func:`ensemble_members`), each trained on all
+   60,000 images (the chosen recipe's seed 0 is already among the finals).
+3. **Distillation**: the chosen recipe trained on soft targets, ``(1 - cfg.distill_weight) * one-hot label +
+   cfg.distill_weight * teacher's probabilities at temperature T`` (:func:`soft_targets`), the teacher being an
+   ensemble. T is chosen on validation among ``cfg.distill_temperatures``, with the candidates' ensemble teaching on
+   the 54,000 training images; the student is then trained on all 60,000 with the final members' ensemble as its
+   teacher. The teacher's probabilities are computed once per image (a shifted or mirrored image keeps its image's
+   targets), a small part of one student epoch.
+"""
+
+import numpy as np
+import pandas as pd
+
+from study import beyond, runs
+from study.ensemble import Ensemble, scores
+
+
+def all_images(data):
+    """``(X, y, None, None)``: the training and the validation images together, all 60,000, with no validation
+    set."""
+    X_train, y_train, X_val, y_val = data
+    return np.concatenate([X_train, X_val]), np.concatenate([y_train, y_val]), None, None
+
+
+def epoch_evidence(model):
+    """Where in its schedule a candidate's best validation check fell, against its last: ``{"best_epoch",
+    "best_val_acc", "last_val_acc", "epochs"}``. A final model trains the whole schedule and keeps its last weights,
+    which this shows costs little on validation."""
+    history = model.history
+    best = history.loc[history["val_acc"].idxmax()]
+    return {"best_epoch": int(best["epoch"]), "best_val_acc": float(best["val_acc"]),
+            "last_val_acc": float(history["val_acc"].iloc[-1]), "epochs": int(model.epoch)}
+
+
+def ensemble_members(candidates, X_val, y_val, max_members):
+    """The ensemble's recipes and whether it averages each image with its mirror image, both chosen on validation:
+    :func:`greedy_members` without and with flip averaging, and the better of the two ensembles by ``runs.ranked``.
+    Returns ``(names, flip_average, steps)``, ``steps`` the table of both selections."""
+    found = {flip: greedy_members(candidates, X_val, y_val, max_members, flip) for flip in (False, True)}
+    steps = pd.concat([table.assign(flip_average=flip) for flip, (_, table) in found.items()], ignore_index=True)
+    last = steps.groupby("flip_average").tail(1).rename(columns={"val_acc": "best_val_acc",
+                                                                 "val_loss": "best_val_loss"})
+    flip = bool(last.loc[runs.ranked(last.assign(diverged=False)).index[0], "flip_average"])
+    return found[flip][0], flip, steps
+
+
+def greedy_members(candidates, X_val, y_val, max_members, flip_average):
+    """Greedy forward selection on the validation set: start from the best candidate alone, then add, one at a
+    time, the candidate whose joining gives the averaged probabilities the best validation numbers (``runs.ranked``:
+    accuracy, then loss), while it raises the accuracy and the ensemble has fewer than ``max_members``. Returns the
+    names chosen, in order, and the table of every step's choice."""
+    probabilities = {name: Ensemble([model], flip_average=flip_average).probabilities(X_val)
+                     for name, model in candidates.items()}
+    chosen, rows, best_acc = [], [], -1.0
+    while len(chosen) < max_members:
+        tried = []
+        for name in candidates:
+            if name not in chosen:
+                mean = np.mean([probabilities[n] for n in [*chosen, name]], axis=0)
+                tried.append((name, *scores(mean, y_val)))
+        table = pd.DataFrame(tried, columns=["candidate", "best_val_acc", "best_val_loss"]).assign(diverged=False)
+        name, acc, loss = tried[runs.ranked(table).index[0]]
+        if chosen and acc <= best_acc:
+            break
+        chosen.append(name)
+        best_acc = acc
+        rows.append({"members": len(chosen), "added": name, "val_acc": acc, "val_loss": loss})
+    return chosen, pd.DataFrame(rows)
+
+
+def soft_targets(probabilities, y, temperature, weight):
+    """Target distributions (N, C) for rows of labels ``y``: ``(1 - weight)`` on the label and ``weight`` times a
+    teacher's ``probabilities`` (N, C) softened by ``temperature`` (``p ** (1 / T)``, normalised: T > 1 spreads them
+    over the classes the teacher finds alike)."""
+    softened = np.exp(np.log(np.maximum(probabilities, np.finfo(np.float64).tiny)) / temperature)
+    softened /= softened.sum(axis=1, keepdims=True)
+    return (1 - weight) * np.eye(probabilities.shape[1])[y] + weight * softened
+
+
+def train_finals(cfg, data, candidates, chosen, fit):
+    """The final models of section 9 from the ``candidates`` of both rounds (``{name: model}``), ``chosen`` the one
+    of best validation numbers, and ``data`` (``X_train, y_train, X_val, y_val``), each read from its record or
+    trained first by ``fit(named_settings, data, desc)`` (``frontier.recorded``): a dict of what was chosen and
+    trained (see the module's docstring)."""
+    X_train, y_train, X_val, y_val = data
+    settings = {name: model.config() for name, model in candidates.items()}
+    names, flip, steps = ensemble_members(candidates, X_val, y_val, cfg.ensemble_max_members)
+    everything = all_images(data)
+    finals = fit({f"{chosen}_all_seed{seed}": dict(settings[chosen], seed=seed) for seed in cfg.final_seeds},
+                 everything, "final single recipe")
+    others = fit({f"{name}_all_seed0": settings[name] for name in names if name != chosen}, everything,
+                 "final members")
+    members = {name: {**finals, **others}[f"{name}_all_seed0"] for name in names}
+
+    taught = Ensemble([candidates[name] for name in names], flip_average=flip).probabilities(X_train)
+    students = {}
+    for temperature in cfg.distill_temperatures:
+        targets = soft_targets(taught, y_train, temperature, cfg.distill_weight)
+        students.update(fit({f"distilled_T{temperature:g}": settings[chosen]}, (X_train, targets, X_val, y_val),
+                            "distillation"))
+    best = beyond.best_on_validation(list(students.values()))
+    temperature = cfg.distill_temperatures[list(students.values()).index(best)]
+    final_teacher = Ensemble(list(members.values()), flip_average=flip)
+    X_all, y_all, _, _ = everything
+    student = fit({"distilled_all": settings[chosen]},
+                  (X_all, soft_targets(final_teacher.probabilities(X_all), y_all, temperature, cfg.distill_weight),
+                   None, None),
+                  "final student")["distilled_all"]
+    return {"chosen": chosen, "epochs": epoch_evidence(candidates[chosen]), "finals": finals,
+            "member_steps": steps, "members": members, "ensemble": final_teacher, "students": students,
+            "temperature": temperature, "student": student}

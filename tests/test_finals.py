@@ -1,0 +1,79 @@
+"""Section 9's final models (study.finals): the ensemble's members chosen on validation, soft targets, and the job
+that trains the finals on every training image after the candidates."""
+
+import numpy as np
+import pandas as pd
+
+from modules import MLP
+from study import config, finals, frontier, runs
+
+
+def members_of(right_on):
+    """Models over 6 images of class 0: each is sure and right on the images of ``right_on``, wrong elsewhere."""
+    models = {}
+    for name, right in right_on.items():
+        p = np.tile([0.1, 0.9], (6, 1))
+        p[list(right)] = [0.9, 0.1]
+        models[name] = p
+    return models
+
+
+def test_greedy_selection_adds_the_member_that_helps_most_and_stops_when_none_does(monkeypatch):
+    probabilities = members_of({"a": [0, 1, 2, 3], "b": [0, 1, 2, 3], "c": [0, 4, 5], "d": [1, 4, 5]})
+    monkeypatch.setattr(finals, "Ensemble", lambda models, flip_average=False: type(
+        "E", (), {"probabilities": lambda self, X: np.mean([probabilities[m] for m in models], axis=0)})())
+    X_val, y_val = np.zeros((6, 4), np.float32), np.zeros(6, int)
+    names, steps = finals.greedy_members({name: name for name in probabilities}, X_val, y_val, 4, False)
+    assert names[0] == "a"  # the best alone (4 of 6), the first of equals
+    assert names[1] in ("c", "d") and len(names) == len(steps) and steps["val_acc"].is_monotonic_increasing
+    assert "b" not in names  # a copy of a adds nothing
+    names, _ = finals.greedy_members({name: name for name in probabilities}, X_val, y_val, 1, False)
+    assert names == ["a"]
+
+
+def test_soft_targets_put_the_weight_on_the_label_and_soften_the_teacher():
+    teacher = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    y = np.array([0, 2])
+    plain = finals.soft_targets(teacher, y, temperature=1.0, weight=0.5)
+    np.testing.assert_allclose(plain, 0.5 * np.eye(3)[y] + 0.5 * teacher)
+    softer = finals.soft_targets(teacher, y, temperature=4.0, weight=1.0)
+    np.testing.assert_allclose(softer.sum(axis=1), 1)
+    assert softer[0].max() < teacher[0].max() and softer[0].min() > teacher[0].min()
+    assert (softer.argmax(axis=1) == teacher.argmax(axis=1)).all()
+
+
+def test_all_images_joins_training_and_validation_without_a_validation_set():
+    data = (np.ones((3, 2)), np.array([0, 1, 0]), np.zeros((2, 2)), np.array([1, 1]))
+    X, y, X_val, y_val = finals.all_images(data)
+    assert X.shape == (5, 2) and list(y) == [0, 1, 0, 1, 1] and X_val is None and y_val is None
+
+
+def test_the_job_trains_the_finals_on_every_image_after_the_candidates(tmp_path, monkeypatch):
+    monkeypatch.setattr(config.tempfile, "mkdtemp", lambda prefix="": str(tmp_path))
+    rng = np.random.default_rng(0)
+    fake = [rng.random((n, 784)).astype(np.float32) if i % 2 == 0 else rng.integers(0, 10, n)
+            for i, n in enumerate((300, 300, 100, 100, 50, 50))]
+    monkeypatch.setattr(frontier.mnist_reader, "load_fashion_mnist", lambda **kwargs: tuple(fake))
+    frontier.main(["--quick", "--jobs", "1"])
+    log = pd.read_csv(tmp_path / "log" / "frontier.csv")
+    finals_rows = log[log["name"].str.contains("_all_seed|distilled")]
+    cfg = config.study_config(quick=True, output_dir=tmp_path)
+    assert sum(log["name"].str.contains("_all_seed")) >= len(cfg.final_seeds)
+    assert {f"distilled_T{t:g}" for t in cfg.distill_temperatures} | {"distilled_all"} <= set(log["name"])
+    trained_on_all = finals_rows[~finals_rows["name"].str.startswith("distilled_T")]
+    assert trained_on_all["best_val_acc"].isna().all()  # no validation set: nothing chosen on them
+    student = MLP.from_file(tmp_path / "weights" / "frontier" / "distilled_all.npz", print_log=False)
+    assert student.data_range is not None
+    trained = runs.runs_started
+    frontier.main(["--quick", "--jobs", "1"])  # read back, every record is what it says: nothing trains again
+    assert runs.runs_started == trained
+
+
+def test_status_counts_the_finals_to_come_and_the_time_left(tmp_path, monkeypatch):
+    monkeypatch.setattr(config.tempfile, "mkdtemp", lambda prefix="": str(tmp_path))
+    cfg = config.study_config(quick=True)
+    data = tuple(np.zeros((4, 784), np.float32) if i % 2 == 0 else np.zeros(4, int) for i in range(4))
+    table, sentence = frontier.status(cfg, data)
+    candidates = len(cfg.frontier_candidates) + len(cfg.frontier_round_two)
+    assert (table["state"] == "to do").sum() == candidates + 1 and "finals not started" in table["run"].iloc[-1]
+    assert sentence.startswith(f"0 of {candidates + 1} runs done")
