@@ -94,7 +94,7 @@ class StudyConfig:
     val_fraction: float = 0.1
     halving_factor: int = 3
     halving_min_epochs: int = 2
-    baseline_lrs: tuple[float, ...] = (0.05, 0.1, 0.2)  # softmax regression's rates, chosen on validation
+    baseline_lrs: tuple[float, ...] = (0.05, 0.1, 0.2, 0.5)  # softmax regression's rates, chosen on validation
     momentum_lrs: tuple[float, ...] = (0.01, 0.02)  # momentum 0.9 multiplies the step by about 10
     adam_lrs: tuple[float, ...] = (1e-3, 3e-4)
     followup_lrs: tuple[float, ...] = (0.2, 0.3, 0.5)  # beyond the grid's largest rate, on its best architecture
