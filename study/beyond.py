@@ -105,3 +105,12 @@ def candidate_table(models, chosen=None):
                          for name, model in models.items()],
                         columns=["name", "settings", "lr", "best_val_acc", "best_val_loss", "best_iteration",
                                  "diverged", "train_time_s", "epochs", "chosen"])
+
+
+def mcnemar_against(y_true, predictions, references):
+    """``stats.mcnemar_table`` of every model of ``predictions`` (``{name: predicted labels}``) that is not among
+    ``references`` against each of the ``references`` in turn, on the same images: one table, its ``reference``
+    column naming the model each row is compared with (the ablation against the seed grid's best and against (c))."""
+    others = {name: pred for name, pred in predictions.items() if name not in references}
+    return pd.concat([stats.mcnemar_table(y_true, {reference: predictions[reference], **others}, reference)
+                      .assign(reference=reference) for reference in references], ignore_index=True)
