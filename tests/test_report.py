@@ -648,3 +648,18 @@ def test_notebook_results_record_the_honest_numbers_in_a_shape_the_report_reads(
     assert report.shape_problem(broken) == "budget_rule.margin_images should be a number, not \"two\""
     broken = dict(written, shift=dict(written["shift"], table=[{"seed": 0}]))
     assert report.shape_problem(broken) == "shift.table[0].val_acc is missing"
+
+
+def test_the_budget_paragraph_shows_each_seed_and_the_rule_on_their_means():
+    from study import budget, readme
+
+    log = pd.DataFrame([{"max_epoch": epochs, "seed": seed, "key": "k", "best_val_acc": acc, "best_val_loss": 0.3,
+                         "best_iteration": 9, "train_time_s": 100.0, "diverged": False, "val_images": 6000}
+                        for epochs, seed, acc in ((30, 0, 0.900), (30, 1, 0.902), (40, 0, 0.910), (40, 1, 0.908))],
+                       columns=budget.LOG_COLUMNS)
+    rule = budget.budget_rule(log)
+    text = readme.budget_section(log)
+    assert f"trains **{rule['chosen']} epochs**, the fewest whose validation accuracy, the mean of its runs with 2 " \
+           f"seeds, is at least {rule['threshold']:.4f}" in text
+    assert f"clears the threshold by {rule['margin_images']:.1f} validation images" in text
+    assert "| 30 | 1 | 0.9020 | 0.3000 | 1.7 min |" in text
