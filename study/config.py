@@ -209,9 +209,11 @@ class StudyConfig:
 
     @property
     def seed_records(self):
-        """Where section 8's runs are recorded with their histories (``study.records``): the same runs as the log of
-        ``seeds_log_path``, which keeps only their outcome, trained again (the same numbers, bit for bit) so that
-        their validation curves can be read (``study.shift.decompose_drop``)."""
+        """Where section 8's settings and seeds are recorded with their histories (``study.records``): the runs of
+        the log of ``seeds_log_path``, which keeps only their outcome, trained again so that their validation curves
+        can be read (``study.shift.decompose_drop``). They repeat those runs bit for bit only on the BLAS kernels
+        that trained them: the committed records were trained on other kernels (SkylakeX, where the log's came from
+        Haswell), and their best validation accuracies differ from the log's by up to 0.2 points."""
         from study.records import Records  # records imports the model; config stays at the bottom of the package
 
         return Records(self.log_dir / "seed_records.csv", self.log_dir / "seed_histories", self.weights_dir / "seeds")

@@ -106,6 +106,12 @@ def test_the_drop_is_taken_apart_into_parts_that_sum_to_it():
     assert points["chosen run's test luck"] == pytest.approx(-0.4)  # 0.886 - 0.89
     assert table.loc[table["level"] == "of residual", "points"].sum() == pytest.approx(points["residual"])
     assert list(shift.decompose_drop(0.93, 0.89, seeds, 0.006)["level"]) == ["total"] + ["part"] * 4
+    # Section 8's logged runs for the selection optimism, the histories for the checkpoint's alone.
+    logged = shift.decompose_drop(0.93, 0.89, seeds, 0.006, seed_val_accs=[0.905, 0.915, 0.91]).set_index("part")
+    assert logged.loc["selection optimism", "points"] == pytest.approx(2.0)  # 0.93 - 0.91
+    logged = shift.decompose_drop(0.93, 0.89, seeds, 0.006, seed_val_accs=[0.90, 0.90]).set_index("part")
+    assert logged.loc["selection optimism", "points"] == pytest.approx(3.0)
+    assert logged.loc["best-checkpoint optimism", "points"] == pytest.approx(3.0)
     with pytest.raises(ValueError, match="other seeds"):
         shift.decompose_drop(0.93, 0.89, [], 0.006)
 
