@@ -91,6 +91,22 @@ def measure_split(data, chunk_bytes=CHUNK_BYTES):
             "test_images": len(y_test)}
 
 
+def resplit(data, seed, data_seed=0):
+    """The split of ``seed`` made from the split ``data`` of ``data_seed`` (both
+    ``mnist_reader.load_fashion_mnist``'s), without reading the files again: its training and validation rows put
+    back in the files' order (the split's rule: ``default_rng(seed).permutation`` of the rows, the first ones
+    validation), then drawn again with ``seed``. Equal, array for array, to ``load_fashion_mnist(seed=seed)``."""
+    X_train, y_train, X_val, y_val, X_test, y_test = data
+    n = len(X_train) + len(X_val)
+    X, y = np.empty((n, X_train.shape[1]), dtype=X_train.dtype), np.empty(n, dtype=y_train.dtype)
+    order = np.random.default_rng(data_seed).permutation(n)
+    X[order[:len(X_val)]], y[order[:len(X_val)]] = X_val, y_val
+    X[order[len(X_val):]], y[order[len(X_val):]] = X_train, y_train
+    order = np.random.default_rng(seed).permutation(n)
+    val, train = order[:len(X_val)], order[len(X_val):]
+    return X[train], y[train], X[val], y[val], X_test, y_test
+
+
 def read_shift_log(log_path=LOG_PATH):
     """The rows of a log of :func:`shift_table` (none when there is no log); ValueError if it has other columns."""
     try:
@@ -109,29 +125,33 @@ def _write_log(log_path, log):
     atomic_write(log_path, lambda f: f.write(buffer.getvalue().encode()))
 
 
-def shift_table(seeds=SEEDS, log_path=LOG_PATH, fresh=False, load=None, chunk_bytes=CHUNK_BYTES):
+def shift_table(seeds=SEEDS, log_path=LOG_PATH, fresh=False, load=None, chunk_bytes=CHUNK_BYTES, data=None,
+                data_seed=0):
     """The 1-nearest-neighbour accuracy on the validation rows and on the test images of the split of each seed
     of ``seeds``, and the gap between them: a DataFrame ``seed, val_acc, test_acc, gap`` (gap = val_acc - test_acc,
     positive when the test images are the harder ones), with the counts behind them.
 
-    ``load(seed)`` gives a split's six arrays (``mnist_reader.load_fashion_mnist(seed=seed)`` by default). A split
+    ``load(seed)`` gives a split's six arrays: by default :func:`resplit` of ``data`` when given (the study's
+    split, made with ``data_seed``: no file read again), else ``mnist_reader.load_fashion_mnist(seed=seed)``. A split
     whose row is in the log at ``log_path`` under its key (:func:`split_key`) is read from it; the others are
     measured and their rows written into the log (atomically, the log rewritten whole), unless ``fresh``, which
     measures every split again and replaces their rows."""
-    load = load or (lambda seed: mnist_reader.load_fashion_mnist(seed=seed))
+    if load is None:
+        load = ((lambda seed: mnist_reader.load_fashion_mnist(seed=seed)) if data is None
+                else (lambda seed: resplit(data, seed, data_seed)))
     seeds = [int(seed) for seed in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"need distinct seeds, got {seeds}")
     log = read_shift_log(log_path)
     rows = []
     for seed in seeds:
-        data = load(seed)
-        key = split_key(data)
+        split = load(seed)
+        key = split_key(split)
         logged = log[(log["seed"] == seed) & (log["key"] == key)]
         if len(logged) and not fresh:
             rows.append(logged.iloc[-1].to_dict())
             continue
-        row = {"seed": seed, "key": key, **measure_split(data, chunk_bytes)}
+        row = {"seed": seed, "key": key, **measure_split(split, chunk_bytes)}
         log = pd.concat([log[~((log["seed"] == seed) & (log["key"] == key))], pd.DataFrame([row])],
                         ignore_index=True)[LOG_COLUMNS]
         _write_log(log_path, log)

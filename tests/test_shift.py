@@ -82,6 +82,22 @@ def test_the_shift_table_measures_each_split_once_and_reads_it_back(tmp_path, mo
     assert len(log) == 5 and log.duplicated(["seed", "key"]).sum() == 0
 
 
+def test_a_split_is_made_again_from_another_as_the_reader_makes_it():
+    rng = np.random.default_rng(5)
+    X_all, y_all = rng.random((50, 4), dtype=np.float32), rng.integers(0, 3, 50)
+    test = (X_all[:7], y_all[:7])
+
+    def split(seed):  # mnist_reader.load_fashion_mnist's rule on 50 rows, 10 of them validation
+        order = np.random.default_rng(seed).permutation(50)
+        return X_all[order[10:]], y_all[order[10:]], X_all[order[:10]], y_all[order[:10]], *test
+
+    for seed in (1, 3):
+        for made, drawn in zip(shift.resplit(split(0), seed), split(seed), strict=True):
+            np.testing.assert_array_equal(made, drawn)
+    assert shift.split_key(shift.resplit(split(2), 1, data_seed=2)) == shift.split_key(split(1))
+    assert shift.split_key(shift.resplit(split(2), 1)) != shift.split_key(split(1))  # the wrong data_seed
+
+
 def test_a_log_of_other_columns_is_refused(tmp_path):
     path = tmp_path / "shift.csv"
     path.write_text("seed,accuracy\n0,0.8\n")
@@ -119,3 +135,23 @@ def test_the_drop_is_taken_apart_into_parts_that_sum_to_it():
 def test_the_end_of_a_run_is_the_mean_of_its_last_epochs_checks():
     assert shift.end_of_run_accuracy(history([0.5, 0.9, 0.7, 0.8, 0.6], checks_per_epoch=2)) == pytest.approx(0.6)
     assert shift.end_of_run_accuracy(history([0.5, 0.9, 0.7, 0.8], checks_per_epoch=2)) == pytest.approx(0.75)
+
+
+@pytest.mark.real_data
+def test_the_committed_log_measured_the_studys_data_on_each_split(fashion_mnist):
+    import mnist_reader
+
+    log = shift.read_shift_log()
+    assert sorted(log["seed"]) == list(shift.SEEDS)
+    for seed in (0, 4):  # two of the five splits: a few seconds each to load
+        data = fashion_mnist if seed == 0 else mnist_reader.load_fashion_mnist(seed=seed)
+        assert log.set_index("seed").loc[seed, "key"] == shift.split_key(data)
+    measure = shift.measure_split
+    try:
+        shift.measure_split = lambda *args: pytest.fail("the committed log should be read, not measured")
+        table = shift.shift_table(data=fashion_mnist)  # each split made from the study's, as the notebook does
+    finally:
+        shift.measure_split = measure
+    assert (table["val_images"] == 6000).all() and (table["test_images"] == 10000).all()
+    for again, loaded in zip(shift.resplit(fashion_mnist, 4), mnist_reader.load_fashion_mnist(seed=4), strict=True):
+        np.testing.assert_array_equal(again, loaded)
