@@ -155,3 +155,15 @@ def test_the_committed_log_measured_the_studys_data_on_each_split(fashion_mnist)
     assert (table["val_images"] == 6000).all() and (table["test_images"] == 10000).all()
     for again, loaded in zip(shift.resplit(fashion_mnist, 4), mnist_reader.load_fashion_mnist(seed=4), strict=True):
         np.testing.assert_array_equal(again, loaded)
+
+
+def test_section_8s_seeds_are_recorded_with_their_histories_for_the_decomposition():
+    from study import config
+
+    cfg = config.study_config(quick=False)
+    recorded = cfg.seed_records.read_log()
+    assert sorted(recorded) == [f"seed{seed}" for seed in sorted(cfg.seeds)]
+    for name, row in recorded.items():
+        assert cfg.seed_records.weights_path(name).exists()
+        history = pd.read_csv(cfg.seed_records.history_path(name))
+        assert history["val_acc"].max() == row["best_val_acc"] and history["epoch"].max() == cfg.max_epoch
