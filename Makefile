@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NOTEBOOK := Fashion_mnist_model.ipynb
 
-.PHONY: run run-all test lint data bench bench-grid budget frontier report clean
+.PHONY: run run-all test lint data bench bench-grid budget shift frontier report clean
 
 # make run: the whole study, every part trained again, the notebook executed in place by papermill with its
 # outputs shown in the terminal as they come; then the notebook tidied (progress bars kept at their final state)
@@ -57,9 +57,15 @@ bench: $(VENV)/.test-deps
 bench-grid: $(VENV)/.test-deps
 	$(PY) bench/bench_grid.py
 
-# How many epochs section 7's wide network trains, chosen on validation (study/budget.py; about 15 minutes on 2 cores).
+# How many epochs section 7's wide network trains, chosen on validation (study/budget.py: each budget with two seeds,
+# about 30 minutes on 2 cores).
 budget: $(VENV)/.run-deps data
 	$(PY) -m study.budget
+
+# The validation/test shift measured without a model (study/shift.py: 1-nearest-neighbour on five splits, a few
+# minutes); the notebook reads its log.
+shift: $(VENV)/.run-deps data
+	$(PY) -m study.shift
 
 # Section 9's runs, trained once and recorded as each finishes (study/frontier.py; about two hours on 2 cores): the
 # candidates, then the chosen recipe's members. Interrupted, it goes on where it stopped. SCHEDULER=tcp://HOST:8786
