@@ -104,6 +104,7 @@ class StudyConfig:
     ablation_adamw_lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
     followup_lrs: tuple[float, ...] = (0.2, 0.3, 0.5)  # beyond the grid's largest rate, on its best architecture
     seeds: tuple[int, ...] = (1, 2, 3, 4, 5)  # section 8: the chosen settings again, with other seeds than ``seed``
+    shift_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)  # the splits on which study.shift measures the validation/test gap
     wide_recipe: dict = field(default_factory=lambda: dict(WIDE_RECIPE))
     frontier_recipe: dict = field(default_factory=lambda: dict(FRONTIER_RECIPE))
     frontier_candidates: dict = field(default_factory=lambda: dict(FRONTIER_CANDIDATES))
@@ -148,6 +149,11 @@ class StudyConfig:
     @property
     def seeds_log_path(self):
         return self.log_dir / "seeds.csv"
+
+    @property
+    def shift_log_path(self):
+        """The log of ``study.shift.shift_table``: the 1-nearest-neighbour accuracies of each split."""
+        return self.log_dir / "shift.csv"
 
     @property
     def model_kwargs(self):
@@ -265,7 +271,7 @@ def study_config(quick: bool, output_dir=None) -> StudyConfig:
             example_runs=(settings(archs[-1], 0.01, 0.01), settings(archs[-1], 0.1, 0.0)),
             max_epoch=2, print_iter=10, n_train=3000, n_val=1000, n_test=1000, halving_min_epochs=1,
             momentum_lrs=(0.05,), adam_lrs=(1e-3,), ablation_sgd_lrs=(0.1,), ablation_adamw_lrs=(1e-3,),
-            seeds=(1, 2, 3),
+            seeds=(1, 2, 3), shift_seeds=(0, 1),
             wide_recipe=dict(WIDE_RECIPE, layers=[784, 64, 64, 10], max_epoch=2),
             frontier_recipe=dict(FRONTIER_RECIPE, layers=[784, 32, 32, 32, 10], max_epoch=2, print_iter=10),
             frontier_seeds=(1, 2),

@@ -95,7 +95,8 @@ def resplit(data, seed, data_seed=0):
     """The split of ``seed`` made from the split ``data`` of ``data_seed`` (both
     ``mnist_reader.load_fashion_mnist``'s), without reading the files again: its training and validation rows put
     back in the files' order (the split's rule: ``default_rng(seed).permutation`` of the rows, the first ones
-    validation), then drawn again with ``seed``. Equal, array for array, to ``load_fashion_mnist(seed=seed)``."""
+    validation), then drawn again with ``seed``. Equal, array for array, to ``load_fashion_mnist(seed=seed)`` when
+    ``data`` is a whole split of the reader's; of a subsample (a quick run's), a seeded split of its rows."""
     X_train, y_train, X_val, y_val, X_test, y_test = data
     n = len(X_train) + len(X_val)
     X, y = np.empty((n, X_train.shape[1]), dtype=X_train.dtype), np.empty(n, dtype=y_train.dtype)

@@ -127,8 +127,11 @@ def test_the_committed_log_was_made_with_the_wide_recipe_on_the_studys_split(fas
     X_train, y_train, X_val, y_val, _, _ = fashion_mnist
     log = budget.read_budget_log()
     wide = config.study_config(quick=False).wide_settings
-    assert list(log["key"]) == [runs.run_key(dict(wide, max_epoch=epochs), (X_train, y_train, X_val, y_val))
-                                for epochs in log["max_epoch"]]
+    assert list(log["key"]) == [runs.run_key(budget.budget_settings(wide, epochs, seed),
+                                             (X_train, y_train, X_val, y_val))
+                                for epochs, seed in zip(log["max_epoch"], log["seed"], strict=True)]
+    assert sorted(set(log["seed"])) == list(budget.SEEDS)
+    assert (log.groupby("max_epoch").size() == len(budget.SEEDS)).all()  # every budget with every seed
 
 
 def test_a_log_mixing_two_recipes_is_refused_or_read_for_the_settings_wanted(tmp_path):

@@ -133,3 +133,5 @@ def test_the_seed_runs_recorded_with_their_histories_are_section_8s_runs():
     assert list(named.values()) == cfg.seed_settings(best)
     assert cfg.seed_records.log_path == cfg.log_dir / "seed_records.csv"
     assert cfg.seed_records.history_path("seed1") == cfg.log_dir / "seed_histories" / "seed1.csv"
+    assert cfg.shift_log_path == cfg.log_dir / "shift.csv" and len(cfg.shift_seeds) >= 5
+    assert len(config.study_config(quick=True).shift_seeds) < len(cfg.shift_seeds)
