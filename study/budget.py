@@ -160,6 +160,9 @@ def budget_rule(table):
     images (of ``n``, for the mean run) the chosen budget clears the threshold; ``shorter`` is the next budget below
     the chosen one (None if it is the shortest) and ``shorter_shortfall_images`` by how many images its mean falls
     short; ``table`` is :func:`budget_means` with each budget's ``images_above_threshold`` (negative below it).
+    ``chosen_if_binomial_averaged`` and ``threshold_if_binomial_averaged`` are the rule's choice and threshold with
+    the binomial term divided by ``k`` too (``sqrt(p (1 - p) / (n k) + s^2 / k)``), which treats the seeds' errors on
+    the validation images as independent: how much the choice depends on that convention.
     """
     if table.empty:
         raise ValueError("the log holds no budget: train them first (python -m study.budget)")
@@ -178,6 +181,10 @@ def budget_rule(table):
     means["images_above_threshold"] = (means["mean_val_acc"] - threshold) * means["val_images"]
     within = means[means["mean_val_acc"] >= threshold]
     chosen = within.iloc[0]
+    # The sensitivity of the choice to the convention: the binomial error averaged over the seeds as if their errors
+    # on the validation images were independent (the smaller error, the stricter threshold).
+    averaged_threshold = p - math.sqrt(binomial_var / k + seed_var / k)
+    averaged = means.loc[means["mean_val_acc"] >= averaged_threshold, "max_epoch"]
     shorter = means[means["max_epoch"] < chosen["max_epoch"]]
     return {"chosen": int(chosen["max_epoch"]), "threshold": threshold, "best_budget": int(best["max_epoch"]),
             "best_mean": p, "se": se, "binomial_se": math.sqrt(binomial_var), "seed_sd": math.sqrt(seed_var),
@@ -185,6 +192,7 @@ def budget_rule(table):
             "margin_images": float(chosen["images_above_threshold"]),
             "shorter": int(shorter["max_epoch"].iloc[-1]) if len(shorter) else None,
             "shorter_shortfall_images": float(-shorter["images_above_threshold"].iloc[-1]) if len(shorter) else None,
+            "chosen_if_binomial_averaged": int(averaged.iloc[0]), "threshold_if_binomial_averaged": averaged_threshold,
             "table": means}
 
 
@@ -205,6 +213,10 @@ def describe_rule(rule):
             f"{rule['margin_images']:.1f} validation images above the threshold")
     if rule["shorter"] is not None:
         text += (f"; {rule['shorter']} epochs fall {rule['shorter_shortfall_images']:.1f} images short of it")
+    if rule["chosen_if_binomial_averaged"] != rule["chosen"]:
+        text += (f". With the binomial error averaged over the seeds as well (threshold "
+                 f"{rule['threshold_if_binomial_averaged']:.4f}) the rule would choose "
+                 f"{rule['chosen_if_binomial_averaged']}")
     return text
 
 

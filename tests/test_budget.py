@@ -52,6 +52,11 @@ def test_with_two_seeds_the_rule_takes_each_budgets_mean_and_the_spread_between_
     assert budget.choose_budget(table(rows, val_images=n)) == (40, pytest.approx(p - se))
     assert rule["margin_images"] == pytest.approx((0.9085 - (p - se)) * n)
     assert rule["shorter"] == 30 and rule["shorter_shortfall_images"] == pytest.approx((p - se - 0.902) * n)
+    # Averaging the binomial error over the seeds too gives a stricter threshold, 0.9090, which 40 epochs' 0.9085
+    # misses: that convention would choose 50.
+    averaged = p - math.sqrt(p * (1 - p) / n / 2 + pooled / 2)
+    assert rule["threshold_if_binomial_averaged"] == pytest.approx(averaged) == pytest.approx(0.9090, abs=1e-4)
+    assert rule["chosen_if_binomial_averaged"] == 50
     # The single-seed rule on seed 0 alone, for comparison: its best run is 0.913, the threshold 0.9094, which 40
     # epochs' 0.909 misses by two images: one run would have chosen 50.
     single = budget.budget_rule(table([row for row in rows if row[3] == 0], val_images=n))
@@ -120,6 +125,11 @@ def test_bad_budgets_are_refused():
 def test_the_wide_recipe_trains_the_epochs_that_the_committed_log_chose():
     log = budget.read_budget_log()
     assert budget.choose_budget(log)[0] == config.WIDE_RECIPE["max_epoch"]
+    # The committed log, two seeds a budget: 40 epochs clear the threshold by about 3 validation images; the
+    # binomial error averaged over the seeds as well would choose 45 (issue "Honest numbers, round three": the lead
+    # decides the convention; WIDE_RECIPE is left at 40).
+    rule = budget.budget_rule(log)
+    assert 0 < rule["margin_images"] < 5 and rule["chosen_if_binomial_averaged"] == 45
 
 
 @pytest.mark.real_data
