@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NOTEBOOK := Fashion_mnist_model.ipynb
 
-.PHONY: notebook run run-all test lint data bench bench-grid budget frontier report clean
+.PHONY: notebook run run-all test lint data bench bench-grid budget shift frontier report clean
 
 # make notebook: Jupyter Lab on the notebook, for reading it and choosing Run All (about a minute: it resumes from the
 # committed logs and trains nothing). The kernel is .venv's own Python: study/lab.py puts .venv/share/jupyter first on
@@ -72,9 +72,15 @@ bench: $(VENV)/.test-deps
 bench-grid: $(VENV)/.test-deps
 	$(PY) bench/bench_grid.py
 
-# How many epochs section 7's wide network trains, chosen on validation (study/budget.py; about 15 minutes on 2 cores).
+# How many epochs section 7's wide network trains, chosen on validation (study/budget.py: each budget with two seeds,
+# about 30 minutes on 2 cores).
 budget: $(VENV)/.run-deps data
 	$(PY) -m study.budget
+
+# The validation/test shift measured without a model (study/shift.py: 1-nearest-neighbour on five splits, a few
+# minutes); the notebook reads its log.
+shift: $(VENV)/.run-deps data
+	$(PY) -m study.shift
 
 # Section 9's runs, trained once and recorded as each finishes (study/frontier.py; about two hours on 2 cores): the
 # candidates, then the chosen recipe's members. Interrupted, it goes on where it stopped. SCHEDULER=tcp://HOST:8786

@@ -79,3 +79,38 @@ def class_changes(y_true, before, after, class_names):
     table["p_value"] = [stats.mcnemar(y_true[y_true == c], before[y_true == c], after[y_true == c])["p_value"]
                         for c in range(n)]
     return table.sort_values("change", ascending=False, kind="mergesort").reset_index(drop=True)
+
+
+def chosen_on_validation(models, groups):
+    """The name of each group's candidate chosen on validation (:func:`best_on_validation`): ``{label: name}`` for
+    ``groups`` (``{label: names}``, e.g. ``{"(a) momentum": momentum_candidates}`` with the dicts of
+    ``config.beyond_candidates``, or ``{"(c1) ...": sgd, "(c2) ...": adamw}`` with those of
+    ``config.ablation_candidates``) and ``models`` (``{name: model}``, as ``records.fit_or_read`` returns them)."""
+    chosen = {}
+    for label, names in groups.items():
+        names = list(names)
+        winner = best_on_validation([models[name] for name in names])
+        chosen[label] = next(name for name in names if models[name] is winner)
+    return chosen
+
+
+def candidate_table(models, chosen=None):
+    """The candidates ``models`` (``{name: model}``) side by side on validation, the only numbers that choose
+    among them: ``name``, ``settings`` (:func:`describe`), ``lr``, ``best_val_acc``, ``best_val_loss``,
+    ``best_iteration``, ``epochs``, ``diverged``, ``train_time_s``, and ``chosen``, the label of the group that
+    chose it (``chosen``: :func:`chosen_on_validation`'s dict) or ``""``."""
+    chosen_by = {name: label for label, name in (chosen or {}).items()}
+    return pd.DataFrame([{"name": name, "settings": describe(model), "lr": float(model.lr), **runs.outcome(model),
+                          "epochs": int(model.epoch), "chosen": chosen_by.get(name, "")}
+                         for name, model in models.items()],
+                        columns=["name", "settings", "lr", "best_val_acc", "best_val_loss", "best_iteration",
+                                 "diverged", "train_time_s", "epochs", "chosen"])
+
+
+def mcnemar_against(y_true, predictions, references):
+    """``stats.mcnemar_table`` of every model of ``predictions`` (``{name: predicted labels}``) that is not among
+    ``references`` against each of the ``references`` in turn, on the same images: one table, its ``reference``
+    column naming the model each row is compared with (the ablation against the seed grid's best and against (c))."""
+    others = {name: pred for name, pred in predictions.items() if name not in references}
+    return pd.concat([stats.mcnemar_table(y_true, {reference: predictions[reference], **others}, reference)
+                      .assign(reference=reference) for reference in references], ignore_index=True)

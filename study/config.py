@@ -95,10 +95,17 @@ class StudyConfig:
     halving_factor: int = 3
     halving_min_epochs: int = 2
     baseline_lrs: tuple[float, ...] = (0.05, 0.1, 0.2, 0.5)  # softmax regression's rates, chosen on validation
-    momentum_lrs: tuple[float, ...] = (0.01, 0.02)  # momentum 0.9 multiplies the step by about 10
-    adam_lrs: tuple[float, ...] = (1e-3, 3e-4)
+    # Section 7's rates, searched on validation as the grid searched SGD's four (momentum 0.9 multiplies the step by
+    # about 10, so its rates are about a tenth of SGD's).
+    momentum_lrs: tuple[float, ...] = (0.005, 0.01, 0.02, 0.05)
+    adam_lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3)
+    # Section 7's ablation of the wide network: its layers and dropout with the seed's SGD and step decay, and the
+    # seed's network with its AdamW and cosine schedule, each at the rate chosen on validation among these.
+    ablation_sgd_lrs: tuple[float, ...] = (0.05, 0.1, 0.2)
+    ablation_adamw_lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
     followup_lrs: tuple[float, ...] = (0.2, 0.3, 0.5)  # beyond the grid's largest rate, on its best architecture
     seeds: tuple[int, ...] = (1, 2, 3, 4, 5)  # section 8: the chosen settings again, with other seeds than ``seed``
+    shift_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)  # the splits on which study.shift measures the validation/test gap
     wide_recipe: dict = field(default_factory=lambda: dict(WIDE_RECIPE))
     frontier_recipe: dict = field(default_factory=lambda: dict(FRONTIER_RECIPE))
     frontier_candidates: dict = field(default_factory=lambda: dict(FRONTIER_CANDIDATES))
@@ -149,6 +156,11 @@ class StudyConfig:
         return self.log_dir / "seeds.csv"
 
     @property
+    def shift_log_path(self):
+        """The log of ``study.shift.shift_table``: the 1-nearest-neighbour accuracies of each split."""
+        return self.log_dir / "shift.csv"
+
+    @property
     def model_kwargs(self):
         """The training recipe shared by every run, as keyword arguments of ``MLP`` (all but layers, lr, L2)."""
         return {"activation": self.activation, "max_epoch": self.max_epoch, "batch_size": self.batch_size,
@@ -183,6 +195,24 @@ class StudyConfig:
         return ({f"momentum_lr{lr:g}": dict(same, optimizer="momentum", lr=lr) for lr in self.momentum_lrs},
                 {f"adam_lr{lr:g}": dict(same, optimizer="adam", lr=lr) for lr in self.adam_lrs})
 
+    def ablation_candidates(self, best):
+        """Section 7's ablation of the wide network (``wide_recipe``) on the grid's best settings ``best``: two dicts
+        of ``{name: MLP keyword arguments}``, one candidate per rate.
+
+        - ``wide_sgd_lr<rate>`` (c1): the wide network's layers and dropout trained by the grid's recipe
+          (``model_kwargs``: plain SGD, the step decay, its batch and epochs) with the grid's best L2, at each rate of
+          ``ablation_sgd_lrs``;
+        - ``seed_adamw_lr<rate>`` (c2): the grid's best layers without dropout, trained as the wide network is
+          (``wide_settings``: AdamW, its weight decay, the cosine schedule, its batch and epochs), at each rate of
+          ``ablation_adamw_lrs``.
+        """
+        wide = self.wide_settings
+        sgd = dict(self.model_kwargs, layers=list(wide["layers"]), dropout=wide["dropout"],
+                   L2_lambda=best["L2_lambda"])
+        adamw = dict(wide, layers=list(best["layers"]), dropout=0.0)
+        return ({f"wide_sgd_lr{lr:g}": dict(sgd, lr=lr) for lr in self.ablation_sgd_lrs},
+                {f"seed_adamw_lr{lr:g}": dict(adamw, lr=lr) for lr in self.ablation_adamw_lrs})
+
     def followup_grid(self, best):
         """The learning-rate follow-up: the grid's best architecture and L2 strength ``best`` with the rates of
         ``followup_lrs``, as a grid for ``grid.grid_search`` (the grid's recipe)."""
@@ -193,6 +223,21 @@ class StudyConfig:
         sets the initialisation and the order of the batches; the split stays the study's)."""
         same = dict(self.model_kwargs, layers=list(best["layers"]), lr=best["lr"], L2_lambda=best["L2_lambda"])
         return [dict(same, seed=seed) for seed in self.seeds]
+
+    @property
+    def seed_records(self):
+        """Where section 8's settings and seeds are recorded with their histories (``study.records``): the runs of
+        the log of ``seeds_log_path``, which keeps only their outcome, trained again so that their validation curves
+        can be read (``study.shift.decompose_drop``). They repeat those runs bit for bit only on the BLAS kernels
+        that trained them: the committed records were trained on other kernels (SkylakeX, where the log's came from
+        Haswell), and their best validation accuracies differ from the log's by up to 0.2 points."""
+        from study.records import Records  # records imports the model; config stays at the bottom of the package
+
+        return Records(self.log_dir / "seed_records.csv", self.log_dir / "seed_histories", self.weights_dir / "seeds")
+
+    def seed_named_settings(self, best):
+        """:meth:`seed_settings` by name (``"seed1"``, ...), as ``records.fit_or_read`` takes them."""
+        return {f"seed{settings['seed']}": settings for settings in self.seed_settings(best)}
 
     @property
     def frontier_records(self):
@@ -236,7 +281,8 @@ def study_config(quick: bool, output_dir=None) -> StudyConfig:
             quick=True, output_dir=output_dir, learning_rates=(0.01, 0.1), layer_sizes=archs, l2_lambdas=(0.0, 0.01),
             example_runs=(settings(archs[-1], 0.01, 0.01), settings(archs[-1], 0.1, 0.0)),
             max_epoch=2, print_iter=10, n_train=3000, n_val=1000, n_test=1000, halving_min_epochs=1,
-            baseline_lrs=(0.1,), momentum_lrs=(0.05,), adam_lrs=(1e-3,), seeds=(1, 2, 3),
+            baseline_lrs=(0.1,), momentum_lrs=(0.05,), adam_lrs=(1e-3,), ablation_sgd_lrs=(0.1,),
+            ablation_adamw_lrs=(1e-3,), seeds=(1, 2, 3), shift_seeds=(0, 1),
             wide_recipe=dict(WIDE_RECIPE, layers=[784, 64, 64, 10], max_epoch=2),
             frontier_recipe=dict(FRONTIER_RECIPE, layers=[784, 32, 32, 32, 10], max_epoch=2, print_iter=10),
             frontier_seeds=(1, 2), final_seeds=(0, 1), distill_temperatures=(1.0, 2.0),

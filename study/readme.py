@@ -79,15 +79,28 @@ def beyond_section(beyond, images=10000):
 
 
 def budget_section(log):
-    """How section 7's epochs were chosen: the runs of ``study.budget``'s log and the rule's choice."""
-    chosen, threshold = budget.choose_budget(log)
-    rows = [(r["max_epoch"], "diverged" if r["diverged"] else f"{r['best_val_acc']:.4f}",
-             "" if r["diverged"] else f"{r['best_val_loss']:.4f}", duration(r["train_time_s"]))
+    """How section 7's epochs were chosen: the runs of ``study.budget``'s log and the rule's choice (on the mean of
+    each budget's seeds when it has several, ``budget.budget_rule``)."""
+    rule = budget.budget_rule(log)
+    seeded = int(log["seed"].nunique()) > 1
+    rows = [((r["max_epoch"], r["seed"]) if seeded else (r["max_epoch"],))
+            + ("diverged" if r["diverged"] else f"{r['best_val_acc']:.4f}",
+               "" if r["diverged"] else f"{r['best_val_loss']:.4f}", duration(r["train_time_s"]))
             for r in log.to_dict("records")]
-    return (f"The wide network trains **{chosen} epochs**, the fewest whose validation accuracy is at least "
-            f"{threshold:.4f}, one standard error below the best budget's (`make budget`, `log/wide_budget.csv`; "
-            "each budget is a run of its own cosine schedule, with one BLAS thread):\n\n"
-            + table(["epochs", "val accuracy", "val loss", "train time"], rows))
+    if not seeded:
+        return (f"The wide network trains **{rule['chosen']} epochs**, the fewest whose validation accuracy is at "
+                f"least {rule['threshold']:.4f}, one standard error below the best budget's (`make budget`, "
+                "`log/wide_budget.csv`; each budget is a run of its own cosine schedule, with one BLAS thread):\n\n"
+                + table(["epochs", "val accuracy", "val loss", "train time"], rows))
+    shorter = (f"; {rule['shorter']} epochs fall {rule['shorter_shortfall_images']:.1f} short"
+               if rule["shorter"] is not None else "")
+    return (f"The wide network trains **{rule['chosen']} epochs**, the fewest whose validation accuracy, the mean of "
+            f"its runs with {log['seed'].nunique()} seeds, is at least {rule['threshold']:.4f}, one standard error "
+            f"({rule['se']:.4f}: the binomial error on {rule['val_images']:,} images and the spread between seeds) "
+            f"below the best budget's mean ({rule['best_budget']} epochs, {rule['best_mean']:.4f}); it clears the "
+            f"threshold by {rule['margin_images']:.1f} validation images{shorter} (`make budget`, "
+            "`log/wide_budget.csv`; each budget is a run of its own cosine schedule, with one BLAS thread):\n\n"
+            + table(["epochs", "seed", "val accuracy", "val loss", "train time"], rows))
 
 
 def lr_followup_section(found, best):

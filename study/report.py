@@ -34,6 +34,7 @@ from fileio import atomic_write
 from study import budget, config, grid, runs, stats
 from study.benches import bench_paragraphs
 from study.readme import FIGURES, render
+from study.shift import shift_summary
 
 
 def _cpu_model():
@@ -140,7 +141,8 @@ def save_results(path, results):
 
 
 def notebook_results(cfg, grid_log, trained_now, n_jobs, final, test, halving_found, beyond_table, beyond_test,
-                     wall_s, mcnemar=None, lr_followup=None, seeds=None, sections=None, frontier=None, **parts):
+                     wall_s, mcnemar=None, lr_followup=None, seeds=None, sections=None, frontier=None, shift=None,
+                     drop=None, candidates=None, ablation=None, budget_rule=None, baseline=None):
     """What the notebook measured, as the dict :func:`write_results` writes to ``log/results.json``.
 
     ``cfg`` is the run's ``StudyConfig``; ``grid_log`` the grid's log, of which ``trained_now`` runs were trained in
@@ -153,9 +155,14 @@ def notebook_results(cfg, grid_log, trained_now, n_jobs, final, test, halving_fo
     seed grid's best (``stats.mcnemar_table``); ``lr_followup``, ``{"table": followup.lr_table(...), "verdict":
     followup.verdict(...)}``; ``seeds``, ``{"table": seeds.seed_table(...), "summary": seeds.summary(...)}``;
     ``sections``, the wall time of each section of the notebook (``timing.Sections.times``); ``frontier``, section
-    9's (``study.frontier.results``); further ``parts`` go in under their names (``baseline``: section 2's softmax
-    regression, ``{"settings", "val_accuracy", "test_accuracy", "test_ci", "mcnemar"}``). ``runs_trained``
-    counts the runs this process trained (``runs.runs_started``): 0 when every part was read from its record.
+    9's (``study.frontier.results``); ``shift``, the model-free validation/test shift (``study.shift.shift_table``:
+    recorded with its ``shift_summary``); ``drop``, the final model's drop taken apart (``shift.decompose_drop``);
+    ``candidates``, section 7's candidates on validation (``beyond.candidate_table``: momentum, Adam and the
+    ablation's); ``ablation``, ``{"table": [beyond.comparison_row of (c1), (c2)], "mcnemar":
+    beyond.mcnemar_against(...)}``; ``budget_rule``, the wide network's epochs (``budget.budget_rule``);
+    ``baseline``, section 2's softmax regression, ``{"settings", "val_accuracy", "test_accuracy", "test_ci",
+    "mcnemar"}``. ``runs_trained`` counts the runs this
+    process trained (``runs.runs_started``): 0 when every part was read from its record.
     """
     top5 = grid.top_k(grid_log, k=5)
     best = runs.settings_from_row(top5.iloc[0])
@@ -192,7 +199,25 @@ def notebook_results(cfg, grid_log, trained_now, n_jobs, final, test, halving_fo
         results["sections_wall_time_s"] = dict(sections)
     if frontier is not None:
         results["frontier"] = frontier
-    return {**results, **parts}
+    if shift is not None:
+        results["shift"] = shift_results(shift)
+    if drop is not None:
+        results["drop"] = drop
+    if candidates is not None:
+        results["candidates"] = candidates
+    if ablation is not None:
+        results["ablation"] = {"table": pd.DataFrame(ablation["table"]), "mcnemar": ablation["mcnemar"]}
+    if budget_rule is not None:
+        results["budget_rule"] = budget_rule
+    if baseline is not None:
+        results["baseline"] = baseline
+    return results
+
+
+def shift_results(table):
+    """The model-free shift as ``results.json`` records it: the table of ``study.shift.shift_table`` (seed, the two
+    accuracies, the gap and their counts) and its ``shift_summary`` (the mean gap, ...)."""
+    return {"table": table, "summary": shift_summary(table)}
 
 
 # -- the README's results ----------------------------------------------------------------------------------------
@@ -264,6 +289,20 @@ RESULTS_SHAPE = {
                            "single_run": {"seed": WHOLE, "test": _PLACE}, "original_test?": _PLACE,
                            "diverged?": WHOLE},
                "wall_time_s": NUMBER},
+    "shift?": {"table": [{"seed": WHOLE, "val_acc": NUMBER, "test_acc": NUMBER, "gap": NUMBER, "val_images": COUNT,
+                          "test_images": COUNT}],
+               "summary": {"splits": COUNT, "mean_gap": NUMBER, "sd_gap": MAYBE_NUMBER, "val_higher": WHOLE}},
+    "drop?": [{"part": TEXT, "points": NUMBER, "level": TEXT, "definition": TEXT}],
+    "candidates?": [{"name": TEXT, "settings": TEXT, "lr": NUMBER, "best_val_acc": MAYBE_NUMBER, "diverged": FLAG,
+                     "chosen": TEXT}],
+    "ablation?": {"table": [{"model": TEXT, "settings": TEXT, "val_accuracy": NUMBER, "test_accuracy": NUMBER,
+                             "test_ci_low": NUMBER, "test_ci_high": NUMBER}],
+                  "mcnemar": [{**_MCNEMAR, "reference": TEXT}]},
+    "budget_rule?": {"chosen": COUNT, "threshold": NUMBER, "best_budget": COUNT, "best_mean": NUMBER, "se": NUMBER,
+                     "binomial_se": NUMBER, "seed_sd": NUMBER, "seeds": COUNT, "val_images": COUNT,
+                     "margin_images": NUMBER, "shorter_shortfall_images": MAYBE_NUMBER,
+                     "table": [{"max_epoch": COUNT, "seeds": COUNT, "mean_val_acc": NUMBER,
+                                "images_above_threshold": NUMBER}]},
     "frontier?": {"recipe": TEXT,
                   "candidates": [{"candidate": TEXT, "chosen": FLAG, "augmentation": TEXT, "best_val_acc": NUMBER,
                                   "best_val_loss": NUMBER, "epochs": WHOLE, "train_time_s": NUMBER}],

@@ -104,3 +104,23 @@ def test_fit_with_progress_resumes_from_its_checkpoint_unless_fresh(tmp_path, mo
 def test_fit_with_progress_stops_on_divergence():
     model = beyond.fit_with_progress(candidates()[2], *small_problem(), progress=False)
     assert model.diverged and model.epoch == 1
+
+
+def test_each_group_of_candidates_keeps_its_best_on_validation_and_the_table_says_which():
+    data = small_problem()
+    settings = candidates()
+    more = dict(settings[0], lr=0.2)
+    models = {"m_small": runs.fit(settings[0], *data), "m_big": runs.fit(more, *data),
+              "a": runs.fit(settings[1], *data), "broken": runs.fit(settings[2], *data)}
+    groups = {"(a) momentum": ["m_small", "m_big"], "(x) other": ["broken", "a"]}
+    chosen = beyond.chosen_on_validation(models, groups)
+    small_wins = runs.ranked(pd.DataFrame([runs.outcome(models[n]) for n in ("m_small", "m_big")])).index[0] == 0
+    assert chosen == {"(a) momentum": "m_small" if small_wins else "m_big", "(x) other": "a"}  # diverged: never
+    table = beyond.candidate_table(models, chosen)
+    assert list(table["name"]) == list(models)
+    assert table.set_index("name")["chosen"].to_dict() == {
+        "m_small": "(a) momentum" if small_wins else "", "m_big": "" if small_wins else "(a) momentum",
+        "a": "(x) other", "broken": ""}
+    np.testing.assert_array_equal(table["best_val_acc"], [m.best_val_acc for m in models.values()])
+    assert table["lr"].tolist() == [0.05, 0.2, 0.01, 1e20] and table["diverged"].tolist() == [False] * 3 + [True]
+    assert "test" not in " ".join(table.columns)  # the test set chooses nothing

@@ -103,3 +103,35 @@ def test_describe_place_shows_no_absolute_path(tmp_path):
     assert config.describe_place(config.REPO_DIR / "data" / "fashion") == "data/fashion"
     assert config.describe_place(tmp_path) == "a folder outside the repository"
     assert config.describe_place(tmp_path, repo=tmp_path.parent) == tmp_path.name
+
+
+def test_section_7s_optimizers_and_ablation_are_searched_over_rates_as_sgd_was():
+    cfg = config.study_config(quick=False)
+    best = {"layers": (784, 256, 128, 10), "lr": 0.1, "L2_lambda": 0.0}
+    momentum, adam = cfg.beyond_candidates(best)
+    assert len(momentum) >= 4 and len(adam) >= 4 and len(cfg.learning_rates) == 4
+    assert {"momentum_lr0.01", "momentum_lr0.02"} <= set(momentum)  # the committed records are reused
+    assert {"adam_lr0.001", "adam_lr0.0003"} <= set(adam)
+    sgd, adamw = cfg.ablation_candidates(best)
+    assert len(sgd) >= 3 and len(adamw) >= 3
+    for name, settings in sgd.items():  # (c1): the wide network's layers and dropout, the grid's recipe and L2
+        assert settings == dict(cfg.model_kwargs, layers=config.WIDE_RECIPE["layers"], dropout=0.3, L2_lambda=0.0,
+                                lr=settings["lr"])
+        assert name == f"wide_sgd_lr{settings['lr']:g}" and "optimizer" not in settings
+    for name, settings in adamw.items():  # (c2): the seed's layers without dropout, the wide recipe's training
+        assert settings == dict(cfg.wide_settings, layers=[784, 256, 128, 10], dropout=0.0, lr=settings["lr"])
+        assert name == f"seed_adamw_lr{settings['lr']:g}" and settings["optimizer"] == "adam"
+    quick = config.study_config(quick=True)
+    assert [len(d) for d in quick.ablation_candidates(best)] == [1, 1]
+
+
+def test_the_seed_runs_recorded_with_their_histories_are_section_8s_runs():
+    cfg = config.study_config(quick=False)
+    best = {"layers": (784, 256, 128, 10), "lr": 0.1, "L2_lambda": 0.0}
+    named = cfg.seed_named_settings(best)
+    assert list(named) == [f"seed{seed}" for seed in cfg.seeds]
+    assert list(named.values()) == cfg.seed_settings(best)
+    assert cfg.seed_records.log_path == cfg.log_dir / "seed_records.csv"
+    assert cfg.seed_records.history_path("seed1") == cfg.log_dir / "seed_histories" / "seed1.csv"
+    assert cfg.shift_log_path == cfg.log_dir / "shift.csv" and len(cfg.shift_seeds) >= 5
+    assert len(config.study_config(quick=True).shift_seeds) < len(cfg.shift_seeds)

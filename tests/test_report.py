@@ -595,3 +595,79 @@ def test_a_number_moved_in_its_last_bits_is_the_same_measurement_and_a_moved_dig
         report.measured_numbers({"test": {"loss": loss * (1 + 3e-16)}})
     assert report.measured_numbers({"test": {"loss": loss}}) != \
         report.measured_numbers({"test": {"loss": loss + 1e-9}})
+
+
+def _honest_parts():
+    """What the notebook of the issue "Honest numbers, round three" passes besides the rest: the shift, the drop
+    taken apart, section 7's candidates, the ablation and the budget rule, made by their own functions."""
+    from study import budget, shift
+
+    shift_table = pd.DataFrame({"seed": [0, 1], "val_acc": [0.85, 0.86], "test_acc": [0.845, 0.85],
+                                "gap": [0.005, 0.01], "val_correct": [5100, 5160], "val_images": [6000, 6000],
+                                "test_correct": [8450, 8500], "test_images": [10000, 10000]})
+    history = pd.DataFrame({"epoch": [1, 1, 2, 2], "val_acc": [0.88, 0.90, 0.89, 0.89]})
+    drop = shift.decompose_drop(0.9022, 0.8935, [history, history], 0.0075, seed_test_accs=[0.892, 0.891])
+    candidates = pd.DataFrame([{"name": "adam_lr0.001", "settings": "784-256-128-10, adam, lr 0.001", "lr": 1e-3,
+                                "best_val_acc": 0.9057, "best_val_loss": 0.33, "best_iteration": 100,
+                                "diverged": False, "train_time_s": 70.0, "epochs": 40, "chosen": "(b) Adam"},
+                               {"name": "adam_lr0.3", "settings": "784-256-128-10, adam, lr 0.3", "lr": 0.3,
+                                "best_val_acc": float("nan"), "best_val_loss": float("nan"), "best_iteration": 0,
+                                "diverged": True, "train_time_s": 1.0, "epochs": 1, "chosen": ""}])
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 10, 1000)
+    predictions = {name: np.where(rng.random(1000) < acc, y, (y + 1) % 10)
+                   for name, acc in (("seed", 0.89), ("(c)", 0.91), ("(c1)", 0.90), ("(c2)", 0.89))}
+    from study import beyond
+    ablation = {"table": [{"model": name, "settings": "s", "val_accuracy": 0.9, "test_accuracy": 0.9,
+                           "test_ci_low": 0.88, "test_ci_high": 0.92, "test_loss": 0.3, "epochs": 40,
+                           "train_time_s": 100.0} for name in ("(c1)", "(c2)")],
+                "mcnemar": beyond.mcnemar_against(y, predictions, ["seed", "(c)"])}
+    runs_table = pd.DataFrame([{"max_epoch": epochs, "seed": seed, "key": "k", "best_val_acc": acc,
+                                "best_val_loss": 0.3, "best_iteration": 1, "train_time_s": 1.0, "diverged": False,
+                                "val_images": 6000}
+                               for epochs, seed, acc in ((30, 0, 0.90), (30, 1, 0.901), (40, 0, 0.91), (40, 1, 0.912))])
+    return {"shift": shift_table, "drop": drop, "candidates": candidates, "ablation": ablation,
+            "budget_rule": budget.budget_rule(runs_table)}
+
+
+def test_notebook_results_record_the_honest_numbers_in_a_shape_the_report_reads(project):
+    parts = _honest_parts()
+    results = _uncertainty_results()
+    more = report.notebook_results(
+        config.study_config(quick=False), _log(), trained_now=6, n_jobs=2,
+        final=SimpleNamespace(best_val_acc=0.9045, best_iteration=1000), test=(0.8934, 0.3012, 10000),
+        halving_found={"settings": grid.best_settings(_log()), "epochs_spent": 100, "rungs": 3},
+        beyond_table=results["beyond"]["table"], beyond_test=(0.9, 0.33), wall_s={
+            "grid": 1.0, "halving": 1.0, "final_training": 1.0, "beyond": 1.0, "notebook": 5.0}, **parts)
+    assert list(more)[-5:] == ["shift", "drop", "candidates", "ablation", "budget_rule"]
+    assert more["shift"]["summary"]["mean_gap"] == pytest.approx(0.0075)
+    assert more["shift"]["summary"]["val_higher"] == 2
+    mcnemar = more["ablation"]["mcnemar"]  # the ablation against each reference, the references not each other
+    assert mcnemar["reference"].tolist() == ["seed", "seed", "(c)", "(c)"]
+    assert mcnemar["model"].tolist() == ["(c1)", "(c2)", "(c1)", "(c2)"]
+    written = report.write_results(project / "log" / "results.json", more)
+    assert report.shape_problem(written) is None
+    assert written["budget_rule"]["chosen"] == 40 and written["budget_rule"]["table"][0]["seeds"] == 2
+    assert written["candidates"][1]["best_val_acc"] is None  # a diverged candidate's NaN is null
+    assert [row["part"] for row in written["drop"]][:5] == ["drop from validation to test",
+                                                            "best-checkpoint optimism", "selection optimism",
+                                                            "validation/test shift", "residual"]
+    broken = dict(written, budget_rule=dict(written["budget_rule"], margin_images="two"))
+    assert report.shape_problem(broken) == "budget_rule.margin_images should be a number, not \"two\""
+    broken = dict(written, shift=dict(written["shift"], table=[{"seed": 0}]))
+    assert report.shape_problem(broken) == "shift.table[0].val_acc is missing"
+
+
+def test_the_budget_paragraph_shows_each_seed_and_the_rule_on_their_means():
+    from study import budget, readme
+
+    log = pd.DataFrame([{"max_epoch": epochs, "seed": seed, "key": "k", "best_val_acc": acc, "best_val_loss": 0.3,
+                         "best_iteration": 9, "train_time_s": 100.0, "diverged": False, "val_images": 6000}
+                        for epochs, seed, acc in ((30, 0, 0.900), (30, 1, 0.902), (40, 0, 0.910), (40, 1, 0.908))],
+                       columns=budget.LOG_COLUMNS)
+    rule = budget.budget_rule(log)
+    text = readme.budget_section(log)
+    assert f"trains **{rule['chosen']} epochs**, the fewest whose validation accuracy, the mean of its runs with 2 " \
+           f"seeds, is at least {rule['threshold']:.4f}" in text
+    assert f"clears the threshold by {rule['margin_images']:.1f} validation images" in text
+    assert "| 30 | 1 | 0.9020 | 0.3000 | 1.7 min |" in text
