@@ -62,6 +62,11 @@ def settings(layers, lr, L2_lambda):
     return {"layers": tuple(int(n) for n in layers), "lr": float(lr), "L2_lambda": float(L2_lambda)}
 
 
+def settings_from_row(row):
+    """The settings dict of a log row: its ``layers`` name (``"784-256-128-10"``) back to a tuple of sizes."""
+    return settings(str(row["layers"]).split("-"), row["lr"], row["L2_lambda"])
+
+
 def make_grid(learning_rates, layer_sizes, l2_lambdas):
     """All combinations as settings dicts (see :func:`settings`).
 
@@ -101,7 +106,7 @@ class StudyConfig:
     adam_lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3)
     # Section 7's ablation of the wide network: its layers and dropout with the seed's SGD and step decay, and the
     # seed's network with its AdamW and cosine schedule, each at the rate chosen on validation among these.
-    ablation_sgd_lrs: tuple[float, ...] = (0.05, 0.1, 0.2)
+    ablation_sgd_lrs: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4)
     ablation_adamw_lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
     followup_lrs: tuple[float, ...] = (0.2, 0.3, 0.5)  # beyond the grid's largest rate, on its best architecture
     seeds: tuple[int, ...] = (1, 2, 3, 4, 5)  # section 8: the chosen settings again, with other seeds than ``seed``

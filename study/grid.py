@@ -16,7 +16,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from fileio import atomic_write
-from study import recipes, runs
+from study import config, recipes, runs
 
 LOG_COLUMNS = [*runs.SETTINGS, "best_val_acc", "best_val_loss", "train_time_s", "best_iteration", "diverged"]
 
@@ -61,7 +61,7 @@ def best_settings(log):
     ranked = runs.ranked(log)
     if ranked.empty:
         raise ValueError("the log holds no finished, non-diverged run")
-    return runs.settings_from_row(ranked.iloc[0])
+    return config.settings_from_row(ranked.iloc[0])
 
 
 def top_k(log, k=5):
@@ -107,7 +107,7 @@ def _postfix(bar, log):
     ranked = runs.ranked(log)
     if not ranked.empty:
         best = ranked.iloc[0]
-        bar.set_postfix(best_val_acc=f"{best['best_val_acc']:.4f}", best=runs.run_name(runs.settings_from_row(best)))
+        bar.set_postfix(best_val_acc=f"{best['best_val_acc']:.4f}", best=runs.run_name(config.settings_from_row(best)))
 
 
 def grid_search(

@@ -32,7 +32,7 @@ import sys
 import pandas as pd
 from tqdm import tqdm
 
-from study import recipes, runs
+from study import config, recipes, runs
 
 HALVING_COLUMNS = ["rung", *runs.SETTINGS, "epochs", "best_val_acc", "best_val_loss", "best_iteration", "diverged",
                    "train_time_s"]
@@ -144,7 +144,7 @@ def _search(settings, plan, X_train, y_train, X_val, y_val, log_path, n_jobs, pr
                 models = {key: models[key] for key in survivors if key in models}
                 best = ranked.iloc[0]
                 postfix.update(best_val_acc=f"{best['best_val_acc']:.4f}",
-                               best=runs.run_name(runs.settings_from_row(best)))
+                               best=runs.run_name(config.settings_from_row(best)))
     return read_halving_log(log_path)
 
 
@@ -164,7 +164,7 @@ def halving_result(log):
     best = ranked.iloc[0]
     per_run = log.groupby(runs.SETTINGS)[["epochs", "train_time_s"]].max()
     return {
-        "settings": runs.settings_from_row(best),
+        "settings": config.settings_from_row(best),
         "best_val_acc": float(best["best_val_acc"]),
         "best_val_loss": float(best["best_val_loss"]),
         "epochs_spent": int(per_run["epochs"].sum()),
@@ -181,7 +181,7 @@ def compare_searches(grid_log, halving_found, max_epoch):
     grid_row = runs.ranked(grid_log).iloc[0]
     halving_row = runs.find_row(grid_log, halving_found["settings"])
     return pd.DataFrame([
-        {"search": "grid", "settings": runs.run_name(runs.settings_from_row(grid_row)),
+        {"search": "grid", "settings": runs.run_name(config.settings_from_row(grid_row)),
          "best_val_acc": grid_row["best_val_acc"], "epochs": len(grid_log) * max_epoch,
          "train_time_s": float(grid_log["train_time_s"].sum())},
         {"search": "successive halving", "settings": runs.run_name(halving_found["settings"]),

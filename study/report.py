@@ -165,7 +165,7 @@ def notebook_results(cfg, grid_log, trained_now, n_jobs, final, test, halving_fo
     process trained (``runs.runs_started``): 0 when every part was read from its record.
     """
     top5 = grid.top_k(grid_log, k=5)
-    best = runs.settings_from_row(top5.iloc[0])
+    best = config.settings_from_row(top5.iloc[0])
     picked = halving_found["settings"]
     images = test[2]
     results = {

@@ -28,7 +28,6 @@ from tqdm import tqdm
 import solver
 from fileio import atomic_write, fingerprint
 from modules import MLP
-from study import config
 
 SETTINGS = ["layers", "lr", "L2_lambda"]
 OUTCOMES = ["best_val_acc", "best_val_loss", "train_time_s", "best_iteration", "diverged"]
@@ -60,11 +59,6 @@ def settings_key(settings):
     """Hashable identity of a run's settings (a settings dict, a log row or ``MLP.config()`` alike), robust to float
     formatting."""
     return (layers_name(settings["layers"]), _fmt(settings["lr"]), _fmt(settings["L2_lambda"]))
-
-
-def settings_from_row(row):
-    """The settings dict of a log row: its ``layers`` name back to a tuple of sizes."""
-    return config.settings(str(row["layers"]).split("-"), row["lr"], row["L2_lambda"])
 
 
 def unique_settings(grid):

@@ -223,7 +223,7 @@ def test_the_committed_log_names_its_histories():
     """The repository's grid log and its histories speak the same vocabulary: one history per row, found by name."""
     log_dir = Path(__file__).resolve().parent.parent / "log"
     log = grid.read_log(log_dir / "grid_search.csv")
-    names = [f"{runs.run_name(runs.settings_from_row(row))}.csv" for _, row in log.iterrows()]
+    names = [f"{runs.run_name(config.settings_from_row(row))}.csv" for _, row in log.iterrows()]
     assert sorted(names) == sorted(p.name for p in (log_dir / "histories").glob("*.csv"))
     for name, best_val_acc in zip(names, log["best_val_acc"], strict=True):
         assert pd.read_csv(log_dir / "histories" / name)["val_acc"].max() == best_val_acc

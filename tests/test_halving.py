@@ -107,7 +107,7 @@ def test_survivor_equals_an_uninterrupted_run(data, settings_grid, tmp_path, epo
     final = log[log["rung"] == log["rung"].max()].iloc[0]
     # Continued, not retrained: 9 runs x 2 epochs, then 3 x 4 more, then 1 x 12 more.
     assert epochs_trained[0] == 9 * 2 + 3 * 4 + 1 * 12
-    s = runs.settings_from_row(final)
+    s = config.settings_from_row(final)
     model = MLP(list(s["layers"]), lr=s["lr"], L2_lambda=s["L2_lambda"], max_epoch=18, print_log=False,
                 **MODEL_KWARGS, **options)
     model.train(*data)
@@ -121,7 +121,7 @@ def test_halving_result(data, settings_grid, tmp_path):
     log = search(settings_grid, data, tmp_path / "halving.csv")
     result = halving.halving_result(log)
     final = log[log["rung"] == 2].iloc[0]
-    assert result["settings"] == runs.settings_from_row(final)
+    assert result["settings"] == config.settings_from_row(final)
     assert result["settings"] in settings_grid
     assert result["best_val_acc"] == final["best_val_acc"]
     assert result["best_val_loss"] == final["best_val_loss"]

@@ -42,7 +42,7 @@ def test_one_vocabulary_from_the_constructor_to_the_log_and_the_file_names(data)
     assert row["layers"] == "20-8-3"
     # The outcome columns are the model's attribute names, holding the model's values.
     assert {name: getattr(model, name) for name in runs.OUTCOMES} == {name: row[name] for name in runs.OUTCOMES}
-    assert runs.settings_from_row(row) == settings
+    assert config.settings_from_row(row) == settings
     # A settings dict, a log row and the model's own config() are the same run.
     assert runs.settings_key(settings) == runs.settings_key(row) == runs.settings_key(model.config())
     assert runs.settings_key(dict(row, lr=0.1 + 1e-17)) == runs.settings_key(row)  # float noise of a CSV round trip
