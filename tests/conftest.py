@@ -31,3 +31,11 @@ def data():
         return (centers[y] + rng.normal(scale=1.5, size=(n, 20))).astype(np.float32), y
 
     return *sample(200), *sample(100)
+
+
+@pytest.fixture
+def store(tmp_path):
+    """Where runs are recorded (``study.records.Records``), in a temporary folder."""
+    from study import records
+
+    return records.Records(tmp_path / "log" / "models.csv", tmp_path / "log" / "histories", tmp_path / "weights")

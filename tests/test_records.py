@@ -12,11 +12,6 @@ TINY = {"max_epoch": 2, "batch_size": 50, "print_iter": 2, "seed": 0}
 
 
 @pytest.fixture
-def store(tmp_path):
-    return records.Records(tmp_path / "log" / "models.csv", tmp_path / "log" / "histories", tmp_path / "weights")
-
-
-@pytest.fixture
 def named():
     return dict(zip(["momentum", "adam", "diverges"], candidates(), strict=True))
 

@@ -10,16 +10,10 @@ import numpy as np
 import pytest
 from test_frontier import images  # noqa: F401  (a fixture: square images of two classes)
 from test_modules import small_problem
+from test_records import TINY
 
 from modules import MLP
 from study import config, frontier, grid, records, runs
-
-TINY = {"max_epoch": 2, "batch_size": 50, "print_iter": 2, "seed": 0}
-
-
-@pytest.fixture
-def store(tmp_path):
-    return records.Records(tmp_path / "log" / "models.csv", tmp_path / "log" / "histories", tmp_path / "weights")
 
 
 @pytest.fixture
