@@ -29,6 +29,8 @@ CONSTANTS = {
     "0.8932": "the original study's test accuracy (config.ORIGINAL_TEST_ACCURACY)",
     "0.9050": "PyTorch's test accuracy with section 7's recipe (config.WIDE_RECIPE's comment)",
     "28x28": "the size of a Fashion-MNIST image",
+    "60,000": "the training images of Fashion-MNIST (mnist_reader)",
+    "3x1024": "the anchor's network: three hidden layers of 1024 units (config.FRONTIER_RECIPE)",
 }
 NUMBER = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+|x\d+)?(?:\s?%)?(?![\w])")
 

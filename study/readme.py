@@ -41,8 +41,9 @@ def halving_section(halving, grid, best_val_acc):
             f"{epochs}-epoch validation accuracy is {halving['best_val_acc']:.4f}, {gap:.2f} points below the grid's "
             "best, "
             f"for {halving['epochs']} epochs instead of {halving['grid_epochs']} "
-            f"({halving['epochs'] / halving['grid_epochs']:.0%}) and {duration(halving['wall_time_s'])} instead of "
-            f"{duration(grid['wall_time_s'])}.")
+            f"({halving['epochs'] / halving['grid_epochs']:.0%})"
+            + (f" and {duration(halving['wall_time_s'])} instead of {duration(grid['wall_time_s'])}."
+               if grid.get("trained_now", grid["runs"]) else "."))
 
 
 def _with_ci(accuracy, ci):
@@ -242,7 +243,12 @@ def render(results, log, benches=(), figures=(), budget_log=None, run_all=None):
         times.append(f"whole notebook {duration(notebook)}")
     wall_times = ("**Wall times**: " + ", ".join(times) + ". They are those of one execution: on a shared virtual "
                   "machine the same code can take markedly longer from one execution to the next.")
-    if grid.get("trained_now", grid["runs"]) < grid["runs"]:
+    if not grid.get("trained_now", grid["runs"]):
+        wall_times = (f"**Wall times**: the execution that wrote these results read every run of sections 3 to 8 from "
+                      f"its records and took {duration(notebook)} in all; the grid's runs took "
+                      f"{duration(grid['sum_train_time_s'])} of training between them when they were trained "
+                      "(`make run` trains every part again and times it).")
+    elif grid.get("trained_now", grid["runs"]) < grid["runs"]:
         wall_times += (f" Only {grid['trained_now']} of the runs were trained in that execution, the others were "
                        "resumed from the log: the grid's wall time is not that of the whole grid.")
     parts = [

@@ -671,3 +671,13 @@ def test_the_budget_paragraph_shows_each_seed_and_the_rule_on_their_means():
            f"seeds, is at least {rule['threshold']:.4f}" in text
     assert f"clears the threshold by {rule['margin_images']:.1f} validation images" in text
     assert "| 30 | 1 | 0.9020 | 0.3000 | 1.7 min |" in text
+
+
+def test_results_of_an_execution_that_trained_nothing_give_no_wall_times_of_training():
+    from study import readme
+
+    results = report._json_ready(_uncertainty_results())
+    results["grid"] = dict(results["grid"], trained_now=0, wall_time_s=0.2)
+    text = readme.render(results, _log())
+    assert "read every run of sections 3 to 8 from its records" in text
+    assert "grid search 0.2 s" not in text and " instead of 0.2 s" not in text
