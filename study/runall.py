@@ -34,7 +34,7 @@ RECORD = Path("log") / "run_all.json"
 PROGRESS_BAR = re.compile(r"\|.*\|\s*\d+/\d+ \[")
 DURATION = re.compile(r"\b\d+(\.\d+)? ?(ms|s|min|h)\b")
 TRAINED = re.compile(r"\b\d+ trained now\b|^this execution trained .*$"
-                     r"|\b(fresh|resuming from the logs)(?=, \d+ processes)")
+                     r"|\bFRESH = (True|False) \([^)]*\)(?=, \d+ processes)")
 
 
 def clone(repo, destination):

@@ -215,7 +215,8 @@ def test_make_notebook_serves_the_notebook_with_the_projects_own_kernel(jupyter_
             for cell in code_cells[:2]:
                 out, error = server.execute(ws, cell.source)
                 assert error is None, error
-            assert re.match(r"full run, resuming from the logs, \d+ processes; data in a folder outside", out)
+            assert re.match(r"these outputs: full study, FRESH = False \(recorded runs read, the missing trained\), "
+                            r"\d+ processes; data in a folder outside", out)
         finally:
             ws.close()
         server.request("POST", "/api/shutdown")  # as File > Shut Down does: the kernels first, then the server

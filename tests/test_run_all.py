@@ -22,8 +22,10 @@ def test_what_differs_between_executions_is_masked_and_a_moved_number_is_not():
     moved = cell("== 3. Hyperparameter tuning\n", "47 runs in the log, 0 trained now on 2 processes: wall time 0.2 s "
                  "(the runs' own training times add up to 2.1 h); 0 diverged\n")
     assert runall.printed(trained) == runall.printed(read)
-    assert runall.printed(cell("full run, fresh, 2 processes; data in data/fashion\n")) == \
-        runall.printed(cell("full run, resuming from the logs, 2 processes; data in data/fashion\n"))
+    assert runall.printed(cell("these outputs: full study, FRESH = True (every part trained again, as `make run` "
+                               "passes it), 2 processes; data in data/fashion\n")) == \
+        runall.printed(cell("these outputs: full study, FRESH = False (recorded runs read, the missing trained), "
+                            "2 processes; data in data/fashion\n"))
     committed, executed = nbformat.v4.new_notebook(cells=[trained]), nbformat.v4.new_notebook(cells=[moved])
     assert list(runall.differing_cells(committed, executed)) == [0]
 
