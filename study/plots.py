@@ -195,6 +195,11 @@ def plot_confident_mistakes(images, y_true, probabilities, class_names, n=12):
     loss = -np.log(np.maximum(probabilities[np.arange(len(y_true)), y_true], np.finfo(probabilities.dtype).tiny))
     wrong = np.flatnonzero(predicted != y_true)
     idx = wrong[np.argsort(-loss[wrong], kind="stable")[:n]]
+    if not len(idx):
+        fig, ax = plt.subplots(figsize=(4, 1))
+        ax.text(0.5, 0.5, "no wrong predictions", ha="center", va="center")
+        ax.axis("off")
+        return fig
     fig, axes = _grid(len(idx), ncols=6, size=1.9, layout="constrained")
     for ax, i in zip(axes, idx, strict=True):
         ax.imshow(images[i], cmap="gray")

@@ -37,9 +37,10 @@ FIGURES = [
     "beyond_history.png",
     "beyond_confusion_matrices.png",
     "frontier_candidates.png",
+    "confident_mistakes.png",
 ]
-PROGRESS_BARS = ["grid search", "halving search", "candidates", "wide network", "seeds", "frontier candidates",
-                 "frontier members"]
+PROGRESS_BARS = ["grid search", "halving search", "baseline", "candidates", "wide network", "seeds",
+                 "seed histories", "frontier candidates", "frontier members"]
 SECTIONS = ["1. Load data and preprocess", "2. Build the model", "3. Hyperparameter tuning",
             "4. Train the model with the best hyperparameters", "5. Model test", "6. Visualisation",
             "7. Beyond the original study", "8. The chosen settings with other seeds", "9. How far can an MLP go?"]
@@ -96,7 +97,7 @@ def test_papermill_injects_after_the_parameters_cell_and_the_tidied_notebook_kee
     for name, default in (("QUICK", "False"), ("FRESH", "False"), ("FRONTIER", "False"), ("N_JOBS", "None"),
                           ("OUTPUT_DIR", "None")):
         assert re.search(rf"^{name} = {default}\b", source, re.MULTILINE), name
-    assert "FRESH = True" in source  # the comment says how to ask for a fresh run in Jupyter
+    assert re.search(r"^FRESH = False +# True: train every part again", source, re.MULTILINE)  # how to ask for it
 
 
 def test_quick_run_produces_every_artefact(quick_run):
@@ -120,7 +121,9 @@ def test_quick_run_produces_every_artefact(quick_run):
         assert len(history) > 1
     assert (out / "weights" / "best_model.npz").stat().st_size > 0
     momentum, adam = cfg.beyond_candidates(grid.best_settings(log))
-    assert set(cfg.model_records.read_log()) == {"best_model", "beyond_model", *momentum, *adam}  # all recorded
+    sgd, adamw = cfg.ablation_candidates(grid.best_settings(log))
+    assert set(cfg.model_records.read_log()) == {"best_model", "beyond_model", *cfg.baseline_candidates(), *momentum,
+                                                 *adam, *sgd, *adamw}  # all recorded
     beyond_model = MLP.from_file(out / "weights" / "beyond_model.npz")
     assert beyond_model.layers == list(cfg.wide_settings["layers"]) and beyond_model.dropout == 0.3
     halving_log = halving.read_halving_log(out / "log" / "halving_search.csv")
@@ -151,10 +154,15 @@ def test_quick_run_produces_every_artefact(quick_run):
     assert results["machine"]["cpu_count"] >= 1 and results["machine"]["numpy"]
     assert results["halving"]["epochs"] < results["halving"]["grid_epochs"] == 8 * cfg.max_epoch
     models = ["seed grid's best (SGD)", "(a) momentum", "(b) Adam", "(c) wide, dropout, AdamW"]
-    assert [row["model"] for row in results["beyond"]["table"]] == models
-    assert results["beyond"]["table"][-1]["test_accuracy"] == results["beyond"]["test_accuracy"]
+    ablations = ["(c1) wide network, SGD and step schedule", "(c2) seed network, AdamW and cosine"]
+    assert [row["model"] for row in results["beyond"]["table"]] == [*models, *ablations]
+    assert results["beyond"]["table"][3]["test_accuracy"] == results["beyond"]["test_accuracy"]
     assert all(row["test_ci_low"] <= row["test_accuracy"] <= row["test_ci_high"] for row in results["beyond"]["table"])
     assert [row["model"] for row in results["beyond"]["mcnemar"]] == models[1:]
+    assert [row["model"] for row in results["ablation"]["mcnemar"]] == ablations * 2  # against the seed's and (c)
+    low, high = results["baseline"]["test_ci"]
+    assert low <= results["baseline"]["test_accuracy"] <= high
+    assert [row["seed"] for row in results["shift"]["table"]] == list(cfg.shift_seeds)
     assert all(0 < row["p_value"] <= 1 for row in results["beyond"]["mcnemar"])
     followup = results["lr_followup"]
     assert [row["lr"] for row in followup["table"]] == sorted([*cfg.learning_rates, *cfg.followup_lrs])

@@ -138,6 +138,23 @@ def test_plot_predictions_wrong_in_red(images):
     assert [a.get_title() for a in again.axes] == [a.get_title() for a in fig.axes]
 
 
+def test_plot_confident_mistakes_shows_the_wrong_predictions_of_highest_loss_first(images):
+    X, y = images
+    probabilities = np.full((len(y), 10), 0.01)
+    probabilities[np.arange(len(y)), y] = 0.91  # right and sure of it
+    wrong = [3, 7, 11]
+    for i, p_true in zip(wrong, [0.05, 0.001, 0.08], strict=True):  # image 7 the surest mistake, then 3, then 11
+        probabilities[i] = (1 - p_true) / 9
+        probabilities[i, y[i]] = p_true
+    fig = plots.plot_confident_mistakes(X, y, probabilities, CLASS_NAMES, n=12)
+    assert len(fig.axes) == 3
+    assert [ax.get_title().split("\n/ ")[1] for ax in fig.axes] == [CLASS_NAMES[y[i]] for i in (7, 3, 11)]
+    assert all(to_rgba(ax.title.get_color()) == to_rgba("red") for ax in fig.axes)
+    right = np.eye(10)[y]
+    assert plots.plot_confident_mistakes(X, y, right, CLASS_NAMES).axes[0].texts[0].get_text() == \
+        "no wrong predictions"
+
+
 def test_plot_first_layer_weights_symmetric_limits():
     rng = np.random.default_rng(0)
     W1 = rng.normal(size=(784, 40)) + 0.3
