@@ -254,8 +254,7 @@ class Softmax(Layer):
         z)``, smoothed the same way.
         """
         if labels.ndim == 2:
-            targets = labels if not smoothing else (1 - smoothing) * labels + smoothing / labels.shape[1]
-            losses = self.log_sum_exp[:, 0] - np.einsum("nc,nc->n", targets, self.shifted_logits)
+            losses = self.log_sum_exp[:, 0] - np.einsum("nc,nc->n", smoothed(labels, smoothing), self.shifted_logits)
             return losses if reduction == "none" else float(losses.mean())
         picked = self.shifted_logits[np.arange(len(labels)), labels]
         losses = self.log_sum_exp[:, 0] - picked
@@ -269,12 +268,16 @@ class Softmax(Layer):
         C``; for target distributions (N, C), ``(probs - targets) / N``, smoothed the same way."""
         n = len(labels)
         if labels.ndim == 2:
-            targets = labels if not smoothing else (1 - smoothing) * labels + smoothing / labels.shape[1]
-            return (self.probs - targets) / n
+            return (self.probs - smoothed(labels, smoothing)) / n
         bottom_diff = self.probs - smoothing / self.probs.shape[1] if smoothing else self.probs.copy()
         bottom_diff[np.arange(n), labels] -= 1 - smoothing
         bottom_diff /= n
         return bottom_diff
+
+
+def smoothed(targets, smoothing):
+    """Target distributions (N, C) with label ``smoothing`` ε: ``(1 - ε) * targets + ε / C``."""
+    return targets if not smoothing else (1 - smoothing) * targets + smoothing / targets.shape[1]
 
 
 class Dropout(Layer):

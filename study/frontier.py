@@ -105,7 +105,7 @@ def run_state(store, checkpoints, name, row, key, max_epoch):
     """One run's row of :func:`status`: done (a complete record, of ``key`` when given), in progress (a
     checkpoint), or to do; its epochs and measured seconds an epoch."""
     if store.complete(row, key):
-        epochs = pd.read_csv(store.history_path(name))["epoch"].max()
+        epochs = runs.read_history(store.history_path(name), "restore it from git")["epoch"].max()
         return {"run": name, "state": "done", "epochs": epochs, "of": epochs,
                 "s_per_epoch": row["train_time_s"] / epochs}
     checkpoint = checkpoints / f"{name}.npz"
