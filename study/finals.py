@@ -90,26 +90,30 @@ def soft_targets(probabilities, y, temperature, weight):
 def train_finals(cfg, data, candidates, chosen, fit):
     """The final models of section 9 from the ``candidates`` of both rounds (``{name: model}``), ``chosen`` the one
     of best validation numbers, and ``data`` (``X_train, y_train, X_val, y_val``), each read from its record or
-    trained first by ``fit(named_settings, data, desc)`` (``frontier.recorded``): a dict of what was chosen and
-    trained (see the module's docstring)."""
+    trained first by ``fit(named_settings, data, desc)`` (``frontier.recorded``, ``data`` a dict by name when the
+    runs differ in it): a dict of what was chosen and trained (see the module's docstring).
+
+    Every run that depends on the candidates alone goes in one batch, so that two at a time keep both cores busy to
+    the end: the single recipe's seeds first, then the ensemble's other members, then distillation's students on
+    the 54,000; the final student, whose teacher is the final members' ensemble, comes last."""
     X_train, y_train, X_val, y_val = data
     settings = {name: model.config() for name, model in candidates.items()}
     names, flip, steps = ensemble_members(candidates, X_val, y_val, cfg.ensemble_max_members)
     everything = all_images(data)
-    finals = fit({f"{chosen}_all_seed{seed}": dict(settings[chosen], seed=seed) for seed in cfg.final_seeds},
-                 everything, "final single recipe")
-    others = fit({f"{name}_all_seed0": settings[name] for name in names if name != chosen}, everything,
-                 "final members")
-    members = {name: {**finals, **others}[f"{name}_all_seed0"] for name in names}
-
     taught = Ensemble([candidates[name] for name in names], flip_average=flip).probabilities(X_train)
-    students = {}
+    named_settings = {**{f"{chosen}_all_seed{seed}": dict(settings[chosen], seed=seed) for seed in cfg.final_seeds},
+                      **{f"{name}_all_seed0": settings[name] for name in names if name != chosen}}
+    named_data = dict.fromkeys(named_settings, everything)
     for temperature in cfg.distill_temperatures:
-        targets = soft_targets(taught, y_train, temperature, cfg.distill_weight)
-        students.update(fit({f"distilled_T{temperature:g}": settings[chosen]}, (X_train, targets, X_val, y_val),
-                            "distillation"))
+        named_settings[f"distilled_T{temperature:g}"] = settings[chosen]
+        named_data[f"distilled_T{temperature:g}"] = (
+            X_train, soft_targets(taught, y_train, temperature, cfg.distill_weight), X_val, y_val)
+    trained = fit(named_settings, named_data, "section 9's finals")
+    finals = {f"{chosen}_all_seed{seed}": trained[f"{chosen}_all_seed{seed}"] for seed in cfg.final_seeds}
+    members = {name: trained[f"{name}_all_seed0"] for name in names}
+    students = {temperature: trained[f"distilled_T{temperature:g}"] for temperature in cfg.distill_temperatures}
     best = beyond.best_on_validation(list(students.values()))
-    temperature = cfg.distill_temperatures[list(students.values()).index(best)]
+    temperature = next(t for t, model in students.items() if model is best)
     final_teacher = Ensemble(list(members.values()), flip_average=flip)
     X_all, y_all, _, _ = everything
     student = fit({"distilled_all": settings[chosen]},
@@ -119,3 +123,4 @@ def train_finals(cfg, data, candidates, chosen, fit):
     return {"chosen": chosen, "epochs": epoch_evidence(candidates[chosen]), "finals": finals,
             "member_steps": steps, "members": members, "ensemble": final_teacher, "students": students,
             "temperature": temperature, "student": student}
+

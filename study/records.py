@@ -107,8 +107,8 @@ class Records:
 
     def missing(self, named_settings, data):
         """The names of ``named_settings`` that have no complete record for these settings and ``data``
-        (:meth:`pending`)."""
-        return self.pending({name: runs.run_key(settings, data) for name, settings in named_settings.items()})
+        (:meth:`pending`; ``data`` as :func:`fit_or_read` takes it)."""
+        return self.pending(run_keys(named_settings, data))
 
     def read(self, name, row, settings=None):
         """The model recorded under ``name``, with the run's history and outcome (``row``). A run that diverged
@@ -169,11 +169,23 @@ def same_number(a, b):
     return math.isclose(a, b, rel_tol=1e-9) or (math.isnan(a) and math.isnan(b))
 
 
-def fit_labelled(item, *data, checkpoint_dir=None, fresh=False):
-    """``(name, runs.fit(settings, *data))`` for an item ``(name, settings)``: a trained model comes back with its
-    name. With ``checkpoint_dir`` the run writes ``<checkpoint_dir>/<name>.npz`` after every epoch and resumes from
-    it (``fresh`` deletes it first). Module-level so that ``runs.dispatch`` can send it to joblib's workers."""
-    name, settings = item
+def data_by_name(named_settings, data):
+    """``{name: data}`` for the runs of ``named_settings``: ``data`` itself when it is already such a dict (runs
+    trained on different data), else the one ``(X_train, y_train, X_val, y_val)`` for every run."""
+    return data if isinstance(data, dict) else dict.fromkeys(named_settings, data)
+
+
+def run_keys(named_settings, data):
+    """``{name: runs.run_key}`` of each run's settings and its data (:func:`data_by_name`)."""
+    each = data_by_name(named_settings, data)
+    return {name: runs.run_key(settings, each[name]) for name, settings in named_settings.items()}
+
+
+def fit_labelled(item, checkpoint_dir=None, fresh=False):
+    """``(name, runs.fit(settings, *data))`` for an item ``(name, settings, data)``: a trained model comes back with
+    its name. With ``checkpoint_dir`` the run writes ``<checkpoint_dir>/<name>.npz`` after every epoch and resumes
+    from it (``fresh`` deletes it first). Module-level so that ``runs.dispatch`` can send it to joblib's workers."""
+    name, settings, data = item
     checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{name}.npz"
     return name, runs.fit(settings, *data, checkpoint_path=checkpoint, fresh=fresh)
 
@@ -181,12 +193,13 @@ def fit_labelled(item, *data, checkpoint_dir=None, fresh=False):
 def fit_or_read(named_settings, data, records, n_jobs=1, fresh=False, fit=None, progress=True, desc="runs",
                 checkpoint_dir=None):
     """``{name: model}`` for the runs of ``named_settings`` (``{name: MLP keyword arguments}``), each read from its
-    record in ``records`` or, when it has none for these settings and ``data`` (``X_train, y_train, X_val, y_val``),
-    trained and recorded first; ``fresh=True`` trains them all again, their old rows taken out of the log (a copy of
-    which is kept as ``.bak``), their old weights and histories moved to ``.bak`` (:meth:`Records.write`), and the
-    records of other runs in the same log left as they are. Without ``fresh``, a name recorded by a run of other
-    settings or data is a RecordError (:meth:`Records.pending`), before anything trains; every record read back
-    is checked against its settings and row (:meth:`Records.read`).
+    record in ``records`` or, when it has none for these settings and ``data`` (``X_train, y_train, X_val, y_val``,
+    or a dict of such by name when the runs train on different data), trained and recorded first; ``fresh=True``
+    trains them all again, their old rows taken out of the log (a copy of which is kept as ``.bak``), their old
+    weights and histories moved to ``.bak`` (:meth:`Records.write`), and the records of other runs in the same log
+    left as they are. Without ``fresh``, a name recorded by a run of other settings or data is a RecordError
+    (:meth:`Records.pending`), before anything trains; every record read back is checked against its settings and
+    row (:meth:`Records.read`).
 
     When every run is recorded this only reads: no lock, no file written (a torn last row of the log is skipped in
     memory). Otherwise it holds the log's lock (``runs.prepared_log``, which drops a torn row) while it trains.
@@ -197,19 +210,18 @@ def fit_or_read(named_settings, data, records, n_jobs=1, fresh=False, fit=None, 
     ``checkpoint_dir``, a dispatched run writes a checkpoint there after every epoch (see :func:`fit_labelled`): a
     long run cut short goes on from its last epoch, and its checkpoint is deleted once the run is recorded.
     """
-    keys = {name: runs.run_key(settings, data) for name, settings in named_settings.items()}
+    keys, each = run_keys(named_settings, data), data_by_name(named_settings, data)
     if not fresh and not records.pending(keys):  # all recorded: a read, which takes no lock and writes nothing
         return records.read_all(named_settings)
     with runs.prepared_log(records.log_path, COLUMNS):
         if fresh:
             records.forget(set(named_settings))
-        pending = [(name, named_settings[name]) for name in records.pending(keys)]
+        pending = [(name, named_settings[name], each[name]) for name in records.pending(keys)]
         if fit is None:
-            trained = runs.dispatch(fit_labelled, pending, *data, n_jobs=n_jobs, checkpoint_dir=checkpoint_dir,
-                                    fresh=fresh)
+            trained = runs.dispatch(fit_labelled, pending, n_jobs=n_jobs, checkpoint_dir=checkpoint_dir, fresh=fresh)
         else:
             runs.count_started(len(pending))
-            trained = ((name, fit(settings, *data)) for name, settings in pending)
+            trained = ((name, fit(settings, *data)) for name, settings, data in pending)
         with tqdm(total=len(named_settings), initial=len(named_settings) - len(pending), desc=desc, unit="run",
                   disable=not progress or not pending, file=sys.stdout) as bar:
             for name, model in trained:

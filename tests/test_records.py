@@ -51,6 +51,20 @@ def test_parallel_runs_are_recorded_as_serial_ones(tmp_path, named):
         same_run(serial[name], parallel[name])
 
 
+def test_runs_of_different_data_train_in_one_batch_each_on_its_own(tmp_path, named):
+    data = small_problem()
+    fewer = (data[0][:-10], data[1][:-10], data[2], data[3])
+    by_name = {"momentum": data, "adam": fewer}
+    both = {name: named[name] for name in by_name}
+    store = records.Records(tmp_path / "log.csv", tmp_path / "runs", tmp_path / "runs")
+    batch = records.fit_or_read(both, by_name, store, n_jobs=2, progress=False)
+    same_run(batch["momentum"], runs.fit(named["momentum"], *data))
+    same_run(batch["adam"], runs.fit(named["adam"], *fewer))
+    assert store.missing(both, by_name) == []
+    with pytest.raises(records.RecordError, match="adam is already recorded"):
+        store.missing(both, data)  # adam's record is of the fewer rows
+
+
 def test_a_record_with_a_missing_file_trains_that_run_alone(store, named):
     data = small_problem()
     records.fit_or_read(named, data, store, progress=False)
