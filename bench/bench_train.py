@@ -17,7 +17,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
-from harness import load_data, run_benchmark, train_torch, warm_up
+from harness import load_data, matmul_floor, run_benchmark, train_torch, warm_up
 
 LAYERS = [784, 256, 128, 10]
 BATCH, LR, DECAY_FACTOR, DECAY_STEPS, VAL_EVERY = 100, 0.1, 0.95, 500, 100
@@ -37,25 +37,7 @@ def run_numpy_mlp(epochs):
 
 def run_matmul_floor(epochs):
     """The matrix products of the same work and nothing else: what no implementation on this BLAS can beat."""
-    X_train, _, X_val, _, _ = load_data()
-    rng = np.random.default_rng(0)
-    weights = [rng.standard_normal((a, b), dtype=np.float32) * 0.01 for a, b in pairwise(LAYERS)]
-    started = time.perf_counter()
-    for _ in range(epochs):
-        for i, start in enumerate(range(0, len(X_train), BATCH), start=1):
-            bottoms = [X_train[start:start + BATCH]]
-            for W in weights:
-                bottoms.append(bottoms[-1] @ W)
-            diff = bottoms.pop()
-            for depth in reversed(range(len(weights))):
-                bottoms[depth].T @ diff
-                if depth:
-                    diff = diff @ weights[depth].T
-            if i % VAL_EVERY == 0:
-                top = X_val
-                for W in weights:
-                    top = top @ W
-    return (time.perf_counter() - started) / epochs, float("nan")
+    return matmul_floor(LAYERS, BATCH, VAL_EVERY, epochs)
 
 
 def run_bare_numpy(epochs):

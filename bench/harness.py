@@ -73,14 +73,14 @@ def torch_augment(images, max_shift, flip):
 
 
 def train_torch(layers, epochs, batch_size, val_every, make_optimizer, make_schedule, dropout=0.0, batch_norm=False,
-                augment=None):
+                augment=None, label_smoothing=0.0):
     """The same network trained in PyTorch on the same data, the reference measured in the same run.
 
     He-initialised ``Linear`` layers with ReLU (with ``batch_norm``, a ``BatchNorm1d`` before each; ``Dropout`` after
     each hidden one), cross-entropy, shuffled mini-batches (``augment=(max_shift, flip)``: moved and mirrored by
-    :func:`torch_augment`), the validation set evaluated every ``val_every`` batches. ``make_optimizer(parameters)``
-    and ``make_schedule(optimizer, batches_per_epoch)`` give the recipe. Returns (seconds per epoch, best val
-    accuracy).
+    :func:`torch_augment`), the validation set evaluated every ``val_every`` batches, the loss's targets smoothed by
+    ``label_smoothing``. ``make_optimizer(parameters)`` and ``make_schedule(optimizer, batches_per_epoch)`` give the
+    recipe. Returns (seconds per epoch, best val accuracy).
     """
     import torch
 
@@ -99,7 +99,7 @@ def train_torch(layers, epochs, batch_size, val_every, make_optimizer, make_sche
     net = torch.nn.Sequential(*[module for layer in modules for module in layer])
     optimizer = make_optimizer(net.parameters())
     schedule = make_schedule(optimizer, -(-len(X_train) // batch_size))
-    loss_fn = torch.nn.CrossEntropyLoss()
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     scratch = copy.deepcopy(net)  # warm-up on a copy, as warm_up does for the MLP: PyTorch's first calls set up
     scratch_optimizer = make_optimizer(scratch.parameters())
     loss_fn(scratch(X_train[:batch_size]), y_train[:batch_size]).backward()
@@ -124,6 +124,31 @@ def train_torch(layers, epochs, batch_size, val_every, make_optimizer, make_sche
                     best = max(best, (net(X_val).argmax(1) == y_val).float().mean().item())
                 net.train()
     return (time.perf_counter() - started) / epochs, best
+
+
+def matmul_floor(layers, batch_size, val_every, epochs):
+    """(seconds per epoch, NaN) of the matrix products of training ``layers`` and nothing else: each batch's
+    forward products, the backward products of the weights' and the bottoms' gradients, and the validation set's
+    forward products every ``val_every`` batches, in float32 on this BLAS. No implementation can beat it."""
+    X_train, _, X_val, _, _ = load_data()
+    rng = np.random.default_rng(0)
+    weights = [rng.standard_normal((a, b), dtype=np.float32) * 0.01 for a, b in pairwise(layers)]
+    started = time.perf_counter()
+    for _ in range(epochs):
+        for i, start in enumerate(range(0, len(X_train), batch_size), start=1):
+            bottoms = [X_train[start:start + batch_size]]
+            for W in weights:
+                bottoms.append(bottoms[-1] @ W)
+            diff = bottoms.pop()
+            for depth in reversed(range(len(weights))):
+                bottoms[depth].T @ diff
+                if depth:
+                    diff = diff @ weights[depth].T
+            if i % val_every == 0:
+                top = X_val
+                for W in weights:
+                    top = top @ W
+    return (time.perf_counter() - started) / epochs, float("nan")
 
 
 def peak_rss_mb():
