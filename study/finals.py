@@ -18,11 +18,16 @@ test set.
    targets), a small part of one student epoch.
 """
 
+import math
+
 import numpy as np
 import pandas as pd
 
-from study import beyond, runs
+from study import beyond, config, runs, stats
 from study.ensemble import Ensemble, scores
+
+WIDE = "wide network (section 7)"
+STUDENT = "distilled_all"
 
 
 def all_images(data):
@@ -116,11 +121,110 @@ def train_finals(cfg, data, candidates, chosen, fit):
     temperature = next(t for t, model in students.items() if model is best)
     final_teacher = Ensemble(list(members.values()), flip_average=flip)
     X_all, y_all, _, _ = everything
-    student = fit({"distilled_all": settings[chosen]},
+    student = fit({STUDENT: settings[chosen]},
                   (X_all, soft_targets(final_teacher.probabilities(X_all), y_all, temperature, cfg.distill_weight),
                    None, None),
-                  "final student")["distilled_all"]
+                  "final student")[STUDENT]
     return {"chosen": chosen, "epochs": epoch_evidence(candidates[chosen]), "finals": finals,
             "member_steps": steps, "members": members, "ensemble": final_teacher, "students": students,
-            "temperature": temperature, "student": student}
+            "temperature": temperature, "student": student, "train_rows": len(X_all)}
+
+
+def students_table(found):
+    """Distillation's students on validation, one row per temperature, and which one chose the final student's."""
+    return pd.DataFrame([{"temperature": t, "best_val_acc": model.best_val_acc, "best_val_loss": model.best_val_loss,
+                          "chosen": t == found["temperature"]} for t, model in found["students"].items()])
+
+
+# -- measured once on the test set ----------------------------------------------------------------------------------
+
+
+def measure_on_test(models, ensemble, X_test, y_test, ensemble_val_acc=None):
+    """Each model's and the ensemble's test numbers, each measured once: ``(table, predictions)``, one row per model
+    (validation and test accuracy, the test accuracy's exact 95% interval, test loss, epochs, training time) and
+    ``{name: predicted labels}``; the ensemble's row is named ``"ensemble"``, its validation accuracy
+    ``ensemble_val_acc`` (the one that chose it). A model trained with no validation set has none (None)."""
+    rows, predictions = [], {}
+    for name, model in [*models.items(), ("ensemble", ensemble)]:
+        single = model is not ensemble
+        probabilities = (Ensemble([model]) if single else model).probabilities(X_test)
+        predictions[name] = probabilities.argmax(axis=1)
+        measured = stats.accuracy(y_test, predictions[name])
+        val_acc = model.best_val_acc if single else ensemble_val_acc
+        rows.append({"model": name, "seed": model.seed if single else None,
+                     "val_acc": None if val_acc is None or math.isnan(val_acc) else val_acc,
+                     "test_acc": measured["accuracy"], "ci_low": measured["ci_low"], "ci_high": measured["ci_high"],
+                     "test_loss": scores(probabilities, y_test)[1], "epochs": model.epoch if single else None,
+                     "train_time_s": model.train_time_s if single else sum(m.train_time_s for m in model.members)})
+    return pd.DataFrame(rows).astype({"seed": "Int64", "epochs": "Int64"}), predictions
+
+
+def against_target(rows, name, target):
+    """Model ``name``'s test accuracy in ``rows`` (a test table indexed by model) with its interval, and whether it
+    reaches ``target``: at least the target."""
+    row = rows.loc[name]
+    return {"model": name, "test_acc": float(row["test_acc"]), "ci_low": float(row["ci_low"]),
+            "ci_high": float(row["ci_high"]), "target": target, "reached": bool(row["test_acc"] >= target)}
+
+
+def on_test(found, X_test, y_test):
+    """The final models of :func:`train_finals`'s ``found``, each measured once on the test set: the single
+    recipe's seeds, the distilled student, and the ensemble of the final members, with the training rows each saw
+    (all of them: none was kept for validation, so none has a validation accuracy). ``(table, predictions)`` as
+    :func:`measure_on_test`'s."""
+    table, predictions = measure_on_test({**found["finals"], STUDENT: found["student"]}, found["ensemble"],
+                                         X_test, y_test)
+    return table.drop(columns="val_acc").assign(train_rows=found["train_rows"]), predictions
+
+
+def summary(table, found, targets=config.FRONTIER_TARGETS):
+    """What :func:`on_test`'s ``table`` says about the targets: the distilled student, the single MLP that the
+    issue's route to the single target names; the mean and spread of the single recipe's seeds, the stronger
+    claim; the ensemble; each with whether it reaches its target (:func:`against_target`)."""
+    rows = table.set_index("model")
+    seeds = stats.spread(rows.loc[list(found["finals"]), "test_acc"])
+    return {"single": against_target(rows, STUDENT, targets["single"]),
+            "seeds": dict(seeds, target=targets["single"], reached=bool(seeds["mean"] >= targets["single"])),
+            "ensemble": dict(against_target(rows, "ensemble", targets["ensemble"]), members=len(found["members"])),
+            "published": config.PUBLISHED_MLP_ACCURACY}
+
+
+def describe_summary(found):
+    """:func:`summary` in three sentences."""
+    single, seeds, ensemble = found["single"], found["seeds"], found["ensemble"]
+
+    def verdict(reached):
+        return "reaches" if reached else "falls short of"
+
+    return (f"the distilled MLP: test accuracy {single['test_acc']:.4f} (95% CI "
+            f"{stats.format_ci(single['ci_low'], single['ci_high'])}); it {verdict(single['reached'])} the target "
+            f"{single['target']:g}; the best published pure MLP: {found['published']:.4f}\n"
+            f"the recipe's {seeds['n']} seeds: mean {seeds['mean']:.4f} +- {seeds['std']:.4f} ({seeds['min']:.4f} "
+            f"to {seeds['max']:.4f}); the mean {verdict(seeds['reached'])} the target {seeds['target']:g}\n"
+            f"the ensemble of {ensemble['members']} recipes: test accuracy {ensemble['test_acc']:.4f} (95% CI "
+            f"{stats.format_ci(ensemble['ci_low'], ensemble['ci_high'])}); it {verdict(ensemble['reached'])} the "
+            f"target {ensemble['target']:g}")
+
+
+def significance(y_test, predictions, wide_predictions, found):
+    """McNemar's exact tests on the test set: the recipe's seed 0, the distilled student and the ensemble against
+    section 7's wide network; the student and the ensemble against seed 0 (what distillation and the ensemble add
+    to the recipe); the ensemble against the student. A ``reference`` column names each one's."""
+    seed0, student = next(iter(found["finals"])), "distilled student"
+    named = {seed0: predictions[seed0], student: predictions[STUDENT], "ensemble": predictions["ensemble"]}
+    tables = [stats.mcnemar_table(y_test, {WIDE: wide_predictions, **named}, WIDE).assign(reference=WIDE),
+              stats.mcnemar_table(y_test, named, seed0).assign(reference=seed0),
+              stats.mcnemar_table(y_test, {student: named[student], "ensemble": named["ensemble"]}, student)
+              .assign(reference=student)]
+    return pd.concat(tables, ignore_index=True)
+
+
+def results(found, candidates, table, measured, tests, changes):
+    """The finals' part of ``log/results.json``: the candidates of both rounds (``frontier.choice_table``), the
+    ensemble's selection, distillation's temperatures, the epochs' evidence, each final model's test numbers with
+    its training rows and epochs, the targets (:func:`summary`), McNemar's tests and the class changes."""
+    return {"chosen": found["chosen"], "candidates": candidates, "member_steps": found["member_steps"],
+            "members": list(found["members"]), "flip_average": bool(found["ensemble"].flip_average),
+            "students": students_table(found), "temperature": found["temperature"], "epochs": found["epochs"],
+            "test": table, "summary": measured, "mcnemar": tests, "class_changes": changes}
 

@@ -145,43 +145,15 @@ def ensemble_of(members, X_val, y_val):
     return ensemble, choices.assign(chosen=choices.index == best)
 
 
-def measure_on_test(members, ensemble, X_test, y_test, ensemble_val_acc=None):
-    """Each member's and the ensemble's test numbers, each measured once: ``(table, predictions)``, one row per model
-    (validation and test accuracy, the test accuracy's exact 95% interval, test loss, epochs, training time) and
-    ``{name: predicted labels}``; the ensemble's row is named ``"ensemble"``, its validation accuracy
-    ``ensemble_val_acc`` (the one that chose it, :func:`ensemble_of`'s)."""
-    rows, predictions = [], {}
-    for name, model in [*members.items(), ("ensemble", ensemble)]:
-        single = model is not ensemble
-        probabilities = (Ensemble([model]) if single else model).probabilities(X_test)
-        predictions[name] = probabilities.argmax(axis=1)
-        measured = stats.accuracy(y_test, predictions[name])
-        rows.append({"model": name, "seed": model.seed if single else None,
-                     "val_acc": model.best_val_acc if single else ensemble_val_acc, "test_acc": measured["accuracy"],
-                     "ci_low": measured["ci_low"], "ci_high": measured["ci_high"],
-                     "test_loss": scores(probabilities, y_test)[1], "epochs": model.epoch if single else None,
-                     "train_time_s": model.train_time_s if single else sum(m.train_time_s for m in model.members)})
-    return pd.DataFrame(rows).astype({"seed": "Int64", "epochs": "Int64"}), predictions
-
-
-WIDE = "wide network (section 7)"
-
-
 def summary(table, single, ensemble_size, targets=config.FRONTIER_TARGETS):
     """What :func:`measure_on_test`'s ``table`` says about the targets: the ``single`` member's test accuracy (the
     member chosen on validation), the spread of the members' test accuracies, and the ensemble's (of
     ``ensemble_size`` members), each with whether it reaches its target (``targets``: ``{"single": ...,
     "ensemble": ...}``): a target is reached when the test accuracy is at least the target."""
     rows = table.set_index("model")
-    members = rows.drop(index="ensemble")
-
-    def measured(name, target):
-        row = rows.loc[name]
-        return {"model": name, "test_acc": float(row["test_acc"]), "ci_low": float(row["ci_low"]),
-                "ci_high": float(row["ci_high"]), "target": target, "reached": bool(row["test_acc"] >= target)}
-
-    return {"single": measured(single, targets["single"]), "members_test": stats.spread(members["test_acc"]),
-            "ensemble": dict(measured("ensemble", targets["ensemble"]), members=int(ensemble_size)),
+    return {"single": finals.against_target(rows, single, targets["single"]),
+            "members_test": stats.spread(rows.drop(index="ensemble")["test_acc"]),
+            "ensemble": dict(finals.against_target(rows, "ensemble", targets["ensemble"]), members=int(ensemble_size)),
             "published": config.PUBLISHED_MLP_ACCURACY}
 
 
@@ -206,11 +178,11 @@ def significance(y_test, predictions, wide_predictions, single):
     """McNemar's exact tests on the test set: the single member chosen on validation and the ensemble, each against
     section 7's wide network, then the ensemble against that member; a ``reference`` column names each one's."""
     single_name = f"single MLP ({single})"
-    against_wide = stats.mcnemar_table(y_test, {WIDE: wide_predictions, single_name: predictions[single],
-                                                "ensemble": predictions["ensemble"]}, WIDE)
+    against_wide = stats.mcnemar_table(y_test, {finals.WIDE: wide_predictions, single_name: predictions[single],
+                                                "ensemble": predictions["ensemble"]}, finals.WIDE)
     against_single = stats.mcnemar_table(y_test, {single_name: predictions[single],
                                                   "ensemble": predictions["ensemble"]}, single_name)
-    return pd.concat([against_wide.assign(reference=WIDE), against_single.assign(reference=single_name)],
+    return pd.concat([against_wide.assign(reference=finals.WIDE), against_single.assign(reference=single_name)],
                      ignore_index=True)
 
 
@@ -222,19 +194,27 @@ def results(candidates, chosen, choices, table, found, tests, wall_time_s):
 
 
 def choice_table(candidates, chosen):
-    """The candidates as the notebook and the README show them: their augmentation (all they differ by), validation
-    numbers, epochs, training time."""
-    rows = [{"candidate": name, "chosen": name == chosen, "augmentation": describe_augmentation(model),
-             "best_val_acc": model.best_val_acc, "best_val_loss": model.best_val_loss, "epochs": model.epoch,
-             "train_time_s": model.train_time_s}
+    """The candidates as the notebook and the README show them: their round, what they change in
+    ``config.FRONTIER_RECIPE`` (:func:`describe_changes`), validation numbers, epochs, training time."""
+    changes = {**config.FRONTIER_CANDIDATES, **config.FRONTIER_ROUND_TWO}
+    rows = [{"candidate": name, "round": 2 if name in config.FRONTIER_ROUND_TWO else 1, "chosen": name == chosen,
+             "changes": describe_changes(changes.get(name, {})), "best_val_acc": model.best_val_acc,
+             "best_val_loss": model.best_val_loss, "epochs": model.epoch, "train_time_s": model.train_time_s}
             for name, model in candidates.items()]
     return pd.DataFrame(rows)
 
 
-def describe_augmentation(model):
-    words = ([f"shifts up to {model.augment_shift} px"] if model.augment_shift else []) + \
-            (["flips"] if model.augment_flip else [])
-    return " and ".join(words) or "none"
+def describe_changes(changes):
+    """A candidate's changes to section 9's recipe (``config.FRONTIER_CANDIDATES``, ``config.FRONTIER_ROUND_TWO``)
+    in words: ``"shifts up to 1 px, flips, label smoothing 0.1"``; ``"none"`` for the recipe itself."""
+    phrases = {"augment_shift": lambda v: f"shifts up to {v} px", "augment_flip": lambda v: "flips",
+               "label_smoothing": lambda v: f"label smoothing {v:g}",
+               "weight_average": lambda v: f"moving average of the weights (decay {v:g})",
+               "layers": lambda v: f"{len(v) - 2}x{v[1]}", "dropout": lambda v: f"dropout {v:g}",
+               "lr": lambda v: f"lr {v:g}", "L2_lambda": lambda v: f"weight decay {v:g}",
+               "decay_epochs": lambda v: f"lr x{changes['decay_factor']:g} after epochs {', '.join(map(str, v))}",
+               "input_mean": lambda v: "standardised inputs"}
+    return ", ".join(phrases[key](value) for key, value in changes.items() if key in phrases) or "none"
 
 
 SCHEDULER_TIMEOUT_S = 10  # how long to try to reach a Dask scheduler before saying it cannot be reached

@@ -86,6 +86,23 @@ def plot_histories_side_by_side(histories):
     return fig
 
 
+def plot_validation_curves(histories, zoom=(0.89, None)):
+    """Many runs' validation accuracy and loss against the epoch, one line each (``{name: history}``), the
+    accuracy's axis limited to ``zoom`` so that the runs' differences show."""
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    for name, history in histories.items():
+        checks = history.dropna(subset=["val_acc"])
+        ax_acc.plot(checks["epoch"], checks["val_acc"], label=name, linewidth=1)
+        ax_loss.plot(checks["epoch"], checks["val_loss"], label=name, linewidth=1)
+    ax_acc.set_ylim(*zoom)
+    for ax, what in ((ax_acc, "validation accuracy"), (ax_loss, "validation loss")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(what)
+        ax.grid(alpha=0.3)
+    ax_acc.legend(fontsize=8)
+    return fig
+
+
 def plot_grid_results(log):
     """Best validation accuracy against learning rate, one panel per architecture.
 

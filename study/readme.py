@@ -19,7 +19,7 @@ FIGURES = [
     ("first_layer_weight_changes.png", "What training changed in the first-layer weights"),
     ("mean_activation_per_class.png", "Mean first-hidden-layer activation per class"),
     ("beyond_confusion_matrices.png", "Confusion matrices of the seed grid's best model and of section 7's"),
-    ("frontier_candidates.png", "Training curves of section 9's two candidates, without and with augmentation"),
+    ("frontier_candidates.png", "Validation curves of section 9's candidates, both rounds"),
 ]
 
 
@@ -144,9 +144,7 @@ def seeds_section(seeds):
 def frontier_section(frontier, images=10000):
     """Section 9: the candidates, the ensemble chosen, each final model's test accuracy against the targets, and
     McNemar's tests."""
-    candidates = [(r["candidate"] + (" (chosen)" if r["chosen"] else ""), r["augmentation"],
-                   f"{r['best_val_acc']:.4f}", f"{r['best_val_loss']:.4f}", r["epochs"], duration(r["train_time_s"]))
-                  for r in frontier["candidates"]]
+    candidates = candidate_rows(frontier["candidates"])
     chosen = next(r for r in frontier["ensemble_choices"] if r["chosen"])
     tested = [(r["model"], "" if r["val_acc"] is None else f"{r['val_acc']:.4f}", f"{r['test_acc']:.4f}",
                stats.format_ci(r["ci_low"], r["ci_high"]), f"{r['test_loss']:.4f}", duration(r["train_time_s"]))
@@ -159,9 +157,9 @@ def frontier_section(frontier, images=10000):
                 f"{'at or above' if entry['reached'] else 'below'} its target of {entry['target']:g}")
 
     parts = [
-        f"**How far can an MLP go?** (section 9: {frontier['recipe']}; every choice made on the validation set, the "
-        "test set measured once per final model). The candidates:\n\n"
-        + table(["candidate", "augmentation", "val accuracy", "val loss", "epochs", "train time"], candidates),
+        f"**How far can an MLP go?** (section 9's first round: {frontier['recipe']}; every choice made on the "
+        "validation set, the test set measured once per final model). The candidates:\n\n"
+        + table(CANDIDATE_HEADER, candidates),
         f"The ensemble chosen on validation: the first {chosen['members']} members, flip averaging "
         f"{'on' if chosen['flip_average'] else 'off'} (validation accuracy {chosen['val_acc']:.4f}). On the test "
         f"set:\n\n" + table(["model", "val accuracy", "test accuracy", "95% CI", "test loss", "train time"], tested),
@@ -173,6 +171,58 @@ def frontier_section(frontier, images=10000):
     for reference in dict.fromkeys(r["reference"] for r in frontier["mcnemar"]):
         parts.append(mcnemar_section([r for r in frontier["mcnemar"] if r["reference"] == reference], reference,
                                      images))
+    return "\n\n".join(parts)
+
+
+CANDIDATE_HEADER = ["candidate", "round", "changes to the recipe", "val accuracy", "val loss", "epochs", "train time"]
+
+
+def candidate_rows(candidates):
+    return [(r["candidate"] + (" (chosen)" if r["chosen"] else ""), r["round"], r["changes"],
+             f"{r['best_val_acc']:.4f}", f"{r['best_val_loss']:.4f}", r["epochs"], duration(r["train_time_s"]))
+            for r in candidates]
+
+
+def finals_section(finals, images=10000, bonferroni=stats.ALPHA / 10):
+    """Section 9's second round: the candidates of both rounds, the choices made on validation, the final models on
+    the test set against the targets, McNemar's tests and the classes that changed below ``bonferroni``."""
+    steps = [s for s in finals["member_steps"] if s["flip_average"] == finals["flip_average"]]
+    students = ", ".join(f"T = {r['temperature']:g}: {r['best_val_acc']:.4f}" for r in finals["students"])
+    tested = [(r["model"], f"{r['test_acc']:.4f}", stats.format_ci(r["ci_low"], r["ci_high"]), f"{r['test_loss']:.4f}",
+               r["epochs"] if r["epochs"] is not None else "", f"{r['train_rows']:,}", duration(r["train_time_s"]))
+              for r in finals["test"]]
+    found = finals["summary"]
+    single, seeds, ensemble = found["single"], found["seeds"], found["ensemble"]
+    evidence = finals["epochs"]
+    changed = [f"{r['class']} ({100 * r['change']:+.1f} points, p {r['p_value']:.2g})"
+               for r in finals["class_changes"] if r["p_value"] < bonferroni]
+
+    def against_target(entry):
+        return (f"**{_with_ci(entry['test_acc'], (entry['ci_low'], entry['ci_high']))}**, "
+                f"{'at or above' if entry['reached'] else 'below'} its target of {entry['target']:g}")
+
+    parts = [
+        "**Past the frontier** (section 9's second round: every choice made on the validation set, then the final "
+        f"models trained on all {finals['test'][0]['train_rows']:,} training images, the validation rows included, "
+        "and measured once on the test set). The candidates of both rounds, each on the split's training rows:\n\n"
+        + table(CANDIDATE_HEADER, candidate_rows(finals["candidates"])),
+        f"Chosen on validation: the recipe of {finals['chosen']} (its best validation check at epoch "
+        f"{evidence['best_epoch']} of {evidence['epochs']}, {evidence['best_val_acc']:.4f}, its last "
+        f"{evidence['last_val_acc']:.4f}: the finals keep their last weights); the ensemble's members by greedy "
+        f"forward selection, {', '.join(s['added'] for s in steps)} (validation accuracy {steps[-1]['val_acc']:.4f}, "
+        f"flip averaging {'on' if finals['flip_average'] else 'off'}); distillation's temperature "
+        f"{finals['temperature']:g} among {students}. On the test set:\n\n"
+        + table(["model", "test accuracy", "95% CI", "test loss", "epochs", "training images", "train time"], tested),
+        f"The distilled MLP: {against_target(single)}; the best published pure-MLP result is "
+        f"{found['published']:.4f}. The recipe's {seeds['n']} seeds: mean {seeds['mean']:.4f} +- {seeds['std']:.4f} "
+        f"({seeds['min']:.4f} to {seeds['max']:.4f}), {'at or above' if seeds['reached'] else 'below'} "
+        f"{seeds['target']:g}. The ensemble of {ensemble['members']} recipes: {against_target(ensemble)}.",
+    ]
+    for reference in dict.fromkeys(r["reference"] for r in finals["mcnemar"]):
+        parts.append(mcnemar_section([r for r in finals["mcnemar"] if r["reference"] == reference], reference,
+                                     images))
+    parts.append(f"Classes that changed from section 7's wide network to the distilled MLP below the Bonferroni "
+                 f"threshold of {bonferroni:g}: {', '.join(changed) or 'none'}.")
     return "\n\n".join(parts)
 
 
@@ -195,7 +245,16 @@ def glance_rows(results):
         spread = results["seeds"]["summary"]["test"]
         rows.append((f"the seed recipe, {spread['n']} other seeds", f"{spread['mean']:.4f} +- {spread['std']:.4f}",
                      f"{spread['min']:.4f} to {spread['max']:.4f} (range)", 8))
-    if "frontier" in results:
+    if "finals" in results:
+        found = results["finals"]["summary"]
+        seeds = found["seeds"]
+        rows.append(("3x1024 with batch norm, distilled (single MLP)", f"{found['single']['test_acc']:.4f}",
+                     stats.format_ci(found["single"]["ci_low"], found["single"]["ci_high"]), 9))
+        rows.append((f"its recipe, {seeds['n']} seeds", f"{seeds['mean']:.4f} +- {seeds['std']:.4f}",
+                     f"{seeds['min']:.4f} to {seeds['max']:.4f} (range)", 9))
+        rows.append((f"ensemble of {found['ensemble']['members']} recipes", f"{found['ensemble']['test_acc']:.4f}",
+                     stats.format_ci(found["ensemble"]["ci_low"], found["ensemble"]["ci_high"]), 9))
+    elif "frontier" in results:
         found = results["frontier"]["summary"]
         for name, entry in (("3x1024 with batch norm, single MLP", found["single"]),
                             ("ensemble of such MLPs", found["ensemble"])):
@@ -275,6 +334,8 @@ def render(results, log, benches=(), figures=(), budget_log=None, run_all=None):
         parts.append(seeds_section(results["seeds"]))
     if "frontier" in results:
         parts.append(frontier_section(results["frontier"], test.get("images", 10000)))
+    if "finals" in results:
+        parts.append(finals_section(results["finals"], test.get("images", 10000)))
     parts += list(benches)
     if figures:
         parts.append("\n\n".join(f"![{caption}](figures/{name})" for name, caption in figures))

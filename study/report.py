@@ -142,7 +142,7 @@ def save_results(path, results):
 
 def notebook_results(cfg, grid_log, trained_now, n_jobs, final, test, halving_found, beyond_table, beyond_test,
                      wall_s, mcnemar=None, lr_followup=None, seeds=None, sections=None, frontier=None, shift=None,
-                     drop=None, candidates=None, ablation=None, budget_rule=None, baseline=None):
+                     drop=None, candidates=None, ablation=None, budget_rule=None, baseline=None, finals=None):
     """What the notebook measured, as the dict :func:`write_results` writes to ``log/results.json``.
 
     ``cfg`` is the run's ``StudyConfig``; ``grid_log`` the grid's log, of which ``trained_now`` runs were trained in
@@ -155,7 +155,8 @@ def notebook_results(cfg, grid_log, trained_now, n_jobs, final, test, halving_fo
     seed grid's best (``stats.mcnemar_table``); ``lr_followup``, ``{"table": followup.lr_table(...), "verdict":
     followup.verdict(...)}``; ``seeds``, ``{"table": seeds.seed_table(...), "summary": seeds.summary(...)}``;
     ``sections``, the wall time of each section of the notebook (``timing.Sections.times``); ``frontier``, section
-    9's (``study.frontier.results``); ``shift``, the model-free validation/test shift (``study.shift.shift_table``:
+    9's first round (``study.frontier.results``); ``finals``, its candidates of both rounds and final models
+    (``study.finals.results``); ``shift``, the model-free validation/test shift (``study.shift.shift_table``:
     recorded with its ``shift_summary``); ``drop``, the final model's drop taken apart (``shift.decompose_drop``);
     ``candidates``, section 7's candidates on validation (``beyond.candidate_table``: momentum, Adam and the
     ablation's); ``ablation``, ``{"table": [beyond.comparison_row of (c1), (c2)], "mcnemar":
@@ -199,6 +200,8 @@ def notebook_results(cfg, grid_log, trained_now, n_jobs, final, test, halving_fo
         results["sections_wall_time_s"] = dict(sections)
     if frontier is not None:
         results["frontier"] = frontier
+    if finals is not None:
+        results["finals"] = finals
     if shift is not None:
         results["shift"] = shift_results(shift)
     if drop is not None:
@@ -261,6 +264,8 @@ _PLACE = {"value": NUMBER, "z": MAYBE_NUMBER, "below": WHOLE, "above": WHOLE}  #
 _MCNEMAR = {"model": TEXT, "test_accuracy": NUMBER, "ci_low": NUMBER, "ci_high": NUMBER, "difference": NUMBER,
             "only_reference_right": WHOLE, "only_model_right": WHOLE, "p_value": NUMBER, "significant": FLAG}
 _TARGET = {"model": TEXT, "test_acc": NUMBER, "ci_low": NUMBER, "ci_high": NUMBER, "target": NUMBER, "reached": FLAG}
+_CANDIDATE = {"candidate": TEXT, "round": COUNT, "chosen": FLAG, "changes": TEXT, "best_val_acc": NUMBER,
+              "best_val_loss": NUMBER, "epochs": WHOLE, "train_time_s": NUMBER}  # a candidate of section 9
 RESULTS_SHAPE = {
     "quick?": FLAG,
     "test": {"accuracy": NUMBER, "loss": NUMBER, "images?": COUNT, "ci?": INTERVAL},
@@ -304,8 +309,7 @@ RESULTS_SHAPE = {
                      "table": [{"max_epoch": COUNT, "seeds": COUNT, "mean_val_acc": NUMBER,
                                 "images_above_threshold": NUMBER}]},
     "frontier?": {"recipe": TEXT,
-                  "candidates": [{"candidate": TEXT, "chosen": FLAG, "augmentation": TEXT, "best_val_acc": NUMBER,
-                                  "best_val_loss": NUMBER, "epochs": WHOLE, "train_time_s": NUMBER}],
+                  "candidates": [_CANDIDATE],
                   "chosen": TEXT,
                   "ensemble_choices": [{"members": COUNT, "flip_average": FLAG, "val_acc": NUMBER, "val_loss": NUMBER,
                                         "chosen": FLAG}],
@@ -316,6 +320,21 @@ RESULTS_SHAPE = {
                                                "n": COUNT}},
                   "mcnemar": [{**_MCNEMAR, "reference": TEXT}],
                   "wall_time_s": NUMBER},
+    "finals?": {"chosen": TEXT, "candidates": [_CANDIDATE],
+                "member_steps": [{"members": COUNT, "added": TEXT, "val_acc": NUMBER, "val_loss": NUMBER,
+                                  "flip_average": FLAG}],
+                "members": [TEXT], "flip_average": FLAG,
+                "students": [{"temperature": NUMBER, "best_val_acc": NUMBER, "best_val_loss": NUMBER, "chosen": FLAG}],
+                "temperature": NUMBER,
+                "epochs": {"best_epoch": COUNT, "best_val_acc": NUMBER, "last_val_acc": NUMBER, "epochs": COUNT},
+                "test": [{"model": TEXT, "test_acc": NUMBER, "ci_low": NUMBER, "ci_high": NUMBER, "test_loss": NUMBER,
+                          "epochs": MAYBE_NUMBER, "train_rows": COUNT, "train_time_s": NUMBER}],
+                "summary": {"single": _TARGET, "ensemble": {**_TARGET, "members": COUNT}, "published": NUMBER,
+                            "seeds": {"mean": NUMBER, "std": NUMBER, "min": NUMBER, "max": NUMBER, "n": COUNT,
+                                      "target": NUMBER, "reached": FLAG}},
+                "mcnemar": [{**_MCNEMAR, "reference": TEXT}],
+                "class_changes": [{"class": TEXT, "before": NUMBER, "after": NUMBER, "change": NUMBER,
+                                   "p_value": NUMBER}]},
 }
 
 

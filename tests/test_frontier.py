@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from modules import MLP
-from study import config, frontier, readme, report, runs
+from study import config, finals, frontier, readme, report, runs
 from study.ensemble import Ensemble, mirrored
 
 
@@ -48,7 +48,8 @@ def test_the_job_chooses_on_validation_records_every_run_and_reads_them_back(cfg
         np.testing.assert_array_equal(model.predict(images[2]), members[name].predict(images[2]))
         assert model.history.equals(members[name].history)
     table = frontier.choice_table(candidates, chosen)
-    assert table["chosen"].sum() == 1 and set(table["augmentation"]) == {"none", "shifts up to 1 px and flips"}
+    assert table["chosen"].sum() == 1 and set(table["changes"]) == {"none", "shifts up to 1 px, flips"}
+    assert set(table["round"]) == {1}
 
 
 def test_an_ensemble_averages_its_members_probabilities(images, tmp_path):
@@ -122,7 +123,7 @@ def test_the_test_set_measures_each_final_model_and_the_targets_are_judged_on_it
     candidates, chosen, members = frontier_runs
     X_test, y_test = images[2], images[3]
     ensemble = Ensemble(list(members.values())[:2], flip_average=True)
-    table, predictions = frontier.measure_on_test(members, ensemble, X_test, y_test, ensemble_val_acc=0.5)
+    table, predictions = finals.measure_on_test(members, ensemble, X_test, y_test, ensemble_val_acc=0.5)
     assert list(table["model"]) == [*members, "ensemble"] and list(predictions) == [*members, "ensemble"]
     for name, model in members.items():
         np.testing.assert_array_equal(predictions[name], model.predict(X_test))
@@ -144,7 +145,7 @@ def test_the_test_set_measures_each_final_model_and_the_targets_are_judged_on_it
 
     wide = np.where(np.arange(len(y_test)) % 3 == 0, 1 - y_test, y_test)  # a model wrong on every third image
     tests = frontier.significance(y_test, predictions, wide, single)
-    assert list(tests["reference"]) == [frontier.WIDE, frontier.WIDE, f"single MLP ({single})"]
+    assert list(tests["reference"]) == [finals.WIDE, finals.WIDE, f"single MLP ({single})"]
     assert list(tests["model"]) == [f"single MLP ({single})", "ensemble", "ensemble"]
 
     written = report._json_ready({"frontier": frontier.results(candidates, chosen, frontier.ensemble_of(
