@@ -3,9 +3,11 @@ that trains the finals on every training image after the candidates."""
 
 import numpy as np
 import pandas as pd
+from test_modules import small_problem
 
 from modules import MLP
 from study import config, finals, frontier, runs
+from study.ensemble import Ensemble
 
 
 def members_of(right_on):
@@ -77,3 +79,41 @@ def test_status_counts_the_finals_to_come_and_the_time_left(tmp_path, monkeypatc
     candidates = len(cfg.frontier_candidates) + len(cfg.frontier_round_two)
     assert (table["state"] == "to do").sum() == candidates + 1 and "finals not started" in table["run"].iloc[-1]
     assert sentence.startswith(f"0 of {candidates + 1} runs done")
+
+
+def test_the_finals_are_measured_once_each_and_judged_against_their_targets():
+    X_train, y_train, X_test, y_test = small_problem()
+    trained = {}
+    for name, seed in (("recipe_all_seed0", 0), ("recipe_all_seed1", 1), ("other_all_seed0", 2), ("student", 3)):
+        trained[name] = MLP([2, 8, 3], lr=0.2, max_epoch=3, batch_size=20, print_log=False, seed=seed)
+        trained[name].train(X_train, y_train, None, None)
+    found = {"finals": {name: trained[name] for name in ("recipe_all_seed0", "recipe_all_seed1")},
+             "student": trained["student"], "train_rows": len(X_train),
+             "members": {"recipe": trained["recipe_all_seed0"], "other": trained["other_all_seed0"]}}
+    found["ensemble"] = Ensemble(list(found["members"].values()))
+    table, predictions = finals.on_test(found, X_test, y_test)
+    assert list(table["model"]) == ["recipe_all_seed0", "recipe_all_seed1", finals.STUDENT, "ensemble"]
+    assert "val_acc" not in table and (table["train_rows"] == len(X_train)).all()
+    for name, model in [*found["finals"].items(), (finals.STUDENT, found["student"])]:
+        row = table.set_index("model").loc[name]
+        assert row["test_acc"] == model.evaluate(X_test, y_test)[0]
+        assert row["ci_low"] <= row["test_acc"] <= row["ci_high"]
+        np.testing.assert_array_equal(predictions[name], model.predict(X_test))
+    seeds_mean = table["test_acc"].iloc[:2].mean()
+    found_targets = finals.summary(table, found, targets={"single": seeds_mean, "ensemble": 1.01})
+    assert found_targets["single"]["model"] == finals.STUDENT
+    assert found_targets["seeds"]["n"] == 2 and found_targets["seeds"]["mean"] == seeds_mean
+    assert found_targets["seeds"]["reached"] and not found_targets["ensemble"]["reached"]
+    assert found_targets["ensemble"]["members"] == 2
+    tests = finals.significance(y_test, predictions, predictions["recipe_all_seed1"], found)
+    assert list(tests["reference"]) == [finals.WIDE] * 3 + ["recipe_all_seed0"] * 2 + ["distilled student"]
+    assert list(tests["model"]) == ["recipe_all_seed0", "distilled student", "ensemble", "distilled student",
+                                    "ensemble", "ensemble"]
+
+
+def test_a_candidate_s_changes_are_said_in_words():
+    assert frontier.describe_changes({}) == "none"
+    assert frontier.describe_changes(config.FRONTIER_ROUND_TWO["shift1_flip_smoothing"]) == \
+        "shifts up to 1 px, flips, label smoothing 0.1"
+    anchor = frontier.describe_changes(config.FRONTIER_ROUND_TWO["anchor_recipe"])
+    assert "lr x0.25 after epochs 50, 75, 88, 94" in anchor and "standardised inputs" in anchor
