@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 
 import kernels
+from doors import check_data, check_parameters, check_rows, check_run, check_settings
 from fileio import read_archive, read_model, write_model
 from optimizers import make_optimizer
-from solver import Solver, check_data, check_parameters, check_rows, check_run, check_settings
+from solver import Solver
 
 EVAL_CHUNK_ROWS = 8192  # rows per chunk in evaluate(): ~8 MB per hidden layer of 256 float32 units
 # evaluate() and predict() measure a trained model in float64, whatever its dtype: BLAS kernels sum a float32 product
@@ -112,7 +113,7 @@ class BatchNorm(Layer):
     running averages outside training (which move ``momentum`` of the way towards each batch's; the variance's
     unbiased), so that a prediction does not depend on the rest of its batch. ``state``: saved, not trained. A batch
     of one row has no variance (its output would be ``beta`` whatever the input): the Solver never trains on one
-    (``solver.check_batch_norm_rows``; a trailing batch of one row is skipped).
+    (``doors.check_batch_norm_rows``; a trailing batch of one row is skipped).
     ``reference_forward`` and ``reference_backward`` are the formulas, what to read; ``forward`` and ``backward``, what
     training runs, compute the same arithmetic in fewer passes and equal them bit for bit, as the optimizers do."""
 
@@ -478,7 +479,7 @@ class MLP:
     def evaluate(self, X, y):
         """(accuracy, loss) on (X, y), where loss is the mean cross-entropy alone, without the L2 term, computed in
         ``MEASURE_DTYPE``; ValueError for data the model cannot use, or far outside the range of its training data
-        (see ``solver.check_rows``)."""
+        (see ``doors.check_rows``)."""
         X, y, _ = check_data(X, y, self, "evaluation", self.data_range)
         return self.measure(X, y, MEASURE_DTYPE)
 
@@ -533,7 +534,7 @@ class MLP:
 
     def load_param(self, params, source=None):
         """Set the parameters from a dict like ``get_parameters()`` returns; ValueError on the first misfit (see
-        ``solver.check_parameters``), naming ``source``, the file they come from, when given."""
+        ``doors.check_parameters``), naming ``source``, the file they come from, when given."""
         own = self.parameters()
         check_parameters(params, own, source)
         for name, array in params.items():

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from doors import check_data, check_range, check_rows
 from modules import EVAL_CHUNK_ROWS, MEASURE_DTYPE, MLP
-from solver import check_data, check_range, check_rows
 
 
 def mirrored(X, side):
@@ -25,7 +25,7 @@ class Ensemble:
     as a dict ``{name: MLP}`` (the shape ``study.frontier.train_frontier`` returns them in), whose models it takes in
     the dict's order; ValueError, naming the member, for anything else. ``flip_average`` is True or False. The data
     it predicts must suit every member: none may have been trained on data of a far narrower range (see
-    ``solver.check_range``), whatever the order of the members."""
+    ``doors.check_range``), whatever the order of the members."""
 
     def __init__(self, members, flip_average=False):
         if isinstance(members, MLP | str | bytes | Path) or not isinstance(members, Iterable):
@@ -98,7 +98,7 @@ class Ensemble:
 
     def checked(self, X, y=None):
         """``(X, y)`` as the members compute with them (``y`` None for a prediction); ValueError if they cannot be
-        rows (and labels) of the members (``solver.check_data``), or if X reaches far beyond the range of any
+        rows (and labels) of the members (``doors.check_data``), or if X reaches far beyond the range of any
         member's training data, naming that member."""
         name = "prediction" if y is None else "evaluation"
         if y is None:

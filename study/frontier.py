@@ -1,17 +1,20 @@
-"""Section 9 of the study, "How far can an MLP go?": batch normalisation, augmentation and an ensemble of MLPs.
+"""Section 9 of the study, "How far can an MLP go?": batch normalisation, augmentation, ensembles and distillation.
 
-The job trains section 9's runs once, ``make frontier`` (about two hours on 2 cores, run once; its records are
-committed and the notebook reads them):
+The job trains section 9's runs once, ``make frontier`` (hours on 2 cores, run once; its records are committed and
+the notebook reads them; ``--status`` says what is done and the time left):
 
-    python -m study.frontier [--jobs 2] [--scheduler tcp://HOST:8786] [--fresh]
+    python -m study.frontier [--jobs 2] [--scheduler tcp://HOST:8786] [--fresh] [--status]
 
-1. the **candidates**, ``config.FRONTIER_RECIPE`` with each of ``config.FRONTIER_CANDIDATES``' changes (seed 0): the
-   one with the best validation numbers (``runs.ranked``) is the chosen recipe;
-2. the **members**: the chosen recipe again with each of ``config.FRONTIER_SEEDS``.
+1. the first round's **candidates**, ``config.FRONTIER_RECIPE`` with each of ``config.FRONTIER_CANDIDATES``' changes
+   (seed 0): the one with the best validation numbers (``runs.ranked``, :func:`choose`) is its chosen recipe;
+2. the first round's **members**: that recipe again with each of ``config.FRONTIER_SEEDS``;
+3. the second round's candidates, ``config.FRONTIER_ROUND_TWO``;
+4. the **finals** of ``study.finals``, from the candidates of both rounds.
 
-The notebook then chooses the ensemble on validation too (:func:`ensemble_of`: how many members, whether each image
-is also averaged with its mirror image), measures every final model once on the test set (:func:`measure_on_test`),
-judges the targets (:func:`summary`) and compares the models with McNemar's tests (:func:`significance`).
+For the first round, the notebook chooses the ensemble on validation (:func:`ensemble_of`: how many members, whether
+each image is also averaged with its mirror image), measures every model once on the test set, judges the targets
+(:func:`summary`) and compares the models with McNemar's tests (:func:`significance`); ``study.finals`` does the same
+for the finals.
 
 Every run is recorded as it finishes (``study.records``: its weights in ``weights/frontier/``, its history, a row of
 ``log/frontier.csv`` keyed by its settings and the data), so an interrupted job goes on from there; the run in

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from test_modules import small_problem
 
+from doors import RANGE_SLACK
 from modules import MLP
 from optimizers import Adam, Momentum
-from solver import DIVERGENCE_LOSS, RANGE_SLACK
+from solver import DIVERGENCE_LOSS
 
 TINY = {"layers": [2, 8, 3], "max_epoch": 2, "batch_size": 16, "print_log": False, "print_iter": 5}
 

@@ -40,7 +40,8 @@ FIGURES = [
     "confident_mistakes.png",
 ]
 PROGRESS_BARS = ["grid search", "halving search", "baseline", "candidates", "wide network", "seeds",
-                 "seed histories", "frontier candidates", "frontier members"]
+                 "seed histories", "frontier candidates", "frontier members", "frontier, round two",
+                 "section 9's finals", "final student"]
 SECTIONS = ["1. Load data and preprocess", "2. Build the model", "3. Hyperparameter tuning",
             "4. Train the model with the best hyperparameters", "5. Model test", "6. Visualisation",
             "7. Beyond the original study", "8. The chosen settings with other seeds", "9. How far can an MLP go?"]
@@ -175,12 +176,23 @@ def test_quick_run_produces_every_artefact(quick_run):
     assert list(results["sections_wall_time_s"]) == SECTIONS
     frontier = results["frontier"]
     members = [frontier["chosen"], *(f"{frontier['chosen']}_seed{seed}" for seed in cfg.frontier_seeds)]
-    assert set(cfg.frontier_records.read_log()) == {*cfg.frontier_candidates, *members[1:]}  # every run recorded
     assert [row["model"] for row in frontier["test"]] == [*members, "ensemble"]
     chosen_ensemble = [row for row in frontier["ensemble_choices"] if row["chosen"]]
     assert len(chosen_ensemble) == 1
     assert frontier["summary"]["ensemble"]["test_acc"] == frontier["test"][-1]["test_acc"]
     assert [row["reference"] for row in frontier["mcnemar"]].count("wide network (section 7)") == 2
+    found = results["finals"]
+    final_seeds = [f"{found['chosen']}_all_seed{seed}" for seed in cfg.final_seeds]
+    assert [row["model"] for row in found["test"]] == [*final_seeds, "distilled_all", "ensemble"]
+    assert len({row["train_rows"] for row in found["test"]}) == 1  # every final model on the same rows, all of them
+    assert found["summary"]["seeds"]["n"] == len(cfg.final_seeds) and found["summary"]["ensemble"]["members"] == len(
+        found["members"])
+    assert [row["reference"] for row in found["mcnemar"]].count("wide network (section 7)") == 3
+    assert [row["chosen"] for row in found["students"]].count(True) == 1
+    assert set(cfg.frontier_records.read_log()) == {  # every run recorded
+        *cfg.frontier_candidates, *members[1:], *cfg.frontier_round_two, *final_seeds, "distilled_all",
+        *(f"{name}_all_seed0" for name in found["members"]),
+        *(f"distilled_T{t:g}" for t in cfg.distill_temperatures)}
 
     assert_repository_untouched(cfg)
 
@@ -194,7 +206,7 @@ def test_the_stored_notebook_reads_cleanly(quick_run):
     streams = [o.text for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs
                if o.output_type == "stream"]
     assert not [text for text in streams if "\r" in text]
-    bar_lines = [line for text in streams for line in text.splitlines() if re.match(r"^[\w -]+:\s+\d+%\|", line)]
+    bar_lines = [line for text in streams for line in text.splitlines() if re.match(r"^[\w ,'-]+:\s+\d+%\|", line)]
     assert sorted(line.split(":")[0] for line in bar_lines) == sorted([*PROGRESS_BARS, "learning rate follow-up"])
     assert all("100%|" in line for line in bar_lines), bar_lines
     printed = "".join(streams)
