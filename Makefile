@@ -27,7 +27,7 @@ notebook: $(VENV)/.run-deps data
 # run printed (it fails, naming them, when a number moved). FRESH=0 resumes from the logs instead; JOBS=n trains
 # n runs at once (default: one per core). QUICK=1 runs the quick mode into a new temporary folder, notebook
 # included, and leaves the repository as it was. Section 9's runs are read from their records (`make frontier`
-# trains them, about two hours on 2 cores); FRONTIER=1 trains them here too, afresh with FRESH.
+# trains them, hours on 2 cores: the README says how many); FRONTIER=1 trains them here too, afresh with FRESH.
 QUICK ?= 0
 FRESH ?= 1
 FRONTIER ?= 0
@@ -82,9 +82,10 @@ budget: $(VENV)/.run-deps data
 shift: $(VENV)/.run-deps data
 	$(PY) -m study.shift
 
-# Section 9's runs, trained once and recorded as each finishes (study/frontier.py; about two hours on 2 cores): the
-# candidates, then the chosen recipe's members. Interrupted, it goes on where it stopped. SCHEDULER=tcp://HOST:8786
-# trains them on a Dask cluster instead of this machine's cores.
+# Section 9's runs, trained once and recorded as each finishes (study/frontier.py; hours on 2 cores, the README says
+# how many): the candidates of both rounds, the first round's members, then the finals (study/finals.py).
+# Interrupted, it goes on where it stopped; `python -m study.frontier --status` says what is left.
+# SCHEDULER=tcp://HOST:8786 trains them on a Dask cluster instead of this machine's cores.
 frontier: $(VENV)/.run-deps data
 	$(PY) -m study.frontier $(if $(JOBS),--jobs $(JOBS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 

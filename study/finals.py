@@ -219,11 +219,13 @@ def significance(y_test, predictions, wide_predictions, found):
     return pd.concat(tables, ignore_index=True)
 
 
-def results(found, candidates, table, measured, tests, changes):
+def results(found, candidates, table, measured, tests, changes, job_log):
     """The finals' part of ``log/results.json``: the candidates of both rounds (``frontier.choice_table``), the
     ensemble's selection, distillation's temperatures, the epochs' evidence, each final model's test numbers with
-    its training rows and epochs, the targets (:func:`summary`), McNemar's tests and the class changes."""
-    return {"chosen": found["chosen"], "candidates": candidates, "member_steps": found["member_steps"],
+    its training rows and epochs, the targets (:func:`summary`), McNemar's tests, the class changes, and what the
+    whole job trained (``job_log``: the rows of ``log/frontier.csv`` by name): its runs and their training time."""
+    job = {"runs": len(job_log), "train_time_s": float(sum(row["train_time_s"] for row in job_log.values()))}
+    return {"chosen": found["chosen"], "candidates": candidates, "member_steps": found["member_steps"], "job": job,
             "members": list(found["members"]), "flip_average": bool(found["ensemble"].flip_average),
             "students": students_table(found), "temperature": found["temperature"], "epochs": found["epochs"],
             "test": table, "summary": measured, "mcnemar": tests, "class_changes": changes}

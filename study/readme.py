@@ -218,6 +218,10 @@ def finals_section(finals, images=10000, bonferroni=stats.ALPHA / 10):
         f"({seeds['min']:.4f} to {seeds['max']:.4f}), {'at or above' if seeds['reached'] else 'below'} "
         f"{seeds['target']:g}. The ensemble of {ensemble['members']} recipes: {against_target(ensemble)}.",
     ]
+    job = finals["job"]
+    parts.append(f"`make frontier` trained section 9's {job['runs']} runs, both rounds and the finals, in "
+                 f"{duration(job['train_time_s'])} of training, two at a time on 2 cores: about "
+                 f"{duration(job['train_time_s'] / 2)} of wall time.")
     for reference in dict.fromkeys(r["reference"] for r in finals["mcnemar"]):
         parts.append(mcnemar_section([r for r in finals["mcnemar"] if r["reference"] == reference], reference,
                                      images))

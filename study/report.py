@@ -320,7 +320,7 @@ RESULTS_SHAPE = {
                                                "n": COUNT}},
                   "mcnemar": [{**_MCNEMAR, "reference": TEXT}],
                   "wall_time_s": NUMBER},
-    "finals?": {"chosen": TEXT, "candidates": [_CANDIDATE],
+    "finals?": {"chosen": TEXT, "candidates": [_CANDIDATE], "job": {"runs": COUNT, "train_time_s": NUMBER},
                 "member_steps": [{"members": COUNT, "added": TEXT, "val_acc": NUMBER, "val_loss": NUMBER,
                                   "flip_average": FLAG}],
                 "members": [TEXT], "flip_average": FLAG,
