@@ -153,11 +153,13 @@ class BatchNorm(Layer):
         return (top_diff * n - self.grad_beta - self.x_hat * self.grad_gamma) * (scale / n)
 
     def forward(self, bottom):
-        """``reference_forward``'s arithmetic in three passes over the batch (``kernels.py``), what training runs."""
-        if not self.training:
-            return self.reference_forward(bottom)
-        mean, var = kernels.batch_moments(bottom)
-        self.track(mean, var, len(bottom))
+        """``reference_forward``'s arithmetic in fewer passes over the batch (``kernels.py``): three in training, one
+        outside it (the Solver's validation checks, every measurement)."""
+        if self.training:
+            mean, var = kernels.batch_moments(bottom)
+            self.track(mean, var, len(bottom))
+        else:
+            mean, var = self.running_mean, self.running_var
         self.inv_std = self.inverse_std(var, bottom.dtype)
         self.x_hat, top = np.empty_like(bottom), np.empty_like(bottom)
         kernels.normalise(bottom, mean, self.inv_std, self.gamma, self.beta, self.x_hat, top)

@@ -78,6 +78,18 @@ def test_the_fast_passes_equal_the_reference_formulas_bit_for_bit(dtype, shape, 
         np.testing.assert_array_equal(got, expected)
 
 
+def test_a_float32_layer_measures_float64_rows_as_its_reference_formula_does():
+    rng = np.random.default_rng(5)
+    fast, reference = BatchNorm(64), BatchNorm(64)
+    gamma, beta, mean, var = rng.normal(size=64), rng.normal(size=64), rng.normal(size=64), rng.uniform(0.1, 10, 64)
+    for layer in (fast, reference):
+        layer.gamma[:], layer.beta[:], layer.running_mean[:], layer.running_var[:] = gamma, beta, mean, var
+    bottom = rng.normal(size=(300, 64)) * 5  # float64 rows: MLP.evaluate measures in MEASURE_DTYPE
+    top = fast.forward(bottom)
+    assert top.dtype == np.float64
+    np.testing.assert_array_equal(top, reference.reference_forward(bottom))
+
+
 def test_a_run_with_batch_norm_and_dropout_trains_the_same_history_with_the_reference_formulas(monkeypatch):
     X, y, X_val, y_val = small_problem(n_train=200)
     settings = dict(layers=[2, 16, 16, 3], batch_norm=True, dropout=0.1, optimizer="adam", lr=0.01, max_epoch=3,
