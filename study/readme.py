@@ -51,6 +51,12 @@ def _with_ci(accuracy, ci):
     return f"{accuracy:.4f}" + (f" (95% CI {stats.format_ci(*ci)})" if ci else "")
 
 
+def _against_target(entry):
+    """A test accuracy judged against its target (``finals.against_target``'s entry), in bold with its interval."""
+    return (f"**{_with_ci(entry['test_acc'], (entry['ci_low'], entry['ci_high']))}**, "
+            f"{'at or above' if entry['reached'] else 'below'} its target of {entry['target']:g}")
+
+
 def mcnemar_section(rows, reference, images):
     comparisons = pd.DataFrame(rows)
     lines = [(r["model"], _with_ci(r["test_accuracy"], (r["ci_low"], r["ci_high"])), f"{100 * r['difference']:+.2f}",
@@ -152,10 +158,6 @@ def frontier_section(frontier, images=10000):
     found = frontier["summary"]
     single, spread, ensemble = found["single"], found["members_test"], found["ensemble"]
 
-    def against_target(entry):
-        return (f"**{_with_ci(entry['test_acc'], (entry['ci_low'], entry['ci_high']))}**, "
-                f"{'at or above' if entry['reached'] else 'below'} its target of {entry['target']:g}")
-
     parts = [
         f"**How far can an MLP go?** (section 9's first round: {frontier['recipe']}; every choice made on the "
         "validation set, the test set measured once per final model). The candidates:\n\n"
@@ -163,10 +165,10 @@ def frontier_section(frontier, images=10000):
         f"The ensemble chosen on validation: the first {chosen['members']} members, flip averaging "
         f"{'on' if chosen['flip_average'] else 'off'} (validation accuracy {chosen['val_acc']:.4f}). On the test "
         f"set:\n\n" + table(["model", "val accuracy", "test accuracy", "95% CI", "test loss", "train time"], tested),
-        f"The single MLP chosen on validation ({single['model']}): {against_target(single)}; the best published "
+        f"The single MLP chosen on validation ({single['model']}): {_against_target(single)}; the best published "
         f"pure-MLP result is {found['published']:.4f}. The {spread['n']} members: {spread['mean']:.4f} +- "
         f"{spread['std']:.4f} ({spread['min']:.4f} to {spread['max']:.4f}). The ensemble: "
-        f"{against_target(ensemble)}.",
+        f"{_against_target(ensemble)}.",
     ]
     for reference in dict.fromkeys(r["reference"] for r in frontier["mcnemar"]):
         parts.append(mcnemar_section([r for r in frontier["mcnemar"] if r["reference"] == reference], reference,
@@ -197,10 +199,6 @@ def finals_section(finals, images=10000, bonferroni=stats.ALPHA / 10):
     changed = [f"{r['class']} ({100 * r['change']:+.1f} points, p {r['p_value']:.2g})"
                for r in finals["class_changes"] if r["p_value"] < bonferroni]
 
-    def against_target(entry):
-        return (f"**{_with_ci(entry['test_acc'], (entry['ci_low'], entry['ci_high']))}**, "
-                f"{'at or above' if entry['reached'] else 'below'} its target of {entry['target']:g}")
-
     parts = [
         "**Past the frontier** (section 9's second round: every choice made on the validation set, then the final "
         f"models trained on all {finals['test'][0]['train_rows']:,} training images, the validation rows included, "
@@ -213,10 +211,10 @@ def finals_section(finals, images=10000, bonferroni=stats.ALPHA / 10):
         f"flip averaging {'on' if finals['flip_average'] else 'off'}); distillation's temperature "
         f"{finals['temperature']:g} among {students}. On the test set:\n\n"
         + table(["model", "test accuracy", "95% CI", "test loss", "epochs", "training images", "train time"], tested),
-        f"The distilled MLP: {against_target(single)}; the best published pure-MLP result is "
+        f"The distilled MLP: {_against_target(single)}; the best published pure-MLP result is "
         f"{found['published']:.4f}. The recipe's {seeds['n']} seeds: mean {seeds['mean']:.4f} +- {seeds['std']:.4f} "
         f"({seeds['min']:.4f} to {seeds['max']:.4f}), {'at or above' if seeds['reached'] else 'below'} "
-        f"{seeds['target']:g}. The ensemble of {ensemble['members']} recipes: {against_target(ensemble)}.",
+        f"{seeds['target']:g}. The ensemble of {ensemble['members']} recipes: {_against_target(ensemble)}.",
     ]
     job = finals["job"]
     parts.append(f"`make frontier` trained section 9's {job['runs']} runs, both rounds and the finals, in "
