@@ -49,7 +49,7 @@ def main():
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("beyond_results.json"))
     args = parser.parse_args()
 
-    best = run_benchmark({"numpy MLP": run_numpy_mlp}, run_torch, args.epochs, args.repeats, args.output)
+    best = run_benchmark({"numpy MLP": run_numpy_mlp}, {"pytorch": run_torch}, args.epochs, args.repeats, args.output)
     if "pytorch" in best:
         print(f"numpy MLP / pytorch: {best['numpy MLP'][0] / best['pytorch'][0]:.2f}  (target at most 0.85)")
 

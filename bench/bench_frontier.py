@@ -7,7 +7,10 @@ after it, AdamW (lr 1e-3, weight decay 1e-4), a cosine schedule per batch, batch
 up to a pixel and mirrored half the time, label smoothing 0.1, the 6,000 validation rows evaluated every 422
 batches. A run trains its first few epochs: the time per epoch does not depend on where in the schedule it is.
 Beside it: the matrix products of the same work and nothing else (the floor no implementation on this BLAS can
-beat), section 7's wide network (what the augmentation's cost is measured against), and PyTorch doing the recipe.
+beat), section 7's wide network (what the augmentation's cost is measured against), PyTorch doing the recipe, and the
+same matrix products through PyTorch's BLAS (MKL in its CPU wheels). NumPy's BLAS (OpenBLAS) and PyTorch's are not
+equally fast on every processor, so the ratio to PyTorch moves from machine to machine; each framework's epoch over
+its own floor says how much each adds to its products.
 
     python bench/bench_frontier.py [--epochs 2] [--repeats 3] [--output bench/frontier_results.json]
 """
@@ -35,8 +38,13 @@ def run_numpy_mlp(epochs, settings=SETTINGS):
     return model.train_time_s / epochs, model.best_val_acc
 
 
-def run_matmul_floor(epochs):
-    return matmul_floor(SETTINGS["layers"], SETTINGS["batch_size"], SETTINGS["print_iter"], epochs)
+def run_matmul_floor(epochs, library="numpy"):
+    return matmul_floor(SETTINGS["layers"], SETTINGS["batch_size"], SETTINGS["print_iter"], epochs, library)
+
+
+def run_torch_matmul_floor(epochs):
+    """The same products through PyTorch's BLAS: how much of the ratio to PyTorch is the two BLAS libraries."""
+    return run_matmul_floor(epochs, library="torch")
 
 
 def run_wide_network(epochs):
@@ -103,7 +111,9 @@ def main():
     args = parser.parse_args()
 
     best = run_benchmark({"numpy MLP": run_numpy_mlp, "matmul floor": run_matmul_floor,
-                          "wide network": run_wide_network}, run_torch, args.epochs, args.repeats, args.output)
+                          "wide network": run_wide_network},
+                         {"pytorch": run_torch, "pytorch matmul floor": run_torch_matmul_floor},
+                         args.epochs, args.repeats, args.output)
     print(f"numpy MLP / matmul floor: {best['numpy MLP'][0] / best['matmul floor'][0]:.2f}")
     augmenting = min(augmentation_seconds_per_epoch() for _ in range(3))
     print(f"augmentation alone: {augmenting:.3f} s an epoch, {augmenting / best['numpy MLP'][0]:.1%} of the recipe's "
@@ -116,7 +126,9 @@ def main():
     recorded.pop("machine")
     write_results(args.output, dict(recorded, augmentation_seconds_per_epoch=augmenting, layer_pass_ms=passes))
     if "pytorch" in best:
-        print(f"numpy MLP / pytorch: {best['numpy MLP'][0] / best['pytorch'][0]:.2f}  (target at most 0.8)")
+        print(f"numpy MLP / pytorch: {best['numpy MLP'][0] / best['pytorch'][0]:.2f}  (target at most 0.8); pytorch / "
+              f"pytorch matmul floor: {best['pytorch'][0] / best['pytorch matmul floor'][0]:.2f}; matmul floor / "
+              f"pytorch matmul floor: {best['matmul floor'][0] / best['pytorch matmul floor'][0]:.2f}")
 
 
 if __name__ == "__main__":

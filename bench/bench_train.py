@@ -90,7 +90,7 @@ def main():
     args = parser.parse_args()
 
     contenders = {"numpy MLP": run_numpy_mlp, "bare numpy loop": run_bare_numpy, "matmul floor": run_matmul_floor}
-    best = run_benchmark(contenders, run_torch, args.epochs, args.repeats, args.output)
+    best = run_benchmark(contenders, {"pytorch": run_torch}, args.epochs, args.repeats, args.output)
     numpy_seconds = best["numpy MLP"][0]
     print(f"numpy MLP / matmul floor: {numpy_seconds / best['matmul floor'][0]:.2f}  (target at most 1.6)")
     print(f"numpy MLP / bare numpy loop: {numpy_seconds / best['bare numpy loop'][0]:.2f}")

@@ -126,13 +126,20 @@ def train_torch(layers, epochs, batch_size, val_every, make_optimizer, make_sche
     return (time.perf_counter() - started) / epochs, best
 
 
-def matmul_floor(layers, batch_size, val_every, epochs):
+def matmul_floor(layers, batch_size, val_every, epochs, library="numpy"):
     """(seconds per epoch, NaN) of the matrix products of training ``layers`` and nothing else: each batch's
     forward products, the backward products of the weights' and the bottoms' gradients, and the validation set's
-    forward products every ``val_every`` batches, in float32 on this BLAS. No implementation can beat it."""
+    forward products every ``val_every`` batches, in float32. No implementation on that BLAS can beat it: with
+    ``library="numpy"`` NumPy's (OpenBLAS), with ``"torch"`` PyTorch's own (its MKL or oneDNN), the same loop on
+    tensors, so that each framework's epoch can be put beside its own floor."""
     X_train, _, X_val, _, _ = load_data()
     rng = np.random.default_rng(0)
     weights = [rng.standard_normal((a, b), dtype=np.float32) * 0.01 for a, b in pairwise(layers)]
+    if library == "torch":
+        import torch
+
+        X_train, X_val, weights = torch.from_numpy(X_train), torch.from_numpy(X_val), list(map(torch.from_numpy,
+                                                                                                weights))
     started = time.perf_counter()
     for _ in range(epochs):
         for i, start in enumerate(range(0, len(X_train), batch_size), start=1):
@@ -194,12 +201,12 @@ def best_of(contenders, epochs, repeats):
     return best
 
 
-def run_benchmark(contenders, torch_reference, epochs, repeats, output):
-    """Time ``contenders`` (plus ``torch_reference`` as "pytorch" when torch imports), write the figures to ``output``
-    and return ``best_of``'s dict."""
+def run_benchmark(contenders, torch_references, epochs, repeats, output):
+    """Time ``contenders`` (plus ``torch_references``, ``{name: fn}`` such as ``{"pytorch": ...}``, when torch
+    imports), write the figures to ``output`` and return ``best_of``'s dict."""
     contenders = dict(contenders)
     if torch_available():
-        contenders["pytorch"] = torch_reference
+        contenders.update(torch_references)
     data = load_data()[-1]
     print(f"data: {data}; {epochs} epochs a run, best of {repeats} runs")
     best = best_of(contenders, epochs, repeats)

@@ -69,6 +69,7 @@ def bench_section(bench, script="bench/bench_train.py", what="Training speed of 
     if "peak_rss_mb" in columns:
         text += (" Peak RSS is each contender's own process at its highest (its VmHWM): the data, the libraries it "
                  "imports, and what its training allocates.")
+    text += blas_split(seconds)
     augmenting = bench.get("augmentation_seconds_per_epoch")
     if isinstance(augmenting, float) and seconds[first]:
         text += (f" Moving and mirroring the images takes {augmenting:.3f} s of an epoch by itself, "
@@ -84,6 +85,20 @@ def bench_section(bench, script="bench/bench_train.py", what="Training speed of 
     if isinstance(bench.get("machine"), dict):
         text += f"\n\nBenchmark machine: {machine_line(bench['machine'])}."
     return text
+
+
+def blas_split(seconds):
+    """With both floors timed: the ratio to PyTorch as the product of the BLAS libraries' ratio on this machine and
+    each framework's epoch over its own floor (what the code adds to its products); otherwise nothing."""
+    names = ("numpy MLP", "matmul floor", "pytorch", "pytorch matmul floor")
+    if not all(seconds.get(name) for name in names):
+        return ""
+    ours, floor, theirs, their_floor = (seconds[name] for name in names)
+    return (f" Each framework over its own matrix products: numpy MLP {ours / floor:.2f}, pytorch "
+            f"{theirs / their_floor:.2f}; NumPy's BLAS does the products in {floor / their_floor:.2f} of PyTorch's "
+            f"time on this machine. So numpy MLP / pytorch, {ours / theirs:.2f}, is {floor / their_floor:.2f} (the "
+            f"machine's BLAS libraries) times {(ours / floor) / (theirs / their_floor):.2f} (the code's own "
+            "overhead): where the two BLAS libraries are equally fast, expect about the second factor.")
 
 
 def grid_bench_section(bench):

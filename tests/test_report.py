@@ -128,6 +128,22 @@ def test_bench_results_when_present(project):
     assert "Bench CPU" in block
 
 
+def test_bench_splits_the_ratio_to_pytorch_when_both_floors_are_timed(project):
+    (project / "bench").mkdir()
+    contenders = {"numpy MLP": 6.0, "matmul floor": 4.0, "pytorch": 10.0, "pytorch matmul floor": 5.0}
+    bench = {"contenders": {name: {"seconds_per_epoch": seconds} for name, seconds in contenders.items()}}
+    (project / "bench" / "frontier_results.json").write_text(json.dumps(bench))
+    report.main(["--root", str(project)])
+    text = (project / "README.md").read_text()
+    assert "numpy MLP 1.50, pytorch 2.00" in text
+    assert "numpy MLP / pytorch, 0.60, is 0.80 (the machine's BLAS libraries) times 0.75 (the code's own" in text
+    del contenders["pytorch matmul floor"]
+    bench = {"contenders": {name: {"seconds_per_epoch": seconds} for name, seconds in contenders.items()}}
+    (project / "bench" / "frontier_results.json").write_text(json.dumps(bench))
+    report.main(["--root", str(project)])
+    assert "own matrix products" not in (project / "README.md").read_text()
+
+
 def test_bench_of_unknown_shape_is_noted(project):
     (project / "bench").mkdir()
     (project / "bench" / "results.json").write_text(json.dumps({"something": 1}))
