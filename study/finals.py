@@ -15,14 +15,17 @@ test set.
    ensemble. T is chosen on validation among ``cfg.distill_temperatures``, with the candidates' ensemble teaching on
    the 54,000 training images; the student is then trained on all 60,000 with the final members' ensemble as its
    teacher. The teacher's probabilities are computed once per image (a shifted or mirrored image keeps its image's
-   targets), a small part of one student epoch.
+   targets), a small part of one student epoch, and only when a student trains: its record's key names its teacher
+   (:class:`Taught`).
 """
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from fileio import fingerprint
 from study import beyond, config, runs, stats
 from study.ensemble import Ensemble, scores
 
@@ -92,6 +95,34 @@ def soft_targets(probabilities, y, temperature, weight):
     return (1 - weight) * np.eye(probabilities.shape[1])[y] + weight * softened
 
 
+@dataclass(frozen=True)
+class Taught:
+    """A student's data: ``data`` (``X_train, y_train, X_val, y_val``, labels) whose training labels become
+    :func:`soft_targets` from ``teacher``'s probabilities only when the student trains (:meth:`arrays`).
+
+    Its record's key (:meth:`described`, through ``runs.run_key``) names the teacher by its members' record keys
+    (``teacher_keys``), flip averaging, the temperature and the weight, and hashes the labels, not the targets: the
+    teacher's probabilities are float64 products whose last bits the BLAS kernels set, and another processor's
+    kernels (OpenBLAS's Haswell and SkylakeX) move them, while the student recorded is the same run. A student read
+    back from its record then costs no pass of its teacher over the training images."""
+
+    data: tuple
+    teacher: Ensemble
+    teacher_keys: tuple
+    temperature: float
+    weight: float
+
+    def described(self):
+        return {"arrays": fingerprint(*self.data), "teacher": list(self.teacher_keys),
+                "flip_average": self.teacher.flip_average, "temperature": float(self.temperature),
+                "weight": float(self.weight)}
+
+    def arrays(self):
+        X_train, y_train, X_val, y_val = self.data
+        targets = soft_targets(self.teacher.probabilities(X_train), y_train, self.temperature, self.weight)
+        return X_train, targets, X_val, y_val
+
+
 def train_finals(cfg, data, candidates, chosen, fit):
     """The final models of section 9 from the ``candidates`` of both rounds (``{name: model}``), ``chosen`` the one
     of best validation numbers, and ``data`` (``X_train, y_train, X_val, y_val``), each read from its record or
@@ -101,18 +132,17 @@ def train_finals(cfg, data, candidates, chosen, fit):
     Every run that depends on the candidates alone goes in one batch, so that two at a time keep both cores busy to
     the end: the single recipe's seeds first, then the ensemble's other members, then distillation's students on
     the 54,000; the final student, whose teacher is the final members' ensemble, comes last."""
-    X_train, y_train, X_val, y_val = data
+    _, _, X_val, y_val = data
     settings = {name: model.config() for name, model in candidates.items()}
     names, flip, steps = ensemble_members(candidates, X_val, y_val, cfg.ensemble_max_members)
     everything = all_images(data)
-    taught = Ensemble([candidates[name] for name in names], flip_average=flip).probabilities(X_train)
+    teacher, keys = Ensemble([candidates[name] for name in names], flip_average=flip), recorded_keys(cfg, names)
     named_settings = {**{f"{chosen}_all_seed{seed}": dict(settings[chosen], seed=seed) for seed in cfg.final_seeds},
                       **{f"{name}_all_seed0": settings[name] for name in names if name != chosen}}
     named_data = dict.fromkeys(named_settings, everything)
     for temperature in cfg.distill_temperatures:
         named_settings[f"distilled_T{temperature:g}"] = settings[chosen]
-        named_data[f"distilled_T{temperature:g}"] = (
-            X_train, soft_targets(taught, y_train, temperature, cfg.distill_weight), X_val, y_val)
+        named_data[f"distilled_T{temperature:g}"] = Taught(data, teacher, keys, temperature, cfg.distill_weight)
     trained = fit(named_settings, named_data, "section 9's finals")
     finals = {f"{chosen}_all_seed{seed}": trained[f"{chosen}_all_seed{seed}"] for seed in cfg.final_seeds}
     members = {name: trained[f"{name}_all_seed0"] for name in names}
@@ -120,14 +150,18 @@ def train_finals(cfg, data, candidates, chosen, fit):
     best = beyond.best_on_validation(list(students.values()))
     temperature = next(t for t, model in students.items() if model is best)
     final_teacher = Ensemble(list(members.values()), flip_average=flip)
-    X_all, y_all, _, _ = everything
-    student = fit({STUDENT: settings[chosen]},
-                  (X_all, soft_targets(final_teacher.probabilities(X_all), y_all, temperature, cfg.distill_weight),
-                   None, None),
-                  "final student")[STUDENT]
+    taught = Taught(everything, final_teacher, recorded_keys(cfg, [f"{name}_all_seed0" for name in names]),
+                    temperature, cfg.distill_weight)
+    student = fit({STUDENT: settings[chosen]}, taught, "final student")[STUDENT]
     return {"chosen": chosen, "epochs": epoch_evidence(candidates[chosen]), "finals": finals,
             "member_steps": steps, "members": members, "ensemble": final_teacher, "students": students,
-            "temperature": temperature, "student": student, "train_rows": len(X_all)}
+            "temperature": temperature, "student": student, "train_rows": len(everything[0])}
+
+
+def recorded_keys(cfg, names):
+    """The record keys (``runs.run_key``) of section 9's runs ``names``, from ``cfg.frontier_records``' log."""
+    logged = cfg.frontier_records.read_log()
+    return tuple(logged[name]["key"] for name in names)
 
 
 def students_table(found):

@@ -194,7 +194,8 @@ def fit_or_read(named_settings, data, records, n_jobs=1, fresh=False, fit=None, 
                 checkpoint_dir=None):
     """``{name: model}`` for the runs of ``named_settings`` (``{name: MLP keyword arguments}``), each read from its
     record in ``records`` or, when it has none for these settings and ``data`` (``X_train, y_train, X_val, y_val``,
-    or a dict of such by name when the runs train on different data), trained and recorded first; ``fresh=True``
+    data made only when a run trains, ``runs.run_key``, or a dict of either by name when the runs train on different
+    data), trained and recorded first; ``fresh=True``
     trains them all again, their old rows taken out of the log (a copy of which is kept as ``.bak``), their old
     weights and histories moved to ``.bak`` (:meth:`Records.write`), and the records of other runs in the same log
     left as they are. Without ``fresh``, a name recorded by a run of other settings or data is a RecordError
@@ -216,7 +217,7 @@ def fit_or_read(named_settings, data, records, n_jobs=1, fresh=False, fit=None, 
     with runs.prepared_log(records.log_path, COLUMNS):
         if fresh:
             records.forget(set(named_settings))
-        pending = [(name, named_settings[name], each[name]) for name in records.pending(keys)]
+        pending = [(name, named_settings[name], runs.data_arrays(each[name])) for name in records.pending(keys)]
         if fit is None:
             trained = runs.dispatch(fit_labelled, pending, n_jobs=n_jobs, checkpoint_dir=checkpoint_dir, fresh=fresh)
         else:

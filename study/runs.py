@@ -197,11 +197,19 @@ def append_rows(path, rows, columns):
 
 
 def run_key(settings, data):
-    """A short hash of a run's ``settings`` (``MLP`` keyword arguments) and of its ``data`` (the arrays): rows of
-    the log with this key were trained so."""
+    """A short hash of a run's ``settings`` (``MLP`` keyword arguments) and of its ``data``: the arrays
+    ``(X_train, y_train, X_val, y_val)``, or data made only when the run trains (an object with ``described()``,
+    what its key hashes, and ``arrays()``: ``study.finals.Taught``). Rows of the log with this key were trained so."""
     described = json.dumps({"settings": dict(settings, layers=list(settings["layers"])),
-                            "data": fingerprint(*data)}, sort_keys=True, default=str)
+                            "data": data.described() if hasattr(data, "described") else fingerprint(*data)},
+                           sort_keys=True, default=str)
     return hashlib.sha256(described.encode()).hexdigest()[:16]
+
+
+def data_arrays(data):
+    """The arrays a run trains on: ``data`` itself, or what data made only when the run trains makes (see
+    :func:`run_key`)."""
+    return data.arrays() if hasattr(data, "arrays") else data
 
 
 def whole_rows(data):

@@ -67,8 +67,34 @@ def test_the_job_trains_the_finals_on_every_image_after_the_candidates(tmp_path,
     student = MLP.from_file(tmp_path / "weights" / "frontier" / "distilled_all.npz", print_log=False)
     assert student.data_range is not None
     trained = runs.runs_started
+
+    def teaching(taught):
+        raise AssertionError("a recorded student's soft targets were made again")
+
+    monkeypatch.setattr(finals.Taught, "arrays", teaching)  # a student read back costs no pass of its teacher
     frontier.main(["--quick", "--jobs", "1"])  # read back, every record is what it says: nothing trains again
     assert runs.runs_started == trained
+
+
+def test_a_students_key_names_its_teacher_not_the_last_bits_of_its_soft_targets(monkeypatch):
+    X, y = np.random.default_rng(0).random((4, 784), dtype=np.float32), np.array([0, 1, 2, 3])
+    teacher = Ensemble([MLP([784, 8, 10], seed=0, print_log=False)])
+    settings = {"layers": [784, 8, 10], "seed": 0}
+    taught = finals.Taught((X, y, X[:2], y[:2]), teacher, ("k1", "k2"), 2.0, 0.5)
+    made = taught.arrays()
+    np.testing.assert_array_equal(made[1], finals.soft_targets(teacher.probabilities(X), y, 2.0, 0.5))
+    key = runs.run_key(settings, taught)
+    probabilities = teacher.probabilities(X)
+    # Another processor's kernels move the float64 products' last bits: the key stays that of the recorded run.
+    monkeypatch.setattr(Ensemble, "probabilities", lambda self, X: probabilities * (1 + 1e-12 * np.arange(10)))
+    assert not np.array_equal(taught.arrays()[1], made[1])
+    assert runs.run_key(settings, taught) == key
+    others = [finals.Taught((X, y, X[:2], y[:2]), teacher, ("k1", "k3"), 2.0, 0.5),  # another teacher
+              finals.Taught((X, y, X[:2], y[:2]), teacher, ("k1", "k2"), 4.0, 0.5),
+              finals.Taught((X, y, X[:2], y[:2]), teacher, ("k1", "k2"), 2.0, 0.25),
+              finals.Taught((X, y[::-1].copy(), X[:2], y[:2]), teacher, ("k1", "k2"), 2.0, 0.5)]  # other labels
+    assert len({key, *(runs.run_key(settings, other) for other in others)}) == 1 + len(others)
+    assert runs.run_key(settings, finals.Taught((X, y, X[:2], y[:2]), teacher, ("k1", "k2"), 2, 0.5)) == key
 
 
 def test_status_counts_the_finals_to_come_and_the_time_left(tmp_path, monkeypatch):
