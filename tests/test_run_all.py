@@ -30,6 +30,14 @@ def test_what_differs_between_executions_is_masked_and_a_moved_number_is_not():
     assert list(runall.differing_cells(committed, executed)) == [0]
 
 
+def test_a_gradient_checks_rounding_noise_is_compared_as_such_and_a_wrong_gradient_is_not():
+    def check(error):
+        return runall.printed(cell(f"W1  (784, 8): largest relative error {error}\n"))
+
+    assert check("8.0e-11") == check("9.1e-11")  # the same check on two processors' BLAS kernels
+    assert check("3.0e-02") != check("4.0e-02") and check("3.0e-02") != check("8.0e-11")
+
+
 def test_the_number_of_runs_trained_is_read_from_the_last_line():
     last = cell("this execution trained 0 runs; log/results.json unchanged\n")
     nb = nbformat.v4.new_notebook(cells=[cell("a\n"), last])
