@@ -6,7 +6,7 @@ NOTEBOOK := Fashion_mnist_model.ipynb
 
 .PHONY: notebook run run-all test lint data bench bench-grid budget shift frontier report clean
 
-# make notebook: Jupyter Lab on the notebook, for reading it and choosing Run All (about two minutes: it resumes from the
+# make notebook: Jupyter Lab on the notebook, for reading it and choosing Run All (about a minute: it resumes from the
 # committed logs and trains nothing). The kernel is .venv's own Python: study/lab.py puts .venv/share/jupyter first on
 # JUPYTER_PATH, so that the notebook's kernelspec `python3` resolves to .venv's spec (a bare `python`, which Jupyter
 # runs as the server's own Python) even when another python3 kernelspec sits in ~/.local/share/jupyter or

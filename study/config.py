@@ -246,12 +246,14 @@ class StudyConfig:
 
     @property
     def frontier_records(self):
-        """Where section 9's runs are recorded (``study.records``): the candidates and the members, each with its
-        weights (``weights/frontier/``), history and log row (``log/frontier.csv``)."""
+        """Where section 9's runs are recorded (``study.records``): each with its weights (``weights/frontier/``),
+        history and log row (``log/frontier.csv``); distillation's students on the 54,000 images, compared on
+        validation alone (the final student trains with the temperature they choose), without their weights."""
         from study.records import Records  # records imports the model; config stays at the bottom of the package
 
         return Records(self.log_dir / "frontier.csv", self.log_dir / "frontier_histories",
-                       self.weights_dir / "frontier")
+                       self.weights_dir / "frontier",
+                       weightless=frozenset(map(student_name, self.distill_temperatures)))
 
     def frontier_candidate_settings(self, candidates=None):
         """Section 9's candidates (``candidates``, the first round's by default), ``{name: MLP keyword arguments}``:
@@ -267,6 +269,11 @@ class StudyConfig:
     def wide_settings(self):
         """Section 7's wider network with dropout and Adam, as ``MLP`` keyword arguments."""
         return dict(self.wide_recipe, seed=self.seed, print_iter=self.print_iter)
+
+
+def student_name(temperature):
+    """The name of distillation's student at ``temperature`` on the 54,000 training images: ``"distilled_T2"``."""
+    return f"distilled_T{temperature:g}"
 
 
 def study_config(quick: bool, output_dir=None) -> StudyConfig:

@@ -141,12 +141,12 @@ def train_finals(cfg, data, candidates, chosen, fit):
                       **{f"{name}_all_seed0": settings[name] for name in names if name != chosen}}
     named_data = dict.fromkeys(named_settings, everything)
     for temperature in cfg.distill_temperatures:
-        named_settings[f"distilled_T{temperature:g}"] = settings[chosen]
-        named_data[f"distilled_T{temperature:g}"] = Taught(data, teacher, keys, temperature, cfg.distill_weight)
+        named_settings[config.student_name(temperature)] = settings[chosen]
+        named_data[config.student_name(temperature)] = Taught(data, teacher, keys, temperature, cfg.distill_weight)
     trained = fit(named_settings, named_data, "section 9's finals")
     finals = {f"{chosen}_all_seed{seed}": trained[f"{chosen}_all_seed{seed}"] for seed in cfg.final_seeds}
     members = {name: trained[f"{name}_all_seed0"] for name in names}
-    students = {temperature: trained[f"distilled_T{temperature:g}"] for temperature in cfg.distill_temperatures}
+    students = {temperature: trained[config.student_name(temperature)] for temperature in cfg.distill_temperatures}
     best = beyond.best_on_validation(list(students.values()))
     temperature = next(t for t, model in students.items() if model is best)
     final_teacher = Ensemble(list(members.values()), flip_average=flip)

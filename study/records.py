@@ -2,7 +2,8 @@
 
 A run's record is three things, written in this order when it finishes:
 
-- its best-validation weights, ``<weights_dir>/<name>.npz`` (``MLP.save_param``, with its settings);
+- its best-validation weights, ``<weights_dir>/<name>.npz`` (``MLP.save_param``, with its settings), unless the run
+  is one of ``weightless``: a run compared on its validation numbers alone needs its history, not its weights;
 - its history, ``<history_dir>/<name>.csv``;
 - a row of the log (``name``, ``key``, then ``runs.outcome``): the row is the record's seal, so a run cut short
   before it is trained again.
@@ -42,11 +43,14 @@ class RecordError(ValueError):
 
 @dataclass(frozen=True)
 class Records:
-    """Where the records of a group of runs live: their log, their histories and their weights."""
+    """Where the records of a group of runs live: their log, their histories and their weights; ``weightless``, the
+    names of the runs recorded without their weights (read back, such a run holds its initial weights: its history
+    and validation numbers are what it is read for)."""
 
     log_path: Path
     history_dir: Path
     weights_dir: Path
+    weightless: frozenset = frozenset()
 
     def weights_path(self, name):
         return Path(self.weights_dir) / f"{name}.npz"
@@ -64,9 +68,10 @@ class Records:
         return {row["name"]: row for row in log.to_dict("records")}
 
     def complete(self, row, key=None):
-        """Whether ``row`` records a run (of this ``key``, when given) whose weights and history are both on disk."""
-        return (row is not None and key in (None, row["key"]) and self.weights_path(row["name"]).exists()
-                and self.history_path(row["name"]).exists())
+        """Whether ``row`` records a run (of this ``key``, when given) whose weights (unless it is weightless) and
+        history are on disk."""
+        return (row is not None and key in (None, row["key"]) and self.history_path(row["name"]).exists()
+                and (row["name"] in self.weightless or self.weights_path(row["name"]).exists()))
 
     def pending(self, keys):
         """The names of ``keys`` (``{name: runs.run_key}``) that have no complete record of their key: the runs to
@@ -88,7 +93,8 @@ class Records:
         for path in (self.weights_path(name), self.history_path(name)):
             if path.exists():
                 runs.backup(path)
-        model.save_param(self.weights_path(name))
+        if name not in self.weightless:
+            model.save_param(self.weights_path(name))
         atomic_write(self.history_path(name), partial(model.history.to_csv, index=False))
         runs.append_rows(self.log_path, [{"name": name, "key": key, **runs.outcome(model)}], COLUMNS)
 
@@ -113,17 +119,22 @@ class Records:
     def read(self, name, row, settings=None):
         """The model recorded under ``name``, with the run's history and outcome (``row``). A run that diverged
         before its first validation check kept no usable weights: it comes back with its settings and history only,
-        its initial weights in place of the non-finite ones it saved.
+        its initial weights in place of the non-finite ones it saved; so does a weightless run, from ``settings``.
 
         RecordError if the weights hold a model of other settings than ``settings`` (the run's ``MLP`` keyword
         arguments, when given), or the history is not the one ``row`` records."""
         path = self.weights_path(name)
-        if row["diverged"] and row["best_iteration"] == 0:
+        if name in self.weightless:
+            if settings is None:
+                raise RecordError(f"{name} is recorded without its weights in {self.log_path}: read it with its "
+                                  "settings, which only they give")
+            model = runs.new_model(settings)
+        elif row["diverged"] and row["best_iteration"] == 0:
             config = json.loads(str(read_archive(path, ("config",), "model archive", "MLP.save_param")["config"]))
             model = MLP(**dict(config, print_log=False))
         else:
             model = MLP.from_file(path, print_log=False)
-        if settings is not None:
+        if settings is not None and name not in self.weightless:
             self.check_weights(name, model.config(), settings)
         self.restore_history(name, model, row)
         return model

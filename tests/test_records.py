@@ -41,6 +41,22 @@ def test_runs_are_trained_once_then_read_back_as_they_trained(store, named):
     assert again["diverges"].diverged
 
 
+def test_a_run_compared_on_validation_alone_is_recorded_and_read_back_without_its_weights(tmp_path, named):
+    data = small_problem()
+    store = records.Records(tmp_path / "log.csv", tmp_path / "histories", tmp_path / "weights",
+                            weightless=frozenset({"adam"}))
+    first = records.fit_or_read(named, data, store, progress=False)
+    assert not store.weights_path("adam").exists() and store.weights_path("momentum").exists()
+    started = runs.runs_started
+    again = records.fit_or_read(named, data, store, progress=False)
+    assert runs.runs_started == started  # complete without weights: nothing trains again
+    same_run(again["adam"], first["adam"])
+    with pytest.raises(records.RecordError, match="without its weights"):
+        store.read("adam", store.read_log()["adam"])
+    store.weights_path("momentum").unlink()  # the others still need theirs
+    assert store.pending(records.run_keys(named, data)) == ["momentum"]
+
+
 def test_parallel_runs_are_recorded_as_serial_ones(tmp_path, named):
     data = small_problem()
     serial = records.fit_or_read(named, data, records.Records(tmp_path / "a.csv", tmp_path / "a", tmp_path / "a"),
