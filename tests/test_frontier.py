@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from modules import MLP
-from study import config, finals, frontier, readme, report, runs
+from study import config, finals, frontier, readme, report, results_shape, runs
 from study.ensemble import Ensemble, mirrored
 
 
@@ -150,7 +150,7 @@ def test_the_test_set_measures_each_final_model_and_the_targets_are_judged_on_it
 
     written = report._json_ready({"frontier": frontier.results(candidates, chosen, frontier.ensemble_of(
         members, images[2], images[3])[1], table, found, tests, 12.5)})
-    assert report.shape_problem(written, {"frontier": report.RESULTS_SHAPE["frontier?"]}) is None
+    assert results_shape.shape_problem(written, {"frontier": results_shape.RESULTS_SHAPE["frontier?"]}) is None
     text = readme.frontier_section(written["frontier"], images=len(y_test))
     assert f"| ensemble | 0.5000 | {rows.loc['ensemble', 'test_acc']:.4f} |" in text
     assert f"The single MLP chosen on validation ({single}): **{found['single']['test_acc']:.4f} (95% CI" in text

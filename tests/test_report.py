@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from study import benches, config, followup, grid, report, runs, seeds, stats
+from study import benches, config, followup, grid, report, results_shape, runs, seeds, stats
 
 README = """# Project
 
@@ -551,7 +551,7 @@ def test_no_change_to_the_results_ends_in_a_traceback(project, monkeypatch):
 
 def test_a_part_the_shape_does_not_describe_still_ends_in_a_sentence(project, capsys, monkeypatch):
     """The shape check describes what render reads; should it miss something, render's error names the file."""
-    monkeypatch.setattr(report, "RESULTS_SHAPE", {})
+    monkeypatch.setattr(results_shape, "RESULTS_SHAPE", {})
     results = json.loads((project / "log" / "results.json").read_text())
     del results["final_training"]
     (project / "log" / "results.json").write_text(json.dumps(results))
@@ -662,16 +662,16 @@ def test_notebook_results_record_the_honest_numbers_in_a_shape_the_report_reads(
     assert mcnemar["reference"].tolist() == ["seed", "seed", "(c)", "(c)"]
     assert mcnemar["model"].tolist() == ["(c1)", "(c2)", "(c1)", "(c2)"]
     written = report.write_results(project / "log" / "results.json", more)
-    assert report.shape_problem(written) is None
+    assert results_shape.shape_problem(written) is None
     assert written["budget_rule"]["chosen"] == 40 and written["budget_rule"]["table"][0]["seeds"] == 2
     assert written["candidates"][1]["best_val_acc"] is None  # a diverged candidate's NaN is null
     assert [row["part"] for row in written["drop"]][:5] == ["drop from validation to test",
                                                             "best-checkpoint optimism", "selection optimism",
                                                             "validation/test shift", "residual"]
     broken = dict(written, budget_rule=dict(written["budget_rule"], margin_images="two"))
-    assert report.shape_problem(broken) == "budget_rule.margin_images should be a number, not \"two\""
+    assert results_shape.shape_problem(broken) == "budget_rule.margin_images should be a number, not \"two\""
     broken = dict(written, shift=dict(written["shift"], table=[{"seed": 0}]))
-    assert report.shape_problem(broken) == "shift.table[0].val_acc is missing"
+    assert results_shape.shape_problem(broken) == "shift.table[0].val_acc is missing"
 
 
 def test_the_budget_paragraph_shows_each_seed_and_the_rule_on_their_means():
