@@ -89,6 +89,8 @@ def status(cfg, data):
              for name in finals_started]
     planned = (len(cfg.final_seeds) + cfg.ensemble_max_members - 1 + len(cfg.distill_temperatures) + 1
                - len(finals_started))
+    if store.complete(logged.get(finals.STUDENT)):
+        planned = 0  # the final student trains last: the job is done, its ensemble perhaps with fewer members
     if planned > 0:
         rows.append({"run": f"finals not started (up to {planned} runs)", "state": "to do", "epochs": 0,
                      "of": planned * cfg.frontier_recipe["max_epoch"], "s_per_epoch": float("nan")})

@@ -74,6 +74,8 @@ def test_the_job_trains_the_finals_on_every_image_after_the_candidates(tmp_path,
     monkeypatch.setattr(finals.Taught, "arrays", teaching)  # a student read back costs no pass of its teacher
     frontier.main(["--quick", "--jobs", "1"])  # read back, every record is what it says: nothing trains again
     assert runs.runs_started == trained
+    table, sentence = frontier.status(cfg, config.subsample(tuple(fake), cfg)[:4])
+    assert (table["state"] == "done").all() and sentence.startswith(f"{len(table)} of {len(table)} runs done")
 
 
 def test_a_students_key_names_its_teacher_not_the_last_bits_of_its_soft_targets(monkeypatch):
