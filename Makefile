@@ -93,7 +93,7 @@ report: $(VENV)/.run-deps
 	$(PY) -m study.report
 
 # Run All as the notebook's reader runs it, on a fresh clone of the last commit: it must train nothing and change
-# nothing; its wall time goes to log/run_all.json for the README (study/runall.py; about a minute or two).
+# nothing; its wall time goes to log/run_all.json for the README (study/runall.py; about a minute).
 run-all: $(VENV)/.run-deps data
 	$(PY) -m study.runall --write
 
