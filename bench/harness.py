@@ -138,8 +138,7 @@ def matmul_floor(layers, batch_size, val_every, epochs, library="numpy"):
     if library == "torch":
         import torch
 
-        X_train, X_val, weights = torch.from_numpy(X_train), torch.from_numpy(X_val), list(map(torch.from_numpy,
-                                                                                                weights))
+        X_train, X_val, *weights = map(torch.from_numpy, [X_train, X_val, *weights])
     started = time.perf_counter()
     for _ in range(epochs):
         for i, start in enumerate(range(0, len(X_train), batch_size), start=1):

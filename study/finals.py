@@ -95,6 +95,21 @@ def soft_targets(probabilities, y, temperature, weight):
     return (1 - weight) * np.eye(probabilities.shape[1])[y] + weight * softened
 
 
+class Teacher:
+    """An ensemble that teaches several students on the same training images (distillation's temperatures): its
+    probabilities on them are computed for the first student that trains and kept for the others, one pass however
+    many students it has."""
+
+    def __init__(self, ensemble):
+        self.ensemble, self.flip_average = ensemble, ensemble.flip_average
+        self.taught = None  # (the images, the probabilities on them)
+
+    def probabilities(self, X):
+        if self.taught is None or self.taught[0] is not X:
+            self.taught = (X, self.ensemble.probabilities(X))
+        return self.taught[1]
+
+
 @dataclass(frozen=True)
 class Taught:
     """A student's data: ``data`` (``X_train, y_train, X_val, y_val``, labels) whose training labels become
@@ -107,7 +122,7 @@ class Taught:
     back from its record then costs no pass of its teacher over the training images."""
 
     data: tuple
-    teacher: Ensemble
+    teacher: Ensemble | Teacher
     teacher_keys: tuple
     temperature: float
     weight: float
@@ -136,7 +151,8 @@ def train_finals(cfg, data, candidates, chosen, fit):
     settings = {name: model.config() for name, model in candidates.items()}
     names, flip, steps = ensemble_members(candidates, X_val, y_val, cfg.ensemble_max_members)
     everything = all_images(data)
-    teacher, keys = Ensemble([candidates[name] for name in names], flip_average=flip), recorded_keys(cfg, names)
+    teacher = Teacher(Ensemble([candidates[name] for name in names], flip_average=flip))
+    keys = recorded_keys(cfg, names)
     named_settings = {**{f"{chosen}_all_seed{seed}": dict(settings[chosen], seed=seed) for seed in cfg.final_seeds},
                       **{f"{name}_all_seed0": settings[name] for name in names if name != chosen}}
     named_data = dict.fromkeys(named_settings, everything)

@@ -78,6 +78,19 @@ def test_the_job_trains_the_finals_on_every_image_after_the_candidates(tmp_path,
     assert (table["state"] == "done").all() and sentence.startswith(f"{len(table)} of {len(table)} runs done")
 
 
+def test_a_teacher_of_several_students_passes_over_their_images_once(monkeypatch):
+    X, y = np.random.default_rng(0).random((4, 784), dtype=np.float32), np.array([0, 1, 2, 3])
+    ensemble, passes = Ensemble([MLP([784, 8, 10], seed=0, print_log=False)]), []
+    probabilities = ensemble.probabilities
+    monkeypatch.setattr(ensemble, "probabilities", lambda X: passes.append(len(X)) or probabilities(X))
+    teacher, data = finals.Teacher(ensemble), (X, y, X[:2], y[:2])
+    made = [finals.Taught(data, teacher, ("k",), t, 0.5).arrays()[1] for t in (1.0, 2.0, 4.0)]
+    assert passes == [4]
+    np.testing.assert_array_equal(made[1], finals.soft_targets(probabilities(X), y, 2.0, 0.5))
+    finals.Taught((X[:3], y[:3], X[:2], y[:2]), teacher, ("k",), 1.0, 0.5).arrays()  # other images: a new pass
+    assert passes == [4, 3]
+
+
 def test_a_students_key_names_its_teacher_not_the_last_bits_of_its_soft_targets(monkeypatch):
     X, y = np.random.default_rng(0).random((4, 784), dtype=np.float32), np.array([0, 1, 2, 3])
     teacher = Ensemble([MLP([784, 8, 10], seed=0, print_log=False)])
