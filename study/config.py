@@ -181,24 +181,31 @@ class StudyConfig:
 
     @property
     def model_records(self):
-        """Where the study's single models are recorded (``study.records``): the final model of section 4 and the
-        candidates and wide network of section 7, each with its weights, history and log row."""
+        """Where the study's single models are recorded (``study.records``): the baseline's candidates, the final model
+        of section 4 and the candidates and wide network of section 7, each with its history and log row, and with
+        its weights unless it is a candidate that validation did not choose among its rates."""
         from study.records import Records  # records imports the model; config stays at the bottom of the package
 
-        return Records(self.log_dir / "models.csv", self.log_dir / "model_histories", self.weights_dir)
+        groups = [lr_names(prefix, lrs) for prefix, lrs in (
+            ("baseline", self.baseline_lrs), ("momentum", self.momentum_lrs), ("adam", self.adam_lrs),
+            ("wide_sgd", self.ablation_sgd_lrs), ("seed_adamw", self.ablation_adamw_lrs))]
+        return Records(self.log_dir / "models.csv", self.log_dir / "model_histories", self.weights_dir,
+                       groups=tuple(groups))
 
     def baseline_candidates(self):
         """Section 2's baseline, softmax regression (``MLP([784, 10])``: no hidden layer) with the grid's recipe and
         each of ``baseline_lrs``: ``{name: MLP keyword arguments}`` (``"baseline_lr0.1"``)."""
-        return {f"baseline_lr{lr:g}": dict(self.model_kwargs, layers=[784, 10], lr=lr, L2_lambda=0.0)
-                for lr in self.baseline_lrs}
+        return {name: dict(self.model_kwargs, layers=[784, 10], lr=lr, L2_lambda=0.0)
+                for name, lr in zip(lr_names("baseline", self.baseline_lrs), self.baseline_lrs, strict=True)}
 
     def beyond_candidates(self, best):
         """Section 7's candidates on the grid's best settings ``best``: the same recipe with momentum, with Adam; two
         dicts of ``{name: MLP keyword arguments}``, the name saying the rule and the rate (``"momentum_lr0.01"``)."""
         same = dict(self.model_kwargs, layers=list(best["layers"]), L2_lambda=best["L2_lambda"])
-        return ({f"momentum_lr{lr:g}": dict(same, optimizer="momentum", lr=lr) for lr in self.momentum_lrs},
-                {f"adam_lr{lr:g}": dict(same, optimizer="adam", lr=lr) for lr in self.adam_lrs})
+        return ({name: dict(same, optimizer="momentum", lr=lr)
+                 for name, lr in zip(lr_names("momentum", self.momentum_lrs), self.momentum_lrs, strict=True)},
+                {name: dict(same, optimizer="adam", lr=lr)
+                 for name, lr in zip(lr_names("adam", self.adam_lrs), self.adam_lrs, strict=True)})
 
     def ablation_candidates(self, best):
         """Section 7's ablation of the wide network (``wide_recipe``) on the grid's best settings ``best``: two dicts
@@ -215,8 +222,10 @@ class StudyConfig:
         sgd = dict(self.model_kwargs, layers=list(wide["layers"]), dropout=wide["dropout"],
                    L2_lambda=best["L2_lambda"])
         adamw = dict(wide, layers=list(best["layers"]), dropout=0.0)
-        return ({f"wide_sgd_lr{lr:g}": dict(sgd, lr=lr) for lr in self.ablation_sgd_lrs},
-                {f"seed_adamw_lr{lr:g}": dict(adamw, lr=lr) for lr in self.ablation_adamw_lrs})
+        return ({name: dict(sgd, lr=lr)
+                 for name, lr in zip(lr_names("wide_sgd", self.ablation_sgd_lrs), self.ablation_sgd_lrs, strict=True)},
+                {name: dict(adamw, lr=lr) for name, lr in
+                 zip(lr_names("seed_adamw", self.ablation_adamw_lrs), self.ablation_adamw_lrs, strict=True)})
 
     def followup_grid(self, best):
         """The learning-rate follow-up: the grid's best architecture and L2 strength ``best`` with the rates of
@@ -269,6 +278,12 @@ class StudyConfig:
     def wide_settings(self):
         """Section 7's wider network with dropout and Adam, as ``MLP`` keyword arguments."""
         return dict(self.wide_recipe, seed=self.seed, print_iter=self.print_iter)
+
+
+def lr_names(prefix, lrs):
+    """The names of candidates that differ by their learning rate, one per rate of ``lrs``, in order:
+    ``"momentum_lr0.01"``."""
+    return tuple(f"{prefix}_lr{lr:g}" for lr in lrs)
 
 
 def student_name(temperature):

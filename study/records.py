@@ -3,7 +3,7 @@
 A run's record is three things, written in this order when it finishes:
 
 - its best-validation weights, ``<weights_dir>/<name>.npz`` (``MLP.save_param``, with its settings), unless the run
-  is one of ``weightless``: a run compared on its validation numbers alone needs its history, not its weights;
+  is compared on its validation numbers alone (``Records.keeps_weights``), which needs its history, not its weights;
 - its history, ``<history_dir>/<name>.csv``;
 - a row of the log (``name``, ``key``, then ``runs.outcome``): the row is the record's seal, so a run cut short
   before it is trained again.
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import pandas as pd
 from tqdm import tqdm
 
 from fileio import atomic_write, read_archive
@@ -43,14 +44,32 @@ class RecordError(ValueError):
 
 @dataclass(frozen=True)
 class Records:
-    """Where the records of a group of runs live: their log, their histories and their weights; ``weightless``, the
-    names of the runs recorded without their weights (read back, such a run holds its initial weights: its history
-    and validation numbers are what it is read for)."""
+    """Where the records of a group of runs live: their log, their histories and their weights.
+
+    Runs compared on validation alone keep no weights (:meth:`keeps_weights`): ``weightless`` names runs that are
+    never more, ``groups`` lists groups of candidates (names in the order they are chosen from) of which only the
+    one validation chooses is used further. Read back, such a run holds its initial weights: its history and
+    validation numbers are what it is read for."""
 
     log_path: Path
     history_dir: Path
     weights_dir: Path
     weightless: frozenset = frozenset()
+    groups: tuple = ()
+
+    def keeps_weights(self, name, logged=None):
+        """Whether the record of ``name`` holds its weights: not when it is weightless, nor when it is a candidate of
+        one of ``groups`` that validation did not choose (``runs.ranked`` over the group's rows in ``logged``, the
+        log's rows by name, the rule that chooses among the candidates) once the whole group is recorded."""
+        if name in self.weightless:
+            return False
+        group = next((group for group in self.groups if name in group), ())
+        logged = self.read_log() if logged is None and group else logged
+        rows = [logged[member] for member in group if member in (logged or {})]
+        if not group or len(rows) < len(group):
+            return True
+        chosen = runs.ranked(pd.DataFrame(rows))
+        return chosen.empty or chosen["name"].iloc[0] == name
 
     def weights_path(self, name):
         return Path(self.weights_dir) / f"{name}.npz"
@@ -67,24 +86,24 @@ class Records:
                             " Move it aside (or delete it) to start a new one.")
         return {row["name"]: row for row in log.to_dict("records")}
 
-    def complete(self, row, key=None):
-        """Whether ``row`` records a run (of this ``key``, when given) whose weights (unless it is weightless) and
-        history are on disk."""
+    def complete(self, row, key=None, logged=None):
+        """Whether ``row`` records a run (of this ``key``, when given) whose history and, when it keeps them
+        (:meth:`keeps_weights`, from ``logged``), weights are on disk."""
         return (row is not None and key in (None, row["key"]) and self.history_path(row["name"]).exists()
-                and (row["name"] in self.weightless or self.weights_path(row["name"]).exists()))
+                and (not self.keeps_weights(row["name"], logged) or self.weights_path(row["name"]).exists()))
 
     def pending(self, keys):
         """The names of ``keys`` (``{name: runs.run_key}``) that have no complete record of their key: the runs to
         train. RecordError when one has a complete record of another key: training it would replace that record."""
         logged = self.read_log()
         taken = [name for name, key in keys.items()
-                 if self.complete(logged.get(name)) and not self.complete(logged[name], key)]
+                 if self.complete(logged.get(name), logged=logged) and not self.complete(logged[name], key, logged)]
         if taken:
             raise RecordError(f"{', '.join(taken)} {'is' if len(taken) == 1 else 'are'} already recorded in "
                               f"{self.log_path} by a run made with other settings or data, which training under the "
                               "same name would overwrite: choose another name or output folder, or pass fresh=True "
                               "(--fresh) to replace it (its old weights and history are kept as .bak)")
-        return [name for name, key in keys.items() if not self.complete(logged.get(name), key)]
+        return [name for name, key in keys.items() if not self.complete(logged.get(name), key, logged)]
 
     def write(self, name, key, model):
         """Record a finished ``model`` under ``name``: weights, history, then its row. A file already there (a
@@ -93,10 +112,18 @@ class Records:
         for path in (self.weights_path(name), self.history_path(name)):
             if path.exists():
                 runs.backup(path)
-        if name not in self.weightless:
+        if name not in self.weightless:  # a candidate of a group keeps its weights until the group has chosen
             model.save_param(self.weights_path(name))
         atomic_write(self.history_path(name), partial(model.history.to_csv, index=False))
         runs.append_rows(self.log_path, [{"name": name, "key": key, **runs.outcome(model)}], COLUMNS)
+
+    def prune(self, names):
+        """Move aside (``runs.backup``) the weights of the records of ``names`` that keep none (:meth:`keeps_weights`):
+        the candidates their group did not choose, once it is recorded whole."""
+        logged = self.read_log()
+        for name in names:
+            if name in logged and self.weights_path(name).exists() and not self.keeps_weights(name, logged):
+                runs.backup(self.weights_path(name))
 
     def forget(self, names):
         """Rewrite the log without the rows of ``names`` (runs about to train again), a copy of it kept as a backup
@@ -116,15 +143,16 @@ class Records:
         (:meth:`pending`; ``data`` as :func:`fit_or_read` takes it)."""
         return self.pending(run_keys(named_settings, data))
 
-    def read(self, name, row, settings=None):
+    def read(self, name, row, settings=None, logged=None):
         """The model recorded under ``name``, with the run's history and outcome (``row``). A run that diverged
         before its first validation check kept no usable weights: it comes back with its settings and history only,
-        its initial weights in place of the non-finite ones it saved; so does a weightless run, from ``settings``.
+        its initial weights in place of the non-finite ones it saved; so does a run that keeps no weights
+        (:meth:`keeps_weights`, from ``logged``), from ``settings``.
 
         RecordError if the weights hold a model of other settings than ``settings`` (the run's ``MLP`` keyword
         arguments, when given), or the history is not the one ``row`` records."""
-        path = self.weights_path(name)
-        if name in self.weightless:
+        path, weighted = self.weights_path(name), self.keeps_weights(name, logged)
+        if not weighted:
             if settings is None:
                 raise RecordError(f"{name} is recorded without its weights in {self.log_path}: read it with its "
                                   "settings, which only they give")
@@ -134,7 +162,7 @@ class Records:
             model = MLP(**dict(config, print_log=False))
         else:
             model = MLP.from_file(path, print_log=False)
-        if settings is not None and name not in self.weightless:
+        if settings is not None and weighted:
             self.check_weights(name, model.config(), settings)
         self.restore_history(name, model, row)
         return model
@@ -142,7 +170,7 @@ class Records:
     def read_all(self, named_settings):
         """``{name: model}`` of the records of ``named_settings``, each checked against its settings (:meth:`read`)."""
         logged = self.read_log()
-        return {name: self.read(name, logged[name], settings) for name, settings in named_settings.items()}
+        return {name: self.read(name, logged[name], settings, logged) for name, settings in named_settings.items()}
 
     def check_weights(self, name, found, settings):
         """RecordError unless ``found``, the settings (``MLP.config()``) of the weights recorded under ``name``, are
@@ -220,7 +248,8 @@ def fit_or_read(named_settings, data, records, n_jobs=1, fresh=False, fit=None, 
     (``fit(settings, *data)``, a long run under its own progress bar, say), one after the other here, with the
     threads this process has. Every model returned is read from its record, whether it trained now or before. With
     ``checkpoint_dir``, a dispatched run writes a checkpoint there after every epoch (see :func:`fit_labelled`): a
-    long run cut short goes on from its last epoch, and its checkpoint is deleted once the run is recorded.
+    long run cut short goes on from its last epoch, and its checkpoint is deleted once the run is recorded. Once
+    they are recorded, the candidates that their group did not choose give up their weights (:meth:`Records.prune`).
     """
     keys, each = run_keys(named_settings, data), data_by_name(named_settings, data)
     if not fresh and not records.pending(keys):  # all recorded: a read, which takes no lock and writes nothing
@@ -242,4 +271,5 @@ def fit_or_read(named_settings, data, records, n_jobs=1, fresh=False, fit=None, 
                     (Path(checkpoint_dir) / f"{name}.npz").unlink(missing_ok=True)
                 bar.update()
                 bar.set_postfix(last=name, val_acc=f"{model.best_val_acc:.4f}")
+        records.prune(named_settings)
         return records.read_all(named_settings)

@@ -6,7 +6,7 @@ import pytest
 from test_beyond import candidates
 from test_modules import small_problem
 
-from study import config, grid, records, runs
+from study import beyond, config, grid, records, runs
 
 TINY = {"max_epoch": 2, "batch_size": 50, "print_iter": 2, "seed": 0}
 
@@ -55,6 +55,26 @@ def test_a_run_compared_on_validation_alone_is_recorded_and_read_back_without_it
         store.read("adam", store.read_log()["adam"])
     store.weights_path("momentum").unlink()  # the others still need theirs
     assert store.pending(records.run_keys(named, data)) == ["momentum"]
+
+
+def test_only_the_candidate_its_group_chooses_on_validation_keeps_its_weights(tmp_path, named):
+    data = small_problem()
+    store = records.Records(tmp_path / "log.csv", tmp_path / "histories", tmp_path / "weights",
+                            groups=(tuple(named),))
+    first = records.fit_or_read(named, data, store, progress=False)
+    chosen = beyond.best_on_validation(list(first.values()))
+    name = next(name for name, model in first.items() if model is chosen)
+    assert [n for n in named if store.weights_path(n).exists()] == [name]
+    for other in set(named) - {name}:  # moved aside, not lost
+        assert store.weights_path(other).with_name(f"{other}.npz.bak").exists()
+    started = runs.runs_started
+    again = records.fit_or_read(named, data, store, progress=False)
+    assert runs.runs_started == started  # the others are complete with their histories alone
+    np.testing.assert_array_equal(again[name].predict(data[2]), first[name].predict(data[2]))
+    for other in named:
+        same_run(again[other], first[other])
+    store.weights_path(name).unlink()  # the chosen one still needs its weights
+    assert store.pending(records.run_keys(named, data)) == [name]
 
 
 def test_parallel_runs_are_recorded_as_serial_ones(tmp_path, named):
