@@ -50,6 +50,7 @@ FRONTIER_ROUND_TWO = {
 # with Local Error Signals", ICML 2019: their 3x1024 MLP), and the targets of the issue "How far can an MLP go?".
 PUBLISHED_MLP_ACCURACY = 0.9163
 FRONTIER_TARGETS = {"single": 0.917, "ensemble": 0.922}
+FINAL_STUDENT = "distilled_all"  # section 9's last run: the student distilled from the final members on all 60,000
 
 # The test accuracy that the original study (the seed of this project) reported for its final model:
 # section 8 shows where it falls among runs of other seeds.
@@ -257,12 +258,14 @@ class StudyConfig:
     def frontier_records(self):
         """Where section 9's runs are recorded (``study.records``): each with its weights (``weights/frontier/``),
         history and log row (``log/frontier.csv``); distillation's students on the 54,000 images, compared on
-        validation alone (the final student trains with the temperature they choose), without their weights."""
+        validation alone (the final student trains with the temperature they choose), without their weights; the
+        candidates compared on validation alone, with their validation probabilities instead of their weights once
+        the final student is recorded (``study.finals``: until then they may have to teach a student)."""
         from study.records import Records  # records imports the model; config stays at the bottom of the package
 
         return Records(self.log_dir / "frontier.csv", self.log_dir / "frontier_histories",
                        self.weights_dir / "frontier",
-                       weightless=frozenset(map(student_name, self.distill_temperatures)))
+                       weightless=frozenset(map(student_name, self.distill_temperatures)), finished=FINAL_STUDENT)
 
     def frontier_candidate_settings(self, candidates=None):
         """Section 9's candidates (``candidates``, the first round's by default), ``{name: MLP keyword arguments}``:

@@ -26,11 +26,12 @@ import numpy as np
 import pandas as pd
 
 from fileio import fingerprint
-from study import beyond, config, runs, stats
+from study import beyond, config, records, runs, stats
 from study.ensemble import Ensemble, scores
 
 WIDE = "wide network (section 7)"
-STUDENT = "distilled_all"
+STUDENT = config.FINAL_STUDENT
+VIEWS = {"plain": False, "flip_average": True}  # a candidate's validation probabilities, by flip averaging
 
 
 def all_images(data):
@@ -50,11 +51,35 @@ def epoch_evidence(model):
             "last_val_acc": float(history["val_acc"].iloc[-1]), "epochs": int(model.epoch)}
 
 
-def ensemble_members(candidates, X_val, y_val, max_members):
-    """The ensemble's recipes and whether it averages each image with its mirror image, both chosen on validation:
-    :func:`greedy_members` without and with flip averaging, and the better of the two ensembles by ``runs.ranked``.
-    Returns ``(names, flip_average, steps)``, ``steps`` the table of both selections."""
-    found = {flip: greedy_members(candidates, X_val, y_val, max_members, flip) for flip in (False, True)}
+def candidate_probabilities(store, candidates, X_val, tested=()):
+    """``{flip_average: {name: (N, C) probabilities}}``: each of ``candidates`` (``{name: model}``, recorded in
+    ``store``) alone on the validation set, without and with flip averaging, what the ensemble's selection compares.
+    A candidate the study does not measure on the test set (not among ``tested``) is compared on validation alone:
+    its probabilities are read from its record, or computed from its weights and recorded
+    (``Records.write_probabilities``), and once the job is finished they stand in for its weights."""
+    logged, found = store.read_log(), {False: {}, True: {}}
+    for name, model in candidates.items():
+        key = logged[name]["key"]
+        recorded = None if name in tested else store.read_probabilities(name, key)
+        if recorded is None:
+            if not store.weights_path(name).exists():
+                raise records.RecordError(f"{name} is recorded without its weights and without its validation "
+                                          f"probabilities ({store.probabilities_path(name)}): restore them (from "
+                                          "git, say), or train it again (--fresh)")
+            recorded = {view: Ensemble([model], flip_average=flip).probabilities(X_val) for view, flip in VIEWS.items()}
+            if name not in tested:
+                store.write_probabilities(name, key, recorded)
+        for view, flip in VIEWS.items():
+            found[flip][name] = recorded[view]
+    return found
+
+
+def ensemble_members(probabilities, y_val, max_members):
+    """The ensemble's recipes and whether it averages each image with its mirror image, both chosen on validation
+    from the candidates' ``probabilities`` (:func:`candidate_probabilities`): :func:`greedy_members` without and with
+    flip averaging, and the better of the two ensembles by ``runs.ranked``. Returns ``(names, flip_average,
+    steps)``, ``steps`` the table of both selections."""
+    found = {flip: greedy_members(probabilities[flip], y_val, max_members) for flip in (False, True)}
     steps = pd.concat([table.assign(flip_average=flip) for flip, (_, table) in found.items()], ignore_index=True)
     last = steps.groupby("flip_average").tail(1).rename(columns={"val_acc": "best_val_acc",
                                                                  "val_loss": "best_val_loss"})
@@ -62,17 +87,16 @@ def ensemble_members(candidates, X_val, y_val, max_members):
     return found[flip][0], flip, steps
 
 
-def greedy_members(candidates, X_val, y_val, max_members, flip_average):
-    """Greedy forward selection on the validation set: start from the best candidate alone, then add, one at a
-    time, the candidate whose joining gives the averaged probabilities the best validation numbers (``runs.ranked``:
-    accuracy, then loss), while it raises the accuracy and the ensemble has fewer than ``max_members``. Returns the
-    names chosen, in order, and the table of every step's choice."""
-    probabilities = {name: Ensemble([model], flip_average=flip_average).probabilities(X_val)
-                     for name, model in candidates.items()}
+def greedy_members(probabilities, y_val, max_members):
+    """Greedy forward selection on the validation set from each candidate's ``probabilities`` (``{name: (N, C)}``):
+    start from the best candidate alone, then add, one at a time, the candidate whose joining gives the averaged
+    probabilities the best validation numbers (``runs.ranked``: accuracy, then loss), while it raises the accuracy
+    and the ensemble has fewer than ``max_members``. Returns the names chosen, in order, and the table of every
+    step's choice."""
     chosen, rows, best_acc = [], [], -1.0
     while len(chosen) < max_members:
         tried = []
-        for name in candidates:
+        for name in probabilities:
             if name not in chosen:
                 mean = np.mean([probabilities[n] for n in [*chosen, name]], axis=0)
                 tried.append((name, *scores(mean, y_val)))
@@ -138,18 +162,22 @@ class Taught:
         return X_train, targets, X_val, y_val
 
 
-def train_finals(cfg, data, candidates, chosen, fit):
+def train_finals(cfg, data, candidates, chosen, fit, tested=()):
     """The final models of section 9 from the ``candidates`` of both rounds (``{name: model}``), ``chosen`` the one
     of best validation numbers, and ``data`` (``X_train, y_train, X_val, y_val``), each read from its record or
     trained first by ``fit(named_settings, data, desc)`` (``frontier.recorded``, ``data`` a dict by name when the
-    runs differ in it): a dict of what was chosen and trained (see the module's docstring).
+    runs differ in it): a dict of what was chosen and trained (see the module's docstring). ``tested`` names the
+    candidates that the study measures on the test set (the first round's members): they keep their weights, and the
+    others, once the final student is recorded, only their validation probabilities (:func:`candidate_probabilities`).
 
     Every run that depends on the candidates alone goes in one batch, so that two at a time keep both cores busy to
     the end: the single recipe's seeds first, then the ensemble's other members, then distillation's students on
     the 54,000; the final student, whose teacher is the final members' ensemble, comes last."""
     _, _, X_val, y_val = data
+    store = cfg.frontier_records
     settings = {name: model.config() for name, model in candidates.items()}
-    names, flip, steps = ensemble_members(candidates, X_val, y_val, cfg.ensemble_max_members)
+    probabilities = candidate_probabilities(store, candidates, X_val, tested)
+    names, flip, steps = ensemble_members(probabilities, y_val, cfg.ensemble_max_members)
     everything = all_images(data)
     teacher = Teacher(Ensemble([candidates[name] for name in names], flip_average=flip))
     keys = recorded_keys(cfg, names)
@@ -159,6 +187,14 @@ def train_finals(cfg, data, candidates, chosen, fit):
     for temperature in cfg.distill_temperatures:
         named_settings[config.student_name(temperature)] = settings[chosen]
         named_data[config.student_name(temperature)] = Taught(data, teacher, keys, temperature, cfg.distill_weight)
+    untaught = store.missing({name: named_settings[name] for name in map(config.student_name,
+                                                                          cfg.distill_temperatures)}, named_data)
+    unable = [name for name in names if not store.weights_path(name).exists()]
+    if untaught and unable:
+        raise records.RecordError(f"{', '.join(untaught)} must train, but the weights of their teacher's members "
+                                  f"gave way to their validation probabilities once the job had finished "
+                                  f"({', '.join(unable)}): restore those archives in {store.weights_dir} (from git, "
+                                  "say), or train the job again (--fresh)")
     trained = fit(named_settings, named_data, "section 9's finals")
     finals = {f"{chosen}_all_seed{seed}": trained[f"{chosen}_all_seed{seed}"] for seed in cfg.final_seeds}
     members = {name: trained[f"{name}_all_seed0"] for name in names}
@@ -169,6 +205,7 @@ def train_finals(cfg, data, candidates, chosen, fit):
     taught = Taught(everything, final_teacher, recorded_keys(cfg, [f"{name}_all_seed0" for name in names]),
                     temperature, cfg.distill_weight)
     student = fit({STUDENT: settings[chosen]}, taught, "final student")[STUDENT]
+    store.prune(candidates)  # the job is finished: the candidates compared on validation alone give up their weights
     return {"chosen": chosen, "epochs": epoch_evidence(candidates[chosen]), "finals": finals,
             "member_steps": steps, "members": members, "ensemble": final_teacher, "students": students,
             "temperature": temperature, "student": student, "train_rows": len(everything[0])}

@@ -17,7 +17,8 @@ each image is also averaged with its mirror image), measures every model once on
 for the finals.
 
 Every run is recorded as it finishes (``study.records``: its weights in ``weights/frontier/``, its history, a row of
-``log/frontier.csv`` keyed by its settings and the data), so an interrupted job goes on from there; the run in
+``log/frontier.csv`` keyed by its settings and the data; once the job is finished, a candidate compared on validation
+alone keeps its validation probabilities instead of its weights), so an interrupted job goes on from there; the run in
 flight writes a checkpoint after every epoch (``log/checkpoints/``) only when it trains here, one at a time. Runs go
 ``--jobs`` at a time through ``runs.dispatch``, one BLAS thread each, on this machine's cores, or on a Dask cluster
 whose scheduler ``--scheduler`` names (start one with ``dask scheduler`` and a ``dask worker`` per machine; the
@@ -276,7 +277,7 @@ def main(argv=None):
             round_two = train_round_two(cfg, data, n_jobs=args.jobs, fresh=args.fresh)
             everyone = {**candidates, **round_two}
             found = finals.train_finals(cfg, data, everyone, choose(everyone),
-                                        partial(recorded, cfg, n_jobs=args.jobs, fresh=args.fresh))
+                                        partial(recorded, cfg, n_jobs=args.jobs, fresh=args.fresh), tested=members)
         except records.RecordError as error:  # a record in the way, or not what it says: the sentence says what to do
             fail(str(error))
     print(choice_table(everyone, found["chosen"]).to_string(index=False))

@@ -3,7 +3,9 @@
 A run's record is three things, written in this order when it finishes:
 
 - its best-validation weights, ``<weights_dir>/<name>.npz`` (``MLP.save_param``, with its settings), unless the run
-  is compared on its validation numbers alone (``Records.keeps_weights``), which needs its history, not its weights;
+  is compared on its validation numbers alone (``Records.keeps_weights``), which needs its history, not its weights,
+  or, for a job that compares several runs' predictions, its probabilities on the validation set
+  (``<history_dir>/<name>.probabilities.npz``, :meth:`Records.write_probabilities`);
 - its history, ``<history_dir>/<name>.csv``;
 - a row of the log (``name``, ``key``, then ``runs.outcome``): the row is the record's seal, so a run cut short
   before it is trained again.
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -48,21 +51,28 @@ class Records:
 
     Runs compared on validation alone keep no weights (:meth:`keeps_weights`): ``weightless`` names runs that are
     never more, ``groups`` lists groups of candidates (names in the order they are chosen from) of which only the
-    one validation chooses is used further. Read back, such a run holds its initial weights: its history and
-    validation numbers are what it is read for."""
+    one validation chooses is used further, and a run whose validation probabilities are recorded needs its weights
+    only until ``finished``, the last run of its job, is recorded. Read back without its weights, a run holds its
+    initial weights: its history, validation numbers or probabilities are what it is read for."""
 
     log_path: Path
     history_dir: Path
     weights_dir: Path
     weightless: frozenset = frozenset()
     groups: tuple = ()
+    finished: str | None = None
 
     def keeps_weights(self, name, logged=None):
         """Whether the record of ``name`` holds its weights: not when it is weightless, nor when it is a candidate of
         one of ``groups`` that validation did not choose (``runs.ranked`` over the group's rows in ``logged``, the
-        log's rows by name, the rule that chooses among the candidates) once the whole group is recorded."""
+        log's rows by name, the rule that chooses among the candidates) once the whole group is recorded, nor when its
+        validation probabilities are recorded and so is ``finished``."""
         if name in self.weightless:
             return False
+        if self.finished is not None and self.probabilities_path(name).exists():
+            logged = self.read_log() if logged is None else logged
+            if self.finished in logged:
+                return False
         group = next((group for group in self.groups if name in group), ())
         logged = self.read_log() if logged is None and group else logged
         rows = [logged[member] for member in group if member in (logged or {})]
@@ -76,6 +86,27 @@ class Records:
 
     def history_path(self, name):
         return Path(self.history_dir) / f"{name}.csv"
+
+    def probabilities_path(self, name):
+        return Path(self.history_dir) / f"{name}.probabilities.npz"
+
+    def write_probabilities(self, name, key, probabilities):
+        """Record ``probabilities`` (``{name: (N, C) array}``), the predictions on the validation set of the run
+        recorded as ``name`` under ``key``, which then needs its weights no longer once ``finished`` is recorded."""
+        arrays = {**probabilities, "key": np.array(key)}
+        atomic_write(self.probabilities_path(name), lambda f: np.savez_compressed(f, **arrays))
+
+    def read_probabilities(self, name, key):
+        """The probabilities that :meth:`write_probabilities` recorded for the run ``name`` of ``key``, or None when
+        there are none of that run (a run trained again since has another key, or the same key and no file: see
+        :meth:`write`)."""
+        path = self.probabilities_path(name)
+        if not path.exists():
+            return None
+        arrays = read_archive(path, ("key",), "record of validation probabilities", "Records.write_probabilities")
+        if str(arrays.pop("key")) != key:
+            return None
+        return arrays
 
     def read_log(self):
         """The log's rows by name, the last of each name (a run trained again appends a new row); none when there
@@ -109,7 +140,7 @@ class Records:
         """Record a finished ``model`` under ``name``: weights, history, then its row. A file already there (a
         record being replaced, or what a run cut short left) is moved aside first (``runs.backup``: ``.bak``,
         ``.bak.1``, ...), never overwritten."""
-        for path in (self.weights_path(name), self.history_path(name)):
+        for path in (self.weights_path(name), self.history_path(name), self.probabilities_path(name)):
             if path.exists():
                 runs.backup(path)
         if name not in self.weightless:  # a candidate of a group keeps its weights until the group has chosen
@@ -151,7 +182,8 @@ class Records:
 
         RecordError if the weights hold a model of other settings than ``settings`` (the run's ``MLP`` keyword
         arguments, when given), or the history is not the one ``row`` records."""
-        path, weighted = self.weights_path(name), self.keeps_weights(name, logged)
+        path = self.weights_path(name)
+        weighted = self.keeps_weights(name, logged) or path.exists()  # weights not needed, but there, are read
         if not weighted:
             if settings is None:
                 raise RecordError(f"{name} is recorded without its weights in {self.log_path}: read it with its "

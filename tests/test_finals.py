@@ -3,10 +3,11 @@ that trains the finals on every training image after the candidates."""
 
 import numpy as np
 import pandas as pd
+import pytest
 from test_modules import small_problem
 
 from modules import MLP
-from study import config, finals, frontier, runs
+from study import config, finals, frontier, records, runs
 from study.ensemble import Ensemble
 
 
@@ -20,17 +21,38 @@ def members_of(right_on):
     return models
 
 
-def test_greedy_selection_adds_the_member_that_helps_most_and_stops_when_none_does(monkeypatch):
+def test_greedy_selection_adds_the_member_that_helps_most_and_stops_when_none_does():
     probabilities = members_of({"a": [0, 1, 2, 3], "b": [0, 1, 2, 3], "c": [0, 4, 5], "d": [1, 4, 5]})
-    monkeypatch.setattr(finals, "Ensemble", lambda models, flip_average=False: type(
-        "E", (), {"probabilities": lambda self, X: np.mean([probabilities[m] for m in models], axis=0)})())
-    X_val, y_val = np.zeros((6, 4), np.float32), np.zeros(6, int)
-    names, steps = finals.greedy_members({name: name for name in probabilities}, X_val, y_val, 4, False)
+    y_val = np.zeros(6, int)
+    names, steps = finals.greedy_members(probabilities, y_val, 4)
     assert names[0] == "a"  # the best alone (4 of 6), the first of equals
     assert names[1] in ("c", "d") and len(names) == len(steps) and steps["val_acc"].is_monotonic_increasing
     assert "b" not in names  # a copy of a adds nothing
-    names, _ = finals.greedy_members({name: name for name in probabilities}, X_val, y_val, 1, False)
+    names, _ = finals.greedy_members(probabilities, y_val, 1)
     assert names == ["a"]
+
+
+def test_candidates_compared_on_validation_alone_keep_their_probabilities_and_read_them_back(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)  # 4 x 4 images, which flip averaging can mirror
+    X_train, X_val = rng.random((120, 16), dtype=np.float32), rng.random((40, 16), dtype=np.float32)
+    y_train, y_val = rng.integers(0, 3, 120), rng.integers(0, 3, 40)
+    named = {name: {"layers": [16, 8, 3], "lr": 0.2, "max_epoch": 2, "batch_size": 20, "seed": seed}
+             for name, seed in (("tested", 0), ("compared", 1))}
+    store = records.Records(tmp_path / "log.csv", tmp_path / "histories", tmp_path / "weights", finished="last")
+    candidates = records.fit_or_read(named, (X_train, y_train, X_val, y_val), store, progress=False)
+    found = finals.candidate_probabilities(store, candidates, X_val, tested=("tested",))
+    for name, model in candidates.items():
+        for flip in (False, True):
+            np.testing.assert_array_equal(found[flip][name],
+                                          Ensemble([model], flip_average=flip).probabilities(X_val))
+    assert not store.probabilities_path("tested").exists() and store.probabilities_path("compared").exists()
+    monkeypatch.setattr(Ensemble, "probabilities", lambda self, X: pytest.fail("computed again"))
+    again = finals.candidate_probabilities(store, {"compared": candidates["compared"]}, X_val)
+    np.testing.assert_array_equal(again[True]["compared"], found[True]["compared"])
+    store.probabilities_path("compared").unlink()
+    store.weights_path("compared").unlink()
+    with pytest.raises(records.RecordError, match="without its weights and without its validation probabilities"):
+        finals.candidate_probabilities(store, {"compared": candidates["compared"]}, X_val)
 
 
 def test_soft_targets_put_the_weight_on_the_label_and_soften_the_teacher():
@@ -50,7 +72,7 @@ def test_all_images_joins_training_and_validation_without_a_validation_set():
     assert X.shape == (5, 2) and list(y) == [0, 1, 0, 1, 1] and X_val is None and y_val is None
 
 
-def test_the_job_trains_the_finals_on_every_image_after_the_candidates(tmp_path, monkeypatch):
+def test_the_job_trains_the_finals_on_every_image_after_the_candidates(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(config.tempfile, "mkdtemp", lambda prefix="": str(tmp_path))
     rng = np.random.default_rng(0)
     fake = [rng.random((n, 784)).astype(np.float32) if i % 2 == 0 else rng.integers(0, 10, n)
@@ -66,6 +88,11 @@ def test_the_job_trains_the_finals_on_every_image_after_the_candidates(tmp_path,
     assert trained_on_all["best_val_acc"].isna().all()  # no validation set: nothing chosen on them
     student = MLP.from_file(tmp_path / "weights" / "frontier" / "distilled_all.npz", print_log=False)
     assert student.data_range is not None
+    store = cfg.frontier_records
+    candidates = [*cfg.frontier_candidate_settings(), *cfg.frontier_candidate_settings(cfg.frontier_round_two)]
+    kept = [name for name in candidates if store.weights_path(name).exists()]
+    assert len(kept) == 1  # the first round's chosen, which the study measures on the test set among its members
+    assert all(store.probabilities_path(name).exists() for name in set(candidates) - set(kept))
     trained = runs.runs_started
 
     def teaching(taught):
@@ -76,6 +103,11 @@ def test_the_job_trains_the_finals_on_every_image_after_the_candidates(tmp_path,
     assert runs.runs_started == trained
     table, sentence = frontier.status(cfg, config.subsample(tuple(fake), cfg)[:4])
     assert (table["state"] == "done").all() and sentence.startswith(f"{len(table)} of {len(table)} runs done")
+    store.forget({config.student_name(cfg.distill_temperatures[0])})  # its teacher's weights are gone: refused
+    with pytest.raises(SystemExit):
+        frontier.main(["--quick", "--jobs", "1"])
+    assert "gave way to their validation probabilities" in capsys.readouterr().err
+    assert runs.runs_started == trained
 
 
 def test_a_teacher_of_several_students_passes_over_their_images_once(monkeypatch):

@@ -77,6 +77,34 @@ def test_only_the_candidate_its_group_chooses_on_validation_keeps_its_weights(tm
     assert store.pending(records.run_keys(named, data)) == [name]
 
 
+def test_validation_probabilities_stand_in_for_the_weights_once_the_job_is_finished(tmp_path, named):
+    data = small_problem()
+    store = records.Records(tmp_path / "log.csv", tmp_path / "histories", tmp_path / "weights", finished="last")
+    first = records.fit_or_read(named, data, store, progress=False)
+    key = store.read_log()["adam"]["key"]
+    store.write_probabilities("adam", key, {"plain": np.eye(3)})
+    store.prune(named)
+    assert store.keeps_weights("adam") and store.weights_path("adam").exists()  # the job may still need them
+    records.fit_or_read({"last": named["momentum"]}, data, store, progress=False)
+    assert not store.keeps_weights("adam") and store.keeps_weights("momentum")  # it has no probabilities recorded
+    again = records.fit_or_read(named, data, store, progress=False)  # weights there, though needed no longer: read
+    np.testing.assert_array_equal(again["adam"].predict(data[2]), first["adam"].predict(data[2]))
+    store.prune(named)
+    assert not store.weights_path("adam").exists() and store.weights_path("momentum").exists()
+    started = runs.runs_started
+    again = records.fit_or_read(named, data, store, progress=False)
+    assert runs.runs_started == started  # complete with its probabilities: nothing trains again
+    same_run(again["adam"], first["adam"])
+    np.testing.assert_array_equal(store.read_probabilities("adam", key)["plain"], np.eye(3))
+    assert store.read_probabilities("adam", "another run's key") is None
+    store.probabilities_path("adam").unlink()  # neither weights nor probabilities: trained again
+    assert store.pending(records.run_keys(named, data)) == ["adam"]
+    store.write_probabilities("adam", key, {"plain": np.eye(3)})
+    records.fit_or_read(named, data, store, fresh=True, progress=False)  # a new run: the old one's are set aside
+    assert store.read_probabilities("adam", key) is None and store.weights_path("adam").exists()
+    assert store.probabilities_path("adam").with_name("adam.probabilities.npz.bak").exists()
+
+
 def test_parallel_runs_are_recorded_as_serial_ones(tmp_path, named):
     data = small_problem()
     serial = records.fit_or_read(named, data, records.Records(tmp_path / "a.csv", tmp_path / "a", tmp_path / "a"),
