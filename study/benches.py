@@ -88,16 +88,18 @@ def bench_section(bench, script="bench/bench_train.py", what="Training speed of 
 
 
 def blas_split(seconds):
-    """With both floors timed: the ratio to PyTorch as the product of the BLAS libraries' ratio on this machine and
-    each framework's epoch over its own floor (what the code adds to its products); otherwise nothing."""
-    names = ("numpy MLP", "matmul floor", "pytorch", "pytorch matmul floor")
+    """With both floors timed: the ratio to PyTorch (with AdamW's fused step when it was timed, the stronger
+    reference) as the product of the BLAS libraries' ratio on this machine and each framework's epoch over its own
+    floor (what the code adds to its products); otherwise nothing."""
+    reference = "pytorch fused AdamW" if seconds.get("pytorch fused AdamW") else "pytorch"
+    names = ("numpy MLP", "matmul floor", reference, "pytorch matmul floor")
     if not all(seconds.get(name) for name in names):
         return ""
     ours, floor, theirs, their_floor = (seconds[name] for name in names)
-    return (f" Each framework over its own matrix products: numpy MLP {ours / floor:.2f}, pytorch "
+    return (f" Each framework over its own matrix products: numpy MLP {ours / floor:.2f}, {reference} "
             f"{theirs / their_floor:.2f}; NumPy's BLAS does the products in {floor / their_floor:.2f} of PyTorch's "
-            f"time on this machine. So numpy MLP / pytorch, {ours / theirs:.2f}, is {floor / their_floor:.2f} (the "
-            f"machine's BLAS libraries) times {(ours / floor) / (theirs / their_floor):.2f} (the code's own "
+            f"time on this machine. So numpy MLP / {reference}, {ours / theirs:.2f}, is {floor / their_floor:.2f} "
+            f"(the machine's BLAS libraries) times {(ours / floor) / (theirs / their_floor):.2f} (the code's own "
             "overhead): where the two BLAS libraries are equally fast, expect about the second factor.")
 
 

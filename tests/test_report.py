@@ -137,6 +137,13 @@ def test_bench_splits_the_ratio_to_pytorch_when_both_floors_are_timed(project):
     text = (project / "README.md").read_text()
     assert "numpy MLP 1.50, pytorch 2.00" in text
     assert "numpy MLP / pytorch, 0.60, is 0.80 (the machine's BLAS libraries) times 0.75 (the code's own" in text
+    contenders["pytorch fused AdamW"] = 8.0  # the stronger reference, when it was timed
+    bench = {"contenders": {name: {"seconds_per_epoch": seconds} for name, seconds in contenders.items()}}
+    (project / "bench" / "frontier_results.json").write_text(json.dumps(bench))
+    report.main(["--root", str(project)])
+    text = (project / "README.md").read_text()
+    assert "numpy MLP 1.50, pytorch fused AdamW 1.60" in text
+    assert "numpy MLP / pytorch fused AdamW, 0.75, is 0.80 (the machine's BLAS libraries) times 0.94" in text
     del contenders["pytorch matmul floor"]
     bench = {"contenders": {name: {"seconds_per_epoch": seconds} for name, seconds in contenders.items()}}
     (project / "bench" / "frontier_results.json").write_text(json.dumps(bench))
