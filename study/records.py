@@ -91,8 +91,9 @@ class Records:
         return Path(self.history_dir) / f"{name}.probabilities.npz"
 
     def write_probabilities(self, name, key, probabilities):
-        """Record ``probabilities`` (``{name: (N, C) array}``), the predictions on the validation set of the run
-        recorded as ``name`` under ``key``, which then needs its weights no longer once ``finished`` is recorded."""
+        """Record ``probabilities`` (``{view: (N, C) array}``, a view such as ``"flip_average"``), the predictions on
+        the validation set of the run recorded as ``name`` under ``key``, which then needs its weights no longer once
+        ``finished`` is recorded."""
         arrays = {**probabilities, "key": np.array(key)}
         atomic_write(self.probabilities_path(name), lambda f: np.savez_compressed(f, **arrays))
 
