@@ -88,19 +88,21 @@ def bench_section(bench, script="bench/bench_train.py", what="Training speed of 
 
 
 def blas_split(seconds):
-    """With both floors timed: the ratio to PyTorch (with AdamW's fused step when it was timed, the stronger
-    reference) as the product of the BLAS libraries' ratio on this machine and each framework's epoch over its own
-    floor (what the code adds to its products); otherwise nothing."""
+    """With both floors timed: what each framework adds to its own matrix products (its epoch less its floor: the
+    update, the elementwise passes, the Python around them), and the ratio to PyTorch (with AdamW's fused step when it
+    was timed, the stronger reference) had PyTorch done its products as fast as NumPy's BLAS does here; otherwise
+    nothing. What a framework adds barely depends on its BLAS, so that ratio is what a machine whose two BLAS
+    libraries are equally fast would show."""
     reference = "pytorch fused AdamW" if seconds.get("pytorch fused AdamW") else "pytorch"
     names = ("numpy MLP", "matmul floor", reference, "pytorch matmul floor")
     if not all(seconds.get(name) for name in names):
         return ""
     ours, floor, theirs, their_floor = (seconds[name] for name in names)
-    return (f" Each framework over its own matrix products: numpy MLP {ours / floor:.2f}, {reference} "
-            f"{theirs / their_floor:.2f}; NumPy's BLAS does the products in {floor / their_floor:.2f} of PyTorch's "
-            f"time on this machine. So numpy MLP / {reference}, {ours / theirs:.2f}, is {floor / their_floor:.2f} "
-            f"(the machine's BLAS libraries) times {(ours / floor) / (theirs / their_floor):.2f} (the code's own "
-            "overhead): where the two BLAS libraries are equally fast, expect about the second factor.")
+    return (f" Each framework's epoch beyond its own matrix products: numpy MLP {ours - floor:.2f} s, {reference} "
+            f"{theirs - their_floor:.2f} s; NumPy's BLAS does the products in {floor / their_floor:.2f} of PyTorch's "
+            f"time on this machine. Had PyTorch done them as fast, numpy MLP / {reference} would be "
+            f"{ours / (floor + theirs - their_floor):.2f}: what a machine whose two BLAS libraries are equally fast "
+            "would show.")
 
 
 def grid_bench_section(bench):

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_info
 
 from fileio import atomic_write
 from study import budget, config, grid, runs, stats
@@ -50,11 +51,16 @@ def _cpu_model():
 
 
 def _blas():
+    """NumPy's BLAS, and the kernels OpenBLAS chose for this processor (or was told to: see the Makefile), which set
+    the speed of every matrix product."""
     try:
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
     except Exception:  # older NumPy has no mode="dicts"; the description is a nicety, never a failure
         return None
-    return " ".join(str(blas[key]) for key in ("name", "version") if blas.get(key)) or None
+    kernels = sorted({info["architecture"] for info in threadpool_info()
+                      if info.get("internal_api") == "openblas" and info.get("architecture")})
+    name = " ".join(str(blas[key]) for key in ("name", "version") if blas.get(key))
+    return (name + (f" ({', '.join(kernels)} kernels)" if kernels else "")) or None
 
 
 def machine_info():

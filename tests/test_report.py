@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+import threadpoolctl
 
 from study import benches, config, followup, grid, report, results_shape, runs, seeds, stats
 
@@ -135,15 +136,15 @@ def test_bench_splits_the_ratio_to_pytorch_when_both_floors_are_timed(project):
     (project / "bench" / "frontier_results.json").write_text(json.dumps(bench))
     report.main(["--root", str(project)])
     text = (project / "README.md").read_text()
-    assert "numpy MLP 1.50, pytorch 2.00" in text
-    assert "numpy MLP / pytorch, 0.60, is 0.80 (the machine's BLAS libraries) times 0.75 (the code's own" in text
+    assert "numpy MLP 2.00 s, pytorch 5.00 s; NumPy's BLAS does the products in 0.80 of PyTorch's" in text
+    assert "numpy MLP / pytorch would be 0.67: what a machine" in text  # 6 / (4 + 5)
     contenders["pytorch fused AdamW"] = 8.0  # the stronger reference, when it was timed
     bench = {"contenders": {name: {"seconds_per_epoch": seconds} for name, seconds in contenders.items()}}
     (project / "bench" / "frontier_results.json").write_text(json.dumps(bench))
     report.main(["--root", str(project)])
     text = (project / "README.md").read_text()
-    assert "numpy MLP 1.50, pytorch fused AdamW 1.60" in text
-    assert "numpy MLP / pytorch fused AdamW, 0.75, is 0.80 (the machine's BLAS libraries) times 0.94" in text
+    assert "numpy MLP 2.00 s, pytorch fused AdamW 3.00 s" in text
+    assert "numpy MLP / pytorch fused AdamW would be 0.86" in text  # 6 / (4 + 3)
     del contenders["pytorch matmul floor"]
     bench = {"contenders": {name: {"seconds_per_epoch": seconds} for name, seconds in contenders.items()}}
     (project / "bench" / "frontier_results.json").write_text(json.dumps(bench))
@@ -273,6 +274,8 @@ def test_machine_info():
     assert info["cpu_count"] >= 1
     assert info["numpy"] == np.__version__
     assert info["processor"] and info["machine"]
+    kernels = {pool["architecture"] for pool in threadpoolctl.threadpool_info() if pool["internal_api"] == "openblas"}
+    assert all(f"{kernel} kernels" in info["blas"] for kernel in kernels)  # what sets the speed of the products
     json.dumps(info)
 
 
