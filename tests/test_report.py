@@ -131,25 +131,22 @@ def test_bench_results_when_present(project):
 
 def test_bench_splits_the_ratio_to_pytorch_when_both_floors_are_timed(project):
     (project / "bench").mkdir()
+
+    def readme_for(contenders):
+        bench = {"contenders": {name: {"seconds_per_epoch": seconds} for name, seconds in contenders.items()}}
+        (project / "bench" / "frontier_results.json").write_text(json.dumps(bench))
+        report.main(["--root", str(project)])
+        return (project / "README.md").read_text()
+
     contenders = {"numpy MLP": 6.0, "matmul floor": 4.0, "pytorch": 10.0, "pytorch matmul floor": 5.0}
-    bench = {"contenders": {name: {"seconds_per_epoch": seconds} for name, seconds in contenders.items()}}
-    (project / "bench" / "frontier_results.json").write_text(json.dumps(bench))
-    report.main(["--root", str(project)])
-    text = (project / "README.md").read_text()
+    text = readme_for(contenders)
     assert "numpy MLP 2.00 s, pytorch 5.00 s; NumPy's BLAS does the products in 0.80 of PyTorch's" in text
     assert "numpy MLP / pytorch would be 0.67: what a machine" in text  # 6 / (4 + 5)
-    contenders["pytorch fused AdamW"] = 8.0  # the stronger reference, when it was timed
-    bench = {"contenders": {name: {"seconds_per_epoch": seconds} for name, seconds in contenders.items()}}
-    (project / "bench" / "frontier_results.json").write_text(json.dumps(bench))
-    report.main(["--root", str(project)])
-    text = (project / "README.md").read_text()
+    text = readme_for(dict(contenders, **{"pytorch fused AdamW": 8.0}))  # the stronger reference, when timed
     assert "numpy MLP 2.00 s, pytorch fused AdamW 3.00 s" in text
     assert "numpy MLP / pytorch fused AdamW would be 0.86" in text  # 6 / (4 + 3)
     del contenders["pytorch matmul floor"]
-    bench = {"contenders": {name: {"seconds_per_epoch": seconds} for name, seconds in contenders.items()}}
-    (project / "bench" / "frontier_results.json").write_text(json.dumps(bench))
-    report.main(["--root", str(project)])
-    assert "own matrix products" not in (project / "README.md").read_text()
+    assert "own matrix products" not in readme_for(contenders)
 
 
 def test_bench_of_unknown_shape_is_noted(project):
