@@ -10,8 +10,8 @@ Beside it: the matrix products of the same work and nothing else (the floor no i
 beat), section 7's wide network (what the augmentation's cost is measured against), PyTorch doing the recipe twice
 (with its defaults, and with AdamW's fused step, the stronger reference), and the same matrix products through
 PyTorch's BLAS (MKL in its CPU wheels). NumPy's BLAS (OpenBLAS) and PyTorch's are not equally fast on every
-processor, so the ratio to PyTorch moves from machine to machine; each framework's epoch over its own floor says how
-much each adds to its products.
+processor, so the ratio to PyTorch moves from machine to machine; each framework's epoch less its own floor says
+what it adds to its products (``study.benches.blas_split``).
 
     python bench/bench_frontier.py [--epochs 2] [--repeats 3] [--output bench/frontier_results.json]
 """

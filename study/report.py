@@ -51,8 +51,8 @@ def _cpu_model():
 
 
 def _blas():
-    """NumPy's BLAS, and the kernels OpenBLAS chose for this processor (or was told to: see the Makefile), which set
-    the speed of every matrix product."""
+    """NumPy's BLAS, and the kernels OpenBLAS runs on this processor (its own choice, or OPENBLAS_CORETYPE's: see the
+    Makefile's ``bench``), which set the speed of every matrix product."""
     try:
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
     except Exception:  # older NumPy has no mode="dicts"; the description is a nicety, never a failure
