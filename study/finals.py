@@ -122,13 +122,20 @@ def soft_targets(probabilities, y, temperature, weight):
 class Teacher:
     """An ensemble that teaches several students on the same training images (distillation's temperatures): its
     probabilities on them are computed for the first student that trains and kept for the others, one pass however
-    many students it has."""
+    many students it has. ``missing`` lists the weights archives of members read back without them (their record
+    kept their validation probabilities instead): such a teacher cannot teach, and a student that must train says
+    so."""
 
-    def __init__(self, ensemble):
-        self.ensemble, self.flip_average = ensemble, ensemble.flip_average
+    def __init__(self, ensemble, missing=()):
+        self.ensemble, self.flip_average, self.missing = ensemble, ensemble.flip_average, tuple(missing)
         self.taught = None  # (the images, the probabilities on them)
 
     def probabilities(self, X):
+        if self.missing:
+            raise records.RecordError("a student must train, but the weights of its teacher's members gave way to "
+                                      "their validation probabilities once the job had finished: restore "
+                                      f"{', '.join(map(str, self.missing))} (from git, say), or train the job again "
+                                      "(--fresh)")
         if self.taught is None or self.taught[0] is not X:
             self.taught = (X, self.ensemble.probabilities(X))
         return self.taught[1]
@@ -179,7 +186,8 @@ def train_finals(cfg, data, candidates, chosen, fit, tested=()):
     probabilities = candidate_probabilities(store, candidates, X_val, tested)
     names, flip, steps = ensemble_members(probabilities, y_val, cfg.ensemble_max_members)
     everything = all_images(data)
-    teacher = Teacher(Ensemble([candidates[name] for name in names], flip_average=flip))
+    teacher = Teacher(Ensemble([candidates[name] for name in names], flip_average=flip),
+                      missing=[path for path in map(store.weights_path, names) if not path.exists()])
     keys = recorded_keys(cfg, names)
     named_settings = {**{f"{chosen}_all_seed{seed}": dict(settings[chosen], seed=seed) for seed in cfg.final_seeds},
                       **{f"{name}_all_seed0": settings[name] for name in names if name != chosen}}
@@ -187,14 +195,6 @@ def train_finals(cfg, data, candidates, chosen, fit, tested=()):
     for temperature in cfg.distill_temperatures:
         named_settings[config.student_name(temperature)] = settings[chosen]
         named_data[config.student_name(temperature)] = Taught(data, teacher, keys, temperature, cfg.distill_weight)
-    untaught = store.missing({name: named_settings[name] for name in map(config.student_name,
-                                                                          cfg.distill_temperatures)}, named_data)
-    unable = [name for name in names if not store.weights_path(name).exists()]
-    if untaught and unable:
-        raise records.RecordError(f"{', '.join(untaught)} must train, but the weights of their teacher's members "
-                                  f"gave way to their validation probabilities once the job had finished "
-                                  f"({', '.join(unable)}): restore those archives in {store.weights_dir} (from git, "
-                                  "say), or train the job again (--fresh)")
     trained = fit(named_settings, named_data, "section 9's finals")
     finals = {f"{chosen}_all_seed{seed}": trained[f"{chosen}_all_seed{seed}"] for seed in cfg.final_seeds}
     members = {name: trained[f"{name}_all_seed0"] for name in names}

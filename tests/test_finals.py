@@ -98,11 +98,13 @@ def test_the_job_trains_the_finals_on_every_image_after_the_candidates(tmp_path,
     def teaching(taught):
         raise AssertionError("a recorded student's soft targets were made again")
 
+    arrays = finals.Taught.arrays
     monkeypatch.setattr(finals.Taught, "arrays", teaching)  # a student read back costs no pass of its teacher
     frontier.main(["--quick", "--jobs", "1"])  # read back, every record is what it says: nothing trains again
     assert runs.runs_started == trained
     table, sentence = frontier.status(cfg, config.subsample(tuple(fake), cfg)[:4])
     assert (table["state"] == "done").all() and sentence.startswith(f"{len(table)} of {len(table)} runs done")
+    monkeypatch.setattr(finals.Taught, "arrays", arrays)  # this student must make its soft targets again
     store.forget({config.student_name(cfg.distill_temperatures[0])})  # its teacher's weights are gone: refused
     with pytest.raises(SystemExit):
         frontier.main(["--quick", "--jobs", "1"])
