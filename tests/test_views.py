@@ -26,7 +26,7 @@ def test_a_student_learns_the_targets_of_the_views_it_draws():
     rng = np.random.default_rng(0)
     X = np.zeros((300, 784), dtype=np.float32)
     X[:, 14 * 28:15 * 28] = rng.random((300, 28))  # a bright row, whose place tells the vertical move
-    moves, flips = views(1, False)
+    moves, _ = views(1, False)
     classes = moves[:, 0] + 1  # moved up: 0, not moved: 1, moved down: 2
     targets = np.broadcast_to(np.eye(10)[classes], (300, 9, 10)).copy()
     student = MLP([784, 32, 10], augment_shift=1, lr=0.5, max_epoch=30, batch_size=50, print_log=False, seed=0)
