@@ -16,15 +16,18 @@ stages of 2 x (conv 3x3 - BatchNorm - ReLU) and a 2x2 max pool, then a dense hea
 (``train_step``) with ``optimizers.py``'s rules; the run around it belongs to its job.
 """
 
-import json
+import math
+from itertools import pairwise
 
 import numba
 import numpy as np
 
-from doors import check_parameters
-from fileio import atomic_write, read_archive
-from modules import FC, BatchNorm, Dropout, Layer, ReLU, Softmax
+from doors import check_data, check_rows
+from modules import FC, MLP, BatchNorm, Dropout, Layer, ReLU, Softmax
 from optimizers import make_optimizer
+from solver import Solver
+
+EVAL_IMAGES = 500  # images a measuring pass takes at once: the first convolution's windows, 500 x 784 x 9 values
 
 
 class Conv2D(Layer):
@@ -107,7 +110,8 @@ class Conv2D(Layer):
         return diff
 
     def trainable(self):
-        return {"W": (self.W, self.grad_W), **({"b": (self.b, self.grad_b)} if self.b is not None else {})}
+        """Each parameter beside its gradient, named apart from an FC's (``conv_W``, ``conv_b``)."""
+        return {"conv_W": (self.W, self.grad_W), **({"conv_b": (self.b, self.grad_b)} if self.b is not None else {})}
 
     def __repr__(self):
         k, _, c, f = self.W.shape
@@ -273,120 +277,92 @@ def channel_view(layer, method, array):
     return method(array)
 
 
-class CNN:
-    """A small CNN for ``side`` x ``side`` grey images given as rows (N, side * side), the MLP's input:
+class CNN(MLP):
+    """A small CNN for square grey images given as rows (N, side * side), the MLP's input, trained, saved and read
+    back as an ``MLP`` is (the Solver runs it, ``save_param`` and ``from_file`` keep it, ``study.records`` records
+    it): for each width in ``channels``, 2 x (Conv2D 3x3 - BatchNorm - ReLU), then MaxPool 2x2; then Flatten and the
+    dense head of ``layers`` (``[784, 256, 10]``: the input's size, the hidden widths, the classes) as the MLP builds
+    it, with ``BatchNorm`` (``batch_norm``) and ``Dropout`` (``dropout``), and Softmax. Every other argument is the
+    MLP's. The convolutions' parameters are named ``conv_W1``, ``conv_b1``, ...; the head's and the batch
+    normalisations' as the MLP names its own. The update rule decays every weight array (the convolutions' too);
+    ``objective``'s L2 term, for SGD, counts the head's FC weights only."""
 
-    for each width in ``channels``, 2 x (Conv2D 3x3 - BatchNorm - ReLU), then MaxPool 2x2; then Flatten, FC to
-    ``hidden`` units, BatchNorm, ReLU, Dropout (when ``dropout > 0``), FC to ``classes`` and Softmax with the mean
-    cross-entropy (against targets smoothed by ``label_smoothing``). All randomness (initialisation, dropout) comes
-    from one generator seeded with ``seed``; the update rule is ``optimizers.make_optimizer(optimizer)``, applying
-    ``L2_lambda`` to the weights (AdamW's decoupled decay, or the L2 gradient of SGD and momentum).
+    def __init__(self, layers=(784, 256, 10), channels=(32, 64), **settings):
+        self.channels = [int(width) for width in channels]
+        side = math.isqrt(int(layers[0]))
+        if not self.channels or side * side != layers[0] or side % 2 ** len(self.channels):
+            raise ValueError(f"a CNN takes square images whose side halves once per stage ({len(self.channels)} "
+                             f"stages of channels {self.channels}); got {layers[0]} inputs")
+        super().__init__(layers, **settings)
 
-    One step of training: ``loss = model.train_step(X, y, lr)``; predictions: ``model.probabilities(X)``; weights:
-    ``model.save_param(path)`` and ``CNN.from_file(path)``.
-    """
+    @property
+    def side(self):
+        return math.isqrt(self.layers[0])
 
-    def __init__(self, channels=(32, 64), hidden=256, classes=10, side=28, dropout=0.0, label_smoothing=0.0,
-                 optimizer="adam", L2_lambda=0.0, seed=0, dtype=np.float32):
-        self.channels, self.hidden, self.classes, self.side = [int(c) for c in channels], int(hidden), int(classes), \
-            int(side)
-        if side % 2 ** len(channels):
-            raise ValueError(f"side {side} must halve {len(channels)} times (one 2x2 pool per stage)")
-        self.dropout, self.label_smoothing, self.L2_lambda = float(dropout), float(label_smoothing), float(L2_lambda)
-        self.seed, self.dtype = int(seed), np.dtype(dtype)
+    def init_model(self):
+        """Build ``self.net`` (see the class) with freshly initialised weights, and start a new run, as
+        ``MLP.init_model`` does."""
         self.rng = np.random.default_rng(self.seed)
-        self.optimizer = make_optimizer(optimizer)
+        self.optimizer = make_optimizer(self.optimizer_spec)
+        self.data_range = None
         self.net, width = [], 1
         for stage in self.channels:
             for _ in range(2):
-                self.net += [Conv2D(width, stage, rng=self.rng, dtype=self.dtype, bias=False,
-                                    propagate_down=bool(self.net)),
+                self.net += [Conv2D(width, stage, rng=self.rng, dtype=self.dtype, propagate_down=bool(self.net)),
                              BatchNorm(stage, dtype=self.dtype), ReLU()]
                 width = stage
             self.net.append(MaxPool())
-        features = width * (self.side // 2 ** len(self.channels)) ** 2
-        self.net += [Flatten(), FC(features, self.hidden, rng=self.rng, dtype=self.dtype),
-                     BatchNorm(self.hidden, dtype=self.dtype), ReLU()]
-        self.net += [Dropout(self.dropout, rng=self.rng)] if self.dropout else []
-        self.net += [FC(self.hidden, self.classes, rng=self.rng, dtype=self.dtype), Softmax()]
+        self.net.append(Flatten())
+        sizes = [width * (self.side // 2 ** len(self.channels)) ** 2, *self.layers[1:]]
+        for i, (fan_in, fan_out) in enumerate(pairwise(sizes)):
+            self.net.append(FC(fan_in, fan_out, rng=self.rng, dtype=self.dtype, weight_init=self.weight_init))
+            if i < len(sizes) - 2:
+                self.net += [BatchNorm(fan_out, dtype=self.dtype)] if self.batch_norm else []
+                self.net += [ReLU(), *([Dropout(self.dropout, rng=self.rng)] if self.dropout else [])]
+        self.net.append(Softmax())
+        self.solver = Solver(self)
 
-    @property
-    def softmax(self):
-        return self.net[-1]
-
-    def forward(self, X, training=False):
-        """X (N, side * side) -> probabilities (N, classes); ``training`` switches dropout and batch statistics on."""
-        top = np.asarray(X, dtype=self.dtype).reshape(-1, self.side, self.side, 1)
+    def forward(self, X, save_activations=False, training=False):
+        """X (N, side * side) -> probabilities (N, C), through images (N, side, side, 1); with ``save_activations``,
+        ``(probs, activations)`` as ``MLP.forward`` gives them."""
+        top, activations = X.reshape(-1, self.side, self.side, 1), []
         for layer in self.net:
             layer.training = training
             top = channel_view(layer, layer.forward, top)
-        return top
+            if save_activations:
+                activations.append(top)
+        return (top, activations) if save_activations else top
 
     def backward(self, y):
-        """From the last forward pass and its labels y (N,) (or target distributions (N, classes)), fill every
-        parameter's gradient with that of the mean cross-entropy."""
         diff = self.softmax.backward(y, self.label_smoothing)
         for layer in reversed(self.net[:-1]):
             diff = channel_view(layer, layer.backward, diff)
 
-    def update(self, lr):
-        """One step of the update rule from the gradients ``backward`` left, at learning rate ``lr``."""
-        pairs = [pair for layer in self.net if hasattr(layer, "trainable") for pair in layer.trainable().values()]
-        self.optimizer.step(pairs, lr, weight_decay=self.L2_lambda)
+    def measure(self, X, y, dtype=None):
+        """``MLP.measure`` in the model's own dtype (a float64 pass would cost four times a float32 one for nothing a
+        teacher needs), in chunks of ``EVAL_IMAGES`` images, whose windows stay small."""
+        correct, loss_sum = 0, 0.0
+        for start in range(0, len(X), EVAL_IMAGES):
+            labels = y[start:start + EVAL_IMAGES]
+            probs = self.forward(X[start:start + EVAL_IMAGES])
+            correct += int(np.count_nonzero(probs.argmax(axis=1) == labels))
+            loss_sum += float(self.softmax.cross_entropy(labels, reduction="none").sum(dtype=np.float64))
+        return correct / len(X), loss_sum / len(X)
 
-    def train_step(self, X, y, lr):
-        """Forward, backward and update on one batch; returns the batch's mean cross-entropy before the step."""
-        self.forward(X, training=True)
-        loss = self.softmax.cross_entropy(y, smoothing=self.label_smoothing)
-        self.backward(y)
-        self.update(lr)
-        return loss
+    def probabilities(self, X):
+        """X (N, side * side) -> probabilities (N, C) outside training, ``EVAL_IMAGES`` images at a time."""
+        X, _ = check_rows(X, self, "prediction", self.data_range)
+        return np.concatenate([self.forward(X[start:start + EVAL_IMAGES]) for start in range(0, len(X), EVAL_IMAGES)])
 
-    def probabilities(self, X, chunk=1000):
-        """X (N, side * side) -> probabilities (N, classes) outside training, ``chunk`` images at a time."""
-        return np.concatenate([self.forward(X[start:start + chunk]) for start in range(0, len(X), chunk)])
+    def predict(self, X):
+        return self.probabilities(X).argmax(axis=1)
 
-    # -- parameters on disk -----------------------------------------------------------------------------------------
-
-    def parameters(self):
-        """The parameters themselves, named by kind and number as the MLP names its own: ``conv_W1``, ...
-        for the convolutions (without biases: batch normalisation follows each), ``gamma1``, ... for every batch
-        normalisation, ``W1``, ``b1``, ``W2``, ``b2`` for the dense head."""
-        counts, params = {}, {}
-        for layer in self.net:
-            if hasattr(layer, "trainable"):
-                number = counts[type(layer)] = counts.get(type(layer), 0) + 1
-                prefix = "conv_" if isinstance(layer, Conv2D) else ""
-                names = [*layer.trainable(), *getattr(layer, "state", ())]
-                params.update({f"{prefix}{name}{number}": getattr(layer, name) for name in names})
-        return params
+    def evaluate(self, X, y):
+        X, y, _ = check_data(X, y, self, "evaluation", self.data_range)
+        return self.measure(X, y)
 
     def config(self):
-        """The constructor's arguments as plain values: ``CNN(**config)`` builds this network anew."""
-        return {"channels": self.channels, "hidden": self.hidden, "classes": self.classes, "side": self.side,
-                "dropout": self.dropout, "label_smoothing": self.label_smoothing, "optimizer": self.optimizer.config(),
-                "L2_lambda": self.L2_lambda, "seed": self.seed, "dtype": self.dtype.name}
-
-    def save_param(self, path):
-        """Write the parameters and ``config()`` (as JSON) to one ``.npz`` archive, atomically, without pickle."""
-        arrays = dict(self.parameters(), config=np.array(json.dumps(self.config())))
-        atomic_write(path, lambda f: np.savez(f, **arrays))
-
-    def load_param(self, params, source=None):
-        """Set the parameters from a dict like ``parameters()``; ValueError on the first misfit
-        (``doors.check_parameters``)."""
-        own = self.parameters()
-        check_parameters(params, own, source)
-        for name, array in params.items():
-            own[name][...] = array
-
-    @classmethod
-    def from_file(cls, path):
-        """The CNN saved at ``path`` by ``save_param``: its architecture, settings and parameters."""
-        arrays = read_archive(path, ("config",), "CNN archive", "CNN.save_param")
-        model = cls(**json.loads(str(arrays.pop("config"))))
-        model.load_param(arrays, path)
-        return model
+        return dict(super().config(), channels=self.channels)
 
     def __repr__(self):
-        return "CNN: " + " -> ".join(map(repr, self.net))
+        return f"CNN(channels={self.channels}, layers={self.layers}): " + " -> ".join(map(repr, self.net))

@@ -34,7 +34,8 @@ def test_the_job_records_every_run_once_and_then_only_reads(quick, monkeypatch):
                            *(teacher.student_name(t, w) for t, w in teacher.QUICK["grid"]),
                            *(teacher.student_name(0, 0, seed) for seed in teacher.QUICK["seeds"])}
     kept = {path.stem for path in store.weights_dir.glob("*.npz")}
-    assert kept == {found["chosen"], teacher.TEACHER_ALL, *(teacher.student_name(0, 0, s) for s in teacher.QUICK["seeds"])}
+    finals = {teacher.student_name(0, 0, seed) for seed in teacher.QUICK["seeds"]}
+    assert kept == {found["chosen"], teacher.TEACHER_ALL, *finals}
     moves, _ = views(1, True)
     for name, rows in ((found["chosen"], 600), (teacher.TEACHER_ALL, 800)):
         probabilities = np.load(store.history_dir / f"{name}.views.npz")["probabilities"]
@@ -80,7 +81,7 @@ def test_a_student_s_targets_are_soft_for_every_view_and_its_key_names_the_teach
     rng = np.random.default_rng(1)
     probabilities = rng.dirichlet(np.ones(10), size=(600, 18)).astype(np.float32)
     taught = teacher.ViewTaught(data, lambda: probabilities, "teacher-key", 2.0, 0.9)
-    X, targets, _, _ = taught.arrays()
+    _, targets, _, _ = taught.arrays()
     assert targets.shape == (600, 18, 10)
     np.testing.assert_allclose(targets.sum(axis=2), 1, rtol=1e-5)
     assert (targets[np.arange(600), :, data[1]] >= 0.1 - 1e-6).all()  # the label's share, (1 - w), at least
