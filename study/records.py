@@ -122,7 +122,10 @@ class Records:
 
     def read_probability_arrays(self, name):
         path = self.probabilities_path(name)
-        return read_archive(path, ("key",), "record of validation probabilities", "Records.write_probabilities")
+        try:
+            return read_archive(path, ("key",), "record of validation probabilities", "Records.write_probabilities")
+        except ValueError as error:  # it names the file
+            raise RecordError(f"{error}; or restore it (from git, say)") from None
 
     def read_probabilities(self, name, key, views=(), shape=None):
         """The probabilities that :meth:`write_probabilities` recorded for the run ``name`` of ``key``, or None when
@@ -334,6 +337,8 @@ def fit_or_read(named_settings, data, records, n_jobs=1, fresh=False, fit=None, 
     long run cut short goes on from its last epoch, and its checkpoint is deleted once the run is recorded. Once
     they are recorded, the candidates that their group did not choose give up their weights (:meth:`Records.prune`).
     """
+    for name in named_settings:  # before the log is touched, even by fresh
+        checks.check_name(name)
     keys, each = run_keys(named_settings, data), data_by_name(named_settings, data)
     if not fresh and not records.pending(keys):  # all recorded: a read, which takes no lock and writes nothing
         return records.read_all(named_settings)
