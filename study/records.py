@@ -11,7 +11,9 @@ A run's record is three things, written in this order when it finishes:
   before it is trained again.
 
 The ``key`` is ``runs.run_key`` of the run's settings and data, so a record is read back only for the same settings
-and the same data; a record with a missing file is trained again, and only that one. A record read back is a
+and the same data; a record with a missing file is trained again, and only that one. Whether a record is complete is
+decided from its own files (:meth:`Records.stands_without_weights`: weights, or probabilities whose key is its row's),
+never from another run's row: a lost or torn row costs its own run alone. A record read back is a
 ``MLP.from_file`` model whose Solver takes up the recorded history (``Solver.restore_record``): it predicts, and it
 reports its ``history``, ``best_val_acc``, ``epoch`` and ``train_time_s``, as the model that trained did.
 
