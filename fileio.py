@@ -27,11 +27,12 @@ def atomic_write(path, write):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A process killed mid-write (kill -9, power loss) could not remove its temporary file: this write does. Each
-    # file has one writer at a time in this project, so a temporary file of this name is never another's live one.
+    # A process killed mid-write (kill -9, power loss) could not remove its temporary file: this write does. A
+    # temporary file names its writer's process, so another writer's live one is left alone (the last rename wins).
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        if not writer_alive(stale.name[len(path.name) + 2:]):
+            stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp")
     try:
         # mkstemp makes the file private (0600); give it the mode the file it replaces had, or an ordinary one.
         os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
@@ -45,12 +46,31 @@ def atomic_write(path, write):
         raise
 
 
+def writer_alive(suffix):
+    """Whether the process named by a temporary file's ``suffix`` (``"<pid>-<random>.tmp"``, :func:`atomic_write`)
+    is running; a suffix that names none (an older temporary file) is taken as a dead writer's."""
+    pid = suffix.split("-", 1)[0]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+JSON_FIELDS = ("config", "run")  # the arrays of an archive that hold a JSON object: a model's settings, a run's state
+
+
 def read_archive(path, required, kind, writer):
     """All arrays of the ``.npz`` archive at ``path`` as a dict, loaded without pickle.
 
     ValueError if it is not a ``kind`` (an archive holding the ``required`` arrays), naming the ``writer`` that makes
     one; also, before any array's data is read, if a header promises more bytes than its file holds: a forged header
-    cannot make it allocate gigabytes. FileNotFoundError passes through as it is.
+    cannot make it allocate gigabytes; and if one of ``JSON_FIELDS`` is not a JSON object
+    (:func:`json_object`). FileNotFoundError passes through as it is.
     """
     try:
         archive = np.load(path, allow_pickle=False)
@@ -67,6 +87,9 @@ def read_archive(path, required, kind, writer):
     missing = set(required) - set(arrays)
     if missing:
         raise ValueError(f"{path} is not a {kind}: it lacks {sorted(missing)}; write it with {writer}")
+    for name in JSON_FIELDS:
+        if name in arrays:
+            json_object(arrays, name, path, kind, writer)
     return arrays
 
 
@@ -109,9 +132,40 @@ def write_model(path, params, config, data_range=None):
 
 def read_model(path):
     """``(config, params, data_range)`` of an archive written by ``write_model``: archives that predate the recorded
-    settings or range give the architecture alone (the settings take their defaults) and None."""
-    arrays = read_archive(path, ("layers", "activation"), "model archive", "MLP.save_param")
+    settings or range give the architecture alone (the settings take their defaults) and None. ValueError naming the
+    file when its ``config`` or ``data_range`` has been edited into something else (:func:`read_archive`,
+    :func:`read_data_range`)."""
+    kind, writer = "model archive", "MLP.save_param"
+    arrays = read_archive(path, ("layers", "activation"), kind, writer)
     config = {"layers": arrays["layers"].tolist(), "activation": str(arrays["activation"])}
     config.update(json.loads(str(arrays["config"])) if "config" in arrays else {})
-    data_range = tuple(arrays["data_range"].tolist()) if "data_range" in arrays else None
+    data_range = read_data_range(arrays, path, kind, writer)
     return config, {name: array for name, array in arrays.items() if name not in MODEL_FIELDS}, data_range
+
+
+def json_object(arrays, name, path, kind, writer):
+    """The JSON object held by the string array ``name`` of an archive's ``arrays`` (read from ``path``); ValueError
+    naming the file when it is not JSON, or not an object."""
+    try:
+        value = json.loads(str(arrays[name]))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not a readable {kind}: its {name} is not JSON ({error}); restore the file (from "
+                         f"git, say) or write it again with {writer}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} is not a readable {kind}: its {name} is a JSON {type(value).__name__}, not an "
+                         f"object; restore the file (from git, say) or write it again with {writer}")
+    return value
+
+
+def read_data_range(arrays, path, kind, writer):
+    """The ``(min, max)`` of the training data recorded in an archive's ``arrays``, or None when it has none;
+    ValueError naming the file unless it is two finite numbers, the first not above the second (a NaN would turn the
+    range check off)."""
+    if "data_range" not in arrays:
+        return None
+    values = arrays["data_range"]
+    if values.shape != (2,) or values.dtype.kind not in "iuf" or not np.isfinite(values).all() \
+            or values[0] > values[1]:
+        raise ValueError(f"{path} is not a readable {kind}: its data_range must be two finite numbers (min, max), "
+                         f"got {values.tolist()!r}; restore the file (from git, say) or write it again with {writer}")
+    return float(values[0]), float(values[1])

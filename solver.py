@@ -18,13 +18,14 @@ import bisect
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 
 from doors import batches_per_epoch, check_parameters
-from fileio import atomic_write, fingerprint
+from fileio import atomic_write, fingerprint, read_data_range
 from kernels import average_pass, flat, moved_images, one_thread
 
 HISTORY_COLUMNS = ["iteration", "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "diverged"]
@@ -181,6 +182,11 @@ class Solver:
         for layer in model.net:
             layer.clear()  # a trained model need not carry its last batch (tens of MB after a validation pass)
         self.params_reached = model.get_parameters()
+        if not self.rows:  # a piece of a run shorter than print_iter batches: said, not left as a silent NaN
+            warnings.warn(f"training stopped after {self.iteration} batches, before the run's first validation check "
+                          f"(every print_iter={model.print_iter} batches, and after the run's last): the model has "
+                          "no history yet and best_val_acc is NaN; train further (more epochs) or set a smaller "
+                          "print_iter", stacklevel=3)
         kept = self.best_params if X_val is not None else self.averaged
         if kept is not None:
             model.load_param(kept)
@@ -342,16 +348,17 @@ class Solver:
 
     def restore(self, arrays, path):
         """Take up the run saved in ``arrays``, a checkpoint read by ``read_archive`` from ``path``; ValueError, naming
-        the file, if its parameters cannot be the model's (see ``check_parameters``)."""
+        the file, if its parameters cannot be the model's (see ``check_parameters``) or its run record or data range
+        is not what ``save_checkpoint`` writes (:func:`read_run`, ``fileio.read_data_range``)."""
 
         def group(prefix):
             return {name[len(prefix):]: array for name, array in arrays.items() if name.startswith(prefix)}
 
-        model, run = self.model, json.loads(str(arrays["run"]))
+        model, run = self.model, read_run(arrays, path)
         model.load_param(group("params."), f"{path} (the reached parameters)")
         model.optimizer.load_state_dict(group("optimizer."))
         model.rng.bit_generator.state = run["generator"]
-        model.data_range = tuple(arrays["data_range"].tolist()) if "data_range" in arrays else None
+        model.data_range = read_data_range(arrays, path, "training checkpoint", "train(..., checkpoint_path=...)")
         self.epoch, self.iteration, self.current_lr = run["epoch"], run["iteration"], run["current_lr"]
         self.train_time_s = run["train_time_s"]
         self.diverged, self.stopped_early = run["diverged"], run["stopped_early"]
@@ -382,3 +389,27 @@ class Solver:
                 self.best_val_acc, self.best_val_loss = float(row["val_acc"]), float(row["val_loss"])
                 self.best_iteration = int(row["iteration"])
         self.stopped_early = self.epoch < self.model.max_epoch and not self.diverged
+
+
+NUMBER, COUNT = (int, float), int
+# What each field of a checkpoint's run record must be (``Solver.save_checkpoint``): JSON's numbers, NaN included.
+RUN_FIELDS = {"epoch": COUNT, "iteration": COUNT, "current_lr": NUMBER, "train_time_s": NUMBER, "diverged": bool,
+              "stopped_early": bool, "rows": list, "meter": dict, "best_val_acc": NUMBER, "best_val_loss": NUMBER,
+              "best_iteration": COUNT, "checks_without_improvement": COUNT, "data_fingerprint": (list, type(None)),
+              "generator": dict}
+
+
+def read_run(arrays, path):
+    """The run record of a checkpoint's ``arrays`` (read from ``path``, its JSON checked by ``read_archive``);
+    ValueError naming the file and the field that is missing or of another type."""
+    run = json.loads(str(arrays["run"]))
+    for field, kind in RUN_FIELDS.items():
+        if field not in run:
+            problem = "lacks it"
+        elif not isinstance(run[field], kind) or (kind in (COUNT, NUMBER) and isinstance(run[field], bool)):
+            problem = f"holds {run[field]!r}"
+        else:
+            continue
+        raise ValueError(f"{path} is not a readable training checkpoint: the field {field!r} of its run record "
+                         f"{problem}; delete the checkpoint to start the run anew, or restore it (from a backup)")
+    return run

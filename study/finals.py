@@ -51,27 +51,43 @@ def epoch_evidence(model):
             "last_val_acc": float(history["val_acc"].iloc[-1]), "epochs": int(model.epoch)}
 
 
-def candidate_probabilities(store, candidates, X_val, tested=()):
+def candidate_probabilities(store, candidates, X_val, tested=(), record=True):
     """``{flip_average: {name: (N, C) probabilities}}``: each of ``candidates`` (``{name: model}``, recorded in
     ``store``) alone on the validation set, without and with flip averaging, what the ensemble's selection compares.
     A candidate the study does not measure on the test set (not among ``tested``) is compared on validation alone:
-    its probabilities are read from its record, or computed from its weights and recorded
-    (``Records.write_probabilities``), and once the job is finished they stand in for its weights."""
+    its probabilities are read from its record (checked: ``Records.read_probabilities``), or computed from its
+    weights and, with ``record``, recorded under the log's lock (``Records.write_probabilities``); they stand in for
+    its weights once the job is finished."""
     logged, found = store.read_log(), {False: {}, True: {}}
+    unknown = [name for name in candidates if name not in logged]
+    if unknown:
+        raise records.RecordError(f"the candidates {unknown} have no row in {store.log_path}: name candidates that "
+                                  "the job has recorded (config.FRONTIER_CANDIDATES, config.FRONTIER_ROUND_TWO), or "
+                                  "train them first (make frontier)")
     for name, model in candidates.items():
-        key = logged[name]["key"]
-        recorded = None if name in tested else store.read_probabilities(name, key)
+        key, shape = logged[name]["key"], (len(X_val), model.layers[-1])
+        recorded = None if name in tested else store.read_probabilities(name, key, tuple(VIEWS), shape)
         if recorded is None:
             if not store.weights_path(name).exists():
                 raise records.RecordError(f"{name} is recorded without its weights and without its validation "
                                           f"probabilities ({store.probabilities_path(name)}): restore them (from "
                                           "git, say), or train it again (--fresh)")
             recorded = {view: Ensemble([model], flip_average=flip).probabilities(X_val) for view, flip in VIEWS.items()}
-            if name not in tested:
-                store.write_probabilities(name, key, recorded)
+            if name not in tested and record:
+                with runs.exclusive(store.log_path):
+                    store.write_probabilities(name, key, recorded)
         for view, flip in VIEWS.items():
             found[flip][name] = recorded[view]
     return found
+
+
+def final_names(cfg, chosen, members):
+    """The names of section 9's final runs, in the order they train, for the candidate ``chosen`` and the ensemble's
+    ``members`` (:func:`ensemble_members`): the single recipe's seeds, the other members, distillation's students,
+    the final student."""
+    return [*(f"{chosen}_all_seed{seed}" for seed in cfg.final_seeds),
+            *(f"{name}_all_seed0" for name in members if name != chosen),
+            *map(config.student_name, cfg.distill_temperatures), STUDENT]
 
 
 def ensemble_members(probabilities, y_val, max_members):
@@ -114,9 +130,40 @@ def soft_targets(probabilities, y, temperature, weight):
     """Target distributions (N, C) for rows of labels ``y``: ``(1 - weight)`` on the label and ``weight`` times a
     teacher's ``probabilities`` (N, C) softened by ``temperature`` (``p ** (1 / T)``, normalised: T > 1 spreads them
     over the classes the teacher finds alike)."""
+    check_distillation(temperature, weight)
+    if probabilities.ndim != 2 or len(probabilities) != len(y) or y.max(initial=0) >= probabilities.shape[1]:
+        raise ValueError(f"the teacher's probabilities have shape {probabilities.shape}, which does not fit "
+                         f"{len(y)} labels of classes up to {y.max(initial=0)}: its members must be trained on the "
+                         "student's classes, one row per training image")
     softened = np.exp(np.log(np.maximum(probabilities, np.finfo(np.float64).tiny)) / temperature)
     softened /= softened.sum(axis=1, keepdims=True)
     return (1 - weight) * np.eye(probabilities.shape[1])[y] + weight * softened
+
+
+def check_distillation(temperature, weight):
+    """ValueError naming the setting unless distillation's ``temperature`` is a positive finite number
+    (``cfg.distill_temperatures``) and its ``weight`` a number in [0, 1] (``cfg.distill_weight``)."""
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 < temperature < math.inf:
+        raise ValueError(f"distillation's temperature must be a positive finite number (cfg.distill_temperatures: "
+                         f"1 keeps the teacher's probabilities, 2 or 4 soften them), got {temperature!r}")
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= 1:
+        raise ValueError(f"distillation's weight must be a number in [0, 1] (cfg.distill_weight: the teacher's share "
+                         f"of each target, the label has the rest), got {weight!r}")
+
+
+def check_teacher(teacher, X):
+    """ValueError unless every member of ``teacher`` (an ``Ensemble``) was trained on data of the range of ``X`` (each
+    end within a tenth of its width, when the member recorded its range): a teacher trained on other input scaling
+    reads the student's images as something else (``doors.check_range`` lets through data inside a wider range)."""
+    low, high = float(X.min()), float(X.max())
+    for k, member in enumerate(teacher.members, start=1):
+        if member.data_range is not None:
+            trained_low, trained_high = member.data_range
+            slack = (trained_high - trained_low) / 10
+            if abs(low - trained_low) > slack or abs(high - trained_high) > slack:
+                raise ValueError(f"the teacher's member {k} was trained on data in [{trained_low:g}, "
+                                 f"{trained_high:g}], the student's images span [{low:g}, {high:g}]: distil from "
+                                 "members trained on images scaled as the student's (pixels divided by 255, say)")
 
 
 class Teacher:
@@ -158,6 +205,9 @@ class Taught:
     temperature: float
     weight: float
 
+    def __post_init__(self):
+        check_distillation(self.temperature, self.weight)
+
     def described(self):
         return {"arrays": fingerprint(*self.data), "teacher": list(self.teacher_keys),
                 "flip_average": self.teacher.flip_average, "temperature": float(self.temperature),
@@ -165,6 +215,7 @@ class Taught:
 
     def arrays(self):
         X_train, y_train, X_val, y_val = self.data
+        check_teacher(getattr(self.teacher, "ensemble", self.teacher), X_train)
         targets = soft_targets(self.teacher.probabilities(X_train), y_train, self.temperature, self.weight)
         return X_train, targets, X_val, y_val
 
@@ -182,6 +233,9 @@ def train_finals(cfg, data, candidates, chosen, fit, tested=()):
     the 54,000; the final student, whose teacher is the final members' ensemble, comes last."""
     _, _, X_val, y_val = data
     store = cfg.frontier_records
+    if chosen not in candidates:
+        raise ValueError(f"the chosen candidate {chosen!r} is not among the candidates {list(candidates)}: choose it "
+                         "among them (frontier.choose)")
     settings = {name: model.config() for name, model in candidates.items()}
     probabilities = candidate_probabilities(store, candidates, X_val, tested)
     names, flip, steps = ensemble_members(probabilities, y_val, cfg.ensemble_max_members)

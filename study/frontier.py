@@ -76,9 +76,9 @@ def train_round_two(cfg, data, n_jobs=1, fresh=False, progress=True, train=True)
 
 def status(cfg, data):
     """What the job has done and has still to do, and the time left at the epoch times measured so far: a table of
-    its runs (done, in progress from a checkpoint, or to do) and a sentence. The finals (``study.finals``) are
-    listed once they have started; before that they count as the most they can be, each as long as the recipe's
-    schedule."""
+    its runs (done, in progress from a checkpoint, or to do) and a sentence. Once every candidate is done and the
+    finals have started, the finals are listed by name (:func:`final_names`); before that they count as the most they
+    can be, each as long as the recipe's schedule. Each run's state is read from its own record alone."""
     store, checkpoints = cfg.frontier_records, cfg.log_dir / "checkpoints"
     settings = {**cfg.frontier_candidate_settings(), **cfg.frontier_candidate_settings(cfg.frontier_round_two)}
     logged = store.read_log()
@@ -86,13 +86,14 @@ def status(cfg, data):
                              *(path.stem for path in checkpoints.glob("*.npz") if is_final(path.stem))})
     rows = [run_state(store, checkpoints, name, logged.get(name), runs.run_key(run, data), run["max_epoch"])
             for name, run in settings.items()]
-    rows += [run_state(store, checkpoints, name, logged.get(name), None, cfg.frontier_recipe["max_epoch"])
-             for name in finals_started]
-    planned = (len(cfg.final_seeds) + cfg.ensemble_max_members - 1 + len(cfg.distill_temperatures) + 1
-               - len(finals_started))
-    if store.complete(logged.get(finals.STUDENT)):
-        planned = 0  # the final student trains last: the job is done, its ensemble perhaps with fewer members
-    if planned > 0:
+    if finals_started and all(row["state"] == "done" for row in rows):
+        rows += [run_state(store, checkpoints, name, logged.get(name), None, cfg.frontier_recipe["max_epoch"])
+                 for name in final_names(cfg, store, settings, data)]
+    else:
+        rows += [run_state(store, checkpoints, name, logged.get(name), None, cfg.frontier_recipe["max_epoch"])
+                 for name in finals_started]
+        planned = (len(cfg.final_seeds) + cfg.ensemble_max_members - 1 + len(cfg.distill_temperatures) + 1
+                   - len(finals_started))
         rows.append({"run": f"finals not started (up to {planned} runs)", "state": "to do", "epochs": 0,
                      "of": planned * cfg.frontier_recipe["max_epoch"], "s_per_epoch": float("nan")})
     table = pd.DataFrame(rows)
@@ -100,6 +101,15 @@ def status(cfg, data):
     left = ((table["of"] - table["epochs"]) * table["s_per_epoch"].fillna(per_epoch)).sum()
     return table, (f"{(table['state'] == 'done').sum()} of {len(table)} runs done; about {left / 3600:.1f} hours of "
                    "training left at the epoch times measured so far (two runs at a time halve the wall time)")
+
+
+def final_names(cfg, store, settings, data):
+    """The names of the final runs (``finals.final_names``) as the job chooses them from the candidates' records
+    (``settings``, all recorded in ``store``) on ``data``'s validation set; nothing is written."""
+    candidates = store.read_all(settings)
+    probabilities = finals.candidate_probabilities(store, candidates, data[2], record=False)
+    members, _, _ = finals.ensemble_members(probabilities, data[3], cfg.ensemble_max_members)
+    return finals.final_names(cfg, choose(candidates), members)
 
 
 def is_final(name):
@@ -261,7 +271,10 @@ def main(argv=None):
     if args.status:
         X_train, y_train, X_val, y_val, _, _ = config.subsample(
             mnist_reader.load_fashion_mnist(seed=cfg.split_seed, val_fraction=cfg.val_fraction), cfg)
-        table, sentence = status(cfg, (X_train, y_train, X_val, y_val))
+        try:
+            table, sentence = status(cfg, (X_train, y_train, X_val, y_val))
+        except (records.RecordError, ValueError) as error:  # its sentence names the file and what to do
+            fail(str(error))
         print(table.round(1).to_string(index=False))
         print(sentence)
         return

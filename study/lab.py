@@ -13,11 +13,15 @@ first on ``JUPYTER_PATH`` (writing the ``python3`` spec there, as ``ipykernel in
 rare environment that lacks it), checks that ``python3`` now resolves to this Python, and starts Jupyter Lab in the
 same process, rooted at the repository, opening the notebook. The other kernels Jupyter knows stay available.
 It passes ``--allow-root`` when run as root (a container, CI), and every other option to Jupyter Lab as given
-(``--no-browser``, ``--port=8890``, ``--ip=0.0.0.0``...). ``tests/test_make_notebook.py`` starts it through
-``make notebook``.
+(``--no-browser``, ``--port=8890``, ``--ip=0.0.0.0``...). A port asked for (``make notebook PORT=8890``) is that
+port or none: when it is taken the launcher stops with a sentence, and Jupyter is told not to move to another
+(``--ServerApp.port_retries=0``), which a user with an ssh tunnel to the port asked for would not find.
+``tests/test_make_notebook.py`` starts it through ``make notebook``.
 """
 
+import errno
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -73,7 +77,40 @@ def lab_arguments(options):
     return [str(NOTEBOOK), f"--ServerApp.root_dir={REPO}", *root, *options]
 
 
+def requested_port(options):
+    """The port asked for among Jupyter Lab's ``options`` (``--port=N``, ``--port N``, ``--ServerApp.port=N``; the
+    last one wins, as in Jupyter), or None."""
+    port = None
+    for i, option in enumerate(options):
+        name, _, value = option.partition("=")
+        if name in ("--port", "--ServerApp.port"):
+            port = value if value else (options[i + 1] if i + 1 < len(options) else None)
+    if port is not None and not port.isdigit():
+        raise SystemExit(f"study.lab: --port must be a port number, got {port!r}")
+    return None if port is None else int(port)
+
+
+def check_port(port, host="127.0.0.1"):
+    """SystemExit with a sentence when ``port`` is taken on ``host``, so that Jupyter does not serve elsewhere."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+            raise SystemExit(f"study.lab: port {port} is taken (another Jupyter, say), and Jupyter would serve on "
+                             "another port, which a tunnel to this one would not find: stop what serves there, or "
+                             f"ask for another port (make notebook PORT={port + 1}), or leave out PORT to let "
+                             "Jupyter choose") from None
+
+
 def main(argv=None):
+    options = sys.argv[1:] if argv is None else list(argv)
+    port = requested_port(options)
+    if port is not None:  # before anything starts: a port taken is said at once
+        check_port(port)
+        if not any(option.startswith(("--ServerApp.port_retries", "--port-retries")) for option in options):
+            options = ["--ServerApp.port_retries=0", *options]
     from study.kernel import require_project_packages
 
     require_project_packages()  # this Python is the kernel's: it must be able to run the notebook
@@ -86,7 +123,7 @@ def main(argv=None):
     print(f"study.lab: Jupyter Lab on {NOTEBOOK.name}, kernel {KERNEL_NAME!r} on {sys.executable}", flush=True)
     from jupyterlab.labapp import LabApp
 
-    LabApp.launch_instance(argv=lab_arguments(sys.argv[1:] if argv is None else list(argv)))
+    LabApp.launch_instance(argv=lab_arguments(options))
 
 
 if __name__ == "__main__":

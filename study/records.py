@@ -11,7 +11,9 @@ A run's record is three things, written in this order when it finishes:
   before it is trained again.
 
 The ``key`` is ``runs.run_key`` of the run's settings and data, so a record is read back only for the same settings
-and the same data; a record with a missing file is trained again, and only that one. A record read back is a
+and the same data; a record with a missing file is trained again, and only that one. Whether a record is complete is
+decided from its own files (:meth:`Records.stands_without_weights`: weights, or probabilities whose key is its row's),
+never from another run's row: a lost or torn row costs its own run alone. A record read back is a
 ``MLP.from_file`` model whose Solver takes up the recorded history (``Solver.restore_record``): it predicts, and it
 reports its ``history``, ``best_val_acc``, ``epoch`` and ``train_time_s``, as the model that trained did.
 
@@ -26,6 +28,7 @@ Nothing recorded is lost or mistaken for another run (a ``RecordError`` says whi
 import json
 import math
 import sys
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -35,6 +38,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from fileio import atomic_write, read_archive
+from study import record_checks as checks
 from study import runs
 
 COLUMNS = ["name", "key", *runs.OUTCOMES]
@@ -63,22 +67,36 @@ class Records:
 
     def keeps_weights(self, name, logged=None):
         """Whether the record of ``name`` holds its weights: not when it is weightless, nor when it is a candidate of
-        one of ``groups`` that validation did not choose (``runs.ranked`` over the group's rows in ``logged``, the
-        log's rows by name, the rule that chooses among the candidates) once the whole group is recorded, nor when its
-        validation probabilities are recorded and so is ``finished``."""
+        one of ``groups`` that validation did not choose (:meth:`unchosen`), nor when its validation probabilities
+        are recorded under its key and so is ``finished`` (``logged``, the log's rows by name): what :meth:`prune`
+        moves aside. Whether a record is complete does not depend on ``finished`` (:meth:`stands_without_weights`)."""
+        logged = self.read_log() if logged is None else logged
         if name in self.weightless:
             return False
-        if self.finished is not None and self.probabilities_path(name).exists():
-            logged = self.read_log() if logged is None else logged
-            if self.finished in logged:
-                return False
+        if (self.finished in logged and name in logged
+                and self.probabilities_key(name) == logged[name]["key"]):
+            return False
+        return not self.unchosen(name, logged)
+
+    def unchosen(self, name, logged):
+        """Whether ``name`` is a candidate of one of ``groups`` that validation did not choose (``runs.ranked`` over
+        the group's rows in ``logged``, the rule that chooses among the candidates), once the whole group is
+        recorded."""
         group = next((group for group in self.groups if name in group), ())
-        logged = self.read_log() if logged is None and group else logged
-        rows = [logged[member] for member in group if member in (logged or {})]
+        rows = [logged[member] for member in group if member in logged]
         if not group or len(rows) < len(group):
-            return True
+            return False
         chosen = runs.ranked(pd.DataFrame(rows))
-        return chosen.empty or chosen["name"].iloc[0] == name
+        return not chosen.empty and chosen["name"].iloc[0] != name
+
+    def stands_without_weights(self, row, logged=None):
+        """Whether the record of ``row`` is complete without its weights: it is weightless, or its validation
+        probabilities are recorded under its own key (decided from its record alone, whatever the other rows of the
+        log), or it is a candidate its group did not choose (:meth:`unchosen`)."""
+        name = row["name"]
+        if name in self.weightless or self.probabilities_key(name) == row["key"]:
+            return True
+        return bool(self.groups) and self.unchosen(name, self.read_log() if logged is None else logged)
 
     def weights_path(self, name):
         return Path(self.weights_dir) / f"{name}.npz"
@@ -96,36 +114,73 @@ class Records:
         arrays = {**probabilities, "key": np.array(key)}
         atomic_write(self.probabilities_path(name), lambda f: np.savez_compressed(f, **arrays))
 
-    def read_probabilities(self, name, key):
-        """The probabilities that :meth:`write_probabilities` recorded for the run ``name`` of ``key``, or None when
-        there are none of that run (a run trained again since has another key, or the same key and no file: see
-        :meth:`write`)."""
+    def probabilities_key(self, name):
+        """The key under which the validation probabilities of ``name`` are recorded, or None when there are none."""
         path = self.probabilities_path(name)
         if not path.exists():
             return None
-        arrays = read_archive(path, ("key",), "record of validation probabilities", "Records.write_probabilities")
-        if str(arrays.pop("key")) != key:
+        return str(self.read_probability_arrays(name)["key"])
+
+    def read_probability_arrays(self, name):
+        path = self.probabilities_path(name)
+        try:
+            return read_archive(path, ("key",), "record of validation probabilities", "Records.write_probabilities")
+        except ValueError as error:  # it names the file
+            raise RecordError(f"{error}; or restore it (from git, say)") from None
+
+    def read_probabilities(self, name, key, views=(), shape=None):
+        """The probabilities that :meth:`write_probabilities` recorded for the run ``name`` of ``key``, or None when
+        there are none of that run (a run trained again since has another key, or the same key and no file: see
+        :meth:`write`). RecordError naming the file when one of ``views`` is missing, or a view is not ``shape``
+        (``(N, C)``, when given) or not probabilities (finite, in [0, 1], each row summing to 1)."""
+        if self.probabilities_key(name) != key:
             return None
+        path, arrays = self.probabilities_path(name), self.read_probability_arrays(name)
+        arrays.pop("key")
+        problems = [f"it lacks the view {view!r}" for view in views if view not in arrays]
+        for view, array in arrays.items():
+            problems += [f"{view} {problem}" for problem in checks.probability_problems(array, shape)]
+        if problems:
+            raise RecordError(f"{path} does not hold the validation probabilities of {name} ({'; '.join(problems)}): "
+                              "restore it (from git, say), or delete it, and it is computed again from the run's "
+                              "weights if they are there (if not, `make frontier` trains the run again)")
         return arrays
 
     def read_log(self):
         """The log's rows by name, the last of each name (a run trained again appends a new row); none when there
-        is no log. A last row torn by a crash is skipped, the file left as it is (``runs.read_log``)."""
-        if not Path(self.log_path).exists() or not runs.whole_rows(Path(self.log_path).read_bytes()):
+        is no log. A last row torn by a crash is skipped, the file left as it is (``runs.read_log``), and said once
+        (:func:`warn_once`). RecordError naming the row when a row has another number of cells than the header, or
+        a number that is not one."""
+        data = Path(self.log_path).read_bytes() if Path(self.log_path).exists() else b""
+        if not runs.whole_rows(data):
             return {}  # no log, or not even its header written whole: the next run to be recorded starts it anew
-        log = runs.read_log(self.log_path, COLUMNS, "a log of recorded runs",
-                            " Move it aside (or delete it) to start a new one.")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                log = runs.read_log(self.log_path, COLUMNS, "a log of recorded runs",
+                                    " Move it aside (or delete it) to start a new one.")
+            except (ValueError, TypeError) as error:
+                if str(self.log_path) in str(error):  # it names the file and what to do
+                    raise
+                problem = checks.row_problem(data, COLUMNS) or error
+                raise RecordError(f"{self.log_path} cannot be read ({problem}): correct that row by hand, or restore "
+                                  "the log from its backup (.bak) or from git") from None
+        for warning in caught:
+            checks.warn_once(warning.message, data[len(runs.whole_rows(data)):])
         return {row["name"]: row for row in log.to_dict("records")}
 
     def complete(self, row, key=None, logged=None):
-        """Whether ``row`` records a run (of this ``key``, when given) whose history and, when it keeps them
-        (:meth:`keeps_weights`, from ``logged``), weights are on disk."""
+        """Whether ``row`` records a run (of this ``key``, when given) whose history and, unless it stands without
+        them (:meth:`stands_without_weights`), weights are on disk."""
         return (row is not None and key in (None, row["key"]) and self.history_path(row["name"]).exists()
-                and (not self.keeps_weights(row["name"], logged) or self.weights_path(row["name"]).exists()))
+                and (self.weights_path(row["name"]).exists() or self.stands_without_weights(row, logged)))
 
     def pending(self, keys):
         """The names of ``keys`` (``{name: runs.run_key}``) that have no complete record of their key: the runs to
-        train. RecordError when one has a complete record of another key: training it would replace that record."""
+        train. RecordError when one has a complete record of another key: training it would replace that record;
+        ValueError when a name is not one a record can have (:func:`check_name`)."""
+        for name in keys:
+            checks.check_name(name)
         logged = self.read_log()
         taken = [name for name, key in keys.items()
                  if self.complete(logged.get(name), logged=logged) and not self.complete(logged[name], key, logged)]
@@ -177,13 +232,13 @@ class Records:
     def read(self, name, row, settings=None, logged=None):
         """The model recorded under ``name``, with the run's history and outcome (``row``). A run that diverged
         before its first validation check kept no usable weights: it comes back with its settings and history only,
-        its initial weights in place of the non-finite ones it saved; so does a run that keeps no weights
-        (:meth:`keeps_weights`, from ``logged``), from ``settings``.
+        its initial weights in place of the non-finite ones it saved; so does a run recorded without its weights
+        (:meth:`stands_without_weights`, from ``logged``), from ``settings``.
 
         RecordError if the weights hold a model of other settings than ``settings`` (the run's ``MLP`` keyword
         arguments, when given), or the history is not the one ``row`` records."""
         path = self.weights_path(name)
-        weighted = self.keeps_weights(name, logged) or path.exists()  # weights not needed, but there, are read
+        weighted = path.exists() or not self.stands_without_weights(row, logged)  # weights there are read
         if not weighted:
             if settings is None:
                 raise RecordError(f"{name} is recorded without its weights in {self.log_path}: read it with its "
@@ -283,6 +338,8 @@ def fit_or_read(named_settings, data, records, n_jobs=1, fresh=False, fit=None, 
     long run cut short goes on from its last epoch, and its checkpoint is deleted once the run is recorded. Once
     they are recorded, the candidates that their group did not choose give up their weights (:meth:`Records.prune`).
     """
+    for name in named_settings:  # before the log is touched, even by fresh
+        checks.check_name(name)
     keys, each = run_keys(named_settings, data), data_by_name(named_settings, data)
     if not fresh and not records.pending(keys):  # all recorded: a read, which takes no lock and writes nothing
         return records.read_all(named_settings)

@@ -2,15 +2,19 @@
 rendered (:func:`shape_problem`)."""
 
 import json
+import math
 
 # What the report reads from ``log/results.json``, checked before anything is rendered so that a file of another
 # shape (edited, cut short, written by another version) is refused with a sentence rather than a KeyError deep in
 # :func:`render`: for each key the kind of its value, a dict for an object (the keys it must hold), a one-item list
 # for a list of such items. A key ending in ``?`` may be absent (a file written before that part existed); keys not
-# listed are not read, and not checked.
+# listed are not read, and not checked. A list holds at least one item, unless its shape says ``MAY_BE_EMPTY``.
+# Numbers are finite; a number whose key names an accuracy or its interval is a fraction in [0, 1], and an accuracy
+# lies inside its own interval (:func:`number_problem`, :func:`interval_problem`).
 NUMBER, MAYBE_NUMBER, WHOLE, COUNT, FLAG, TEXT, INTERVAL = (
     "a number", "null or a number", "a whole number", "a positive whole number", "true or false", "text",
     "null or two numbers")
+MAY_BE_EMPTY = "may be empty"
 _SETTINGS = {"layers": [WHOLE], "lr": NUMBER, "L2_lambda": NUMBER}
 _PLACE = {"value": NUMBER, "z": MAYBE_NUMBER, "below": WHOLE, "above": WHOLE}  # where a run falls among the seeds
 _MCNEMAR = {"model": TEXT, "test_accuracy": NUMBER, "ci_low": NUMBER, "ci_high": NUMBER, "difference": NUMBER,
@@ -33,7 +37,7 @@ RESULTS_SHAPE = {
     "lr_followup?": {"table": [{"lr": NUMBER, "diverged": FLAG, "best_val_acc": MAYBE_NUMBER,
                                 "best_val_loss": MAYBE_NUMBER, "source": TEXT}],
                      "verdict": {"peak_lr": NUMBER, "peak_val_acc": NUMBER, "largest_lr": FLAG, "changes_choice": FLAG,
-                                 "chosen_lr": NUMBER, "gain_points": NUMBER, "diverged_lrs": [NUMBER]},
+                                 "chosen_lr": NUMBER, "gain_points": NUMBER, "diverged_lrs": [NUMBER, MAY_BE_EMPTY]},
                      "wall_time_s": NUMBER},
     "beyond?": {"table": [{"model": TEXT, "val_accuracy": NUMBER, "test_accuracy": NUMBER, "test_loss": NUMBER,
                            "train_time_s": NUMBER}],
@@ -91,7 +95,46 @@ RESULTS_SHAPE = {
 
 
 def is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite JSON number: NaN and Infinity, which Python's json reads, are no result to print."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+FRACTIONS = ("acc", "accuracy", "ci_low", "ci_high")  # key endings of accuracies and their intervals' ends
+INTERVALS = (("test_acc", "ci_low", "ci_high"), ("test_accuracy", "ci_low", "ci_high"),
+             ("test_acc", "test_ci_low", "test_ci_high"))  # an accuracy and its interval's ends, in one object
+
+
+def number_problem(key, value, where):
+    """A phrase when ``value``, at ``key``, names an accuracy or an end of its interval (:data:`FRACTIONS`) and is not
+    a fraction in [0, 1]; None otherwise."""
+    if is_number(value) and key.endswith(FRACTIONS) and not 0 <= value <= 1:
+        return f"{where} should be a fraction in [0, 1], not {_json_text(value)}"
+    return None
+
+
+def interval_problem(value, where):
+    """A phrase when the object ``value`` holds an accuracy outside its own interval (:data:`INTERVALS`, or
+    ``accuracy`` and ``ci``); None otherwise."""
+    triples = [(value.get(a), value.get(low), value.get(high)) for a, low, high in INTERVALS]
+    if isinstance(value.get("ci"), list) and len(value["ci"]) == 2:
+        triples.append((value.get("accuracy"), *value["ci"]))
+    for accuracy, low, high in triples:
+        if all(map(is_number, (accuracy, low, high))) and not low <= accuracy <= high:
+            return (f"{where or 'the file'} holds an accuracy of {accuracy} outside its own interval [{low}, "
+                    f"{high}]")
+    return None
+
+
+def choice_problem(results):
+    """A phrase when a choice the report names cannot be found: no chosen ensemble (or several) among section 9's
+    ``ensemble_choices``, or no step of the finals' member selection with the flip averaging they chose."""
+    frontier, finals = results.get("frontier"), results.get("finals")
+    if frontier is not None and sum(row["chosen"] for row in frontier["ensemble_choices"]) != 1:
+        return "frontier.ensemble_choices should mark exactly one choice as chosen"
+    if finals is not None and not any(step["flip_average"] == finals["flip_average"]
+                                      for step in finals["member_steps"]):
+        return f"finals.member_steps holds no step with flip_average {_json_text(finals['flip_average'])}"
+    return None
 
 
 def _is_whole(value):
@@ -128,13 +171,16 @@ def shape_problem(value, shape=None, where=""):
                 if optional:
                     continue
                 return f"{where}.{key} is missing" if where else f"its section {key!r} is missing"
-            problem = shape_problem(value[key], inner, f"{where}.{key}" if where else key)
+            inside = f"{where}.{key}" if where else key
+            problem = shape_problem(value[key], inner, inside) or number_problem(key, value[key], inside)
             if problem:
                 return problem
-        return None
+        return interval_problem(value, where) or (None if where else choice_problem(value))
     if isinstance(shape, list):
         if not isinstance(value, list):
             return f"{name} should be a list, not {_json_text(value)}"
+        if not value and MAY_BE_EMPTY not in shape:
+            return f"{name} should hold at least one item, not []"
         return next((problem for i, item in enumerate(value)
                      if (problem := shape_problem(item, shape[0], f"{where}[{i}]"))), None)
     return None if _KIND_CHECKS[shape](value) else f"{name} should be {shape}, not {_json_text(value)}"
