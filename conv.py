@@ -23,6 +23,7 @@ import numpy as np
 
 from doors import check_parameters
 from fileio import atomic_write, read_archive
+from kernels import one_thread
 from modules import FC, BatchNorm, Dropout, Layer, ReLU, Softmax
 from optimizers import make_optimizer
 
@@ -333,7 +334,10 @@ class CNN:
         self.optimizer.step(pairs, lr, weight_decay=self.L2_lambda)
 
     def train_step(self, X, y, lr):
-        """Forward, backward and update on one batch; returns the batch's mean cross-entropy before the step."""
+        """Forward, backward and update on one batch; returns the batch's mean cross-entropy before the step. The
+        update's compiled passes run on this thread alone (``kernels.one_thread``, as the Solver's do): a second pool of
+        threads would fight OpenBLAS's, which spin between the products."""
+        one_thread()
         self.forward(X, training=True)
         loss = self.softmax.cross_entropy(y, smoothing=self.label_smoothing)
         self.backward(y)

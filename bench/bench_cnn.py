@@ -24,6 +24,7 @@ five steps), and one whole epoch of 422 batches with the 6,000 validation images
 
 import argparse
 import json
+import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -164,7 +165,9 @@ def run_torch_matmul_floor(fraction):
 
 def step_breakdown(steps=5):
     """Milliseconds of one training step of the numpy CNN by layer kind, forward and backward, and the update: the
-    best of ``steps`` steps for each, on one batch."""
+    best of ``steps`` steps for each, on one batch; ``im2col`` is the part of Conv2D's time spent in window copies
+    (padding included), the rest of it being its products and their outputs' allocation."""
+    import conv
     from conv import CNN, channel_view
 
     X_train, y_train, *_ = load_data()
@@ -172,6 +175,15 @@ def step_breakdown(steps=5):
     model = CNN(**SETTINGS)
     model.train_step(X, y, LR)
     best = defaultdict(lambda: float("inf"))
+    copy = conv.im2col
+
+    def timed_copy(*args, **kwargs):
+        started = time.perf_counter()
+        cols = copy(*args, **kwargs)
+        spent["im2col (in Conv2D)"] += time.perf_counter() - started
+        return cols
+
+    conv.im2col = timed_copy
     for _ in range(steps):
         spent = defaultdict(float)
         top = X.reshape(-1, SIDE, SIDE, 1)
@@ -190,6 +202,7 @@ def step_breakdown(steps=5):
         spent["update"] += time.perf_counter() - started
         for name, seconds in spent.items():
             best[name] = min(best[name], 1000 * seconds)
+    conv.im2col = copy
     return dict(best)
 
 
@@ -201,6 +214,7 @@ def main():
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("cnn_results.json"))
     args = parser.parse_args()
 
+    load_before = os.getloadavg()
     best = run_benchmark({"numpy CNN": run_numpy_cnn, "matmul floor": run_matmul_floor},
                          {"pytorch": run_torch, "pytorch channels_last": run_torch_channels_last,
                           "pytorch matmul floor": run_torch_matmul_floor},
@@ -221,7 +235,11 @@ def main():
         print(f"{name}: {ratio:.2f}")
     recorded = json.loads(args.output.read_text())
     recorded.pop("machine")
-    write_results(args.output, dict(recorded, fraction=args.fraction, ratios=ratios, step_ms=breakdown,
+    load = {"before": load_before, "after": os.getloadavg()}
+    print(f"load average (1, 5, 15 min) before the run {load['before']}, after it {load['after']}, on "
+          f"{os.cpu_count()} cores: other work shared them")
+    write_results(args.output, dict(recorded, fraction=args.fraction, load_average=load, ratios=ratios,
+                                    step_ms=breakdown,
                                     epoch={"seconds": epoch_seconds, "val_acc_after_one_epoch": epoch_accuracy}))
 
 

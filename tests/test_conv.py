@@ -209,3 +209,12 @@ def test_cnn_archive_round_trip_and_refusal(tmp_path):
     np.save(tmp_path / "not_an_archive.npy", X)
     with pytest.raises(ValueError, match=r"CNN\.save_param"):
         CNN.from_file(tmp_path / "not_an_archive.npy")
+
+
+def test_cnn_probabilities_do_not_depend_on_the_chunks():
+    """Outside training each image is measured alone (batch normalisation's running averages), in any chunking."""
+    X, _ = learnable_images(np.random.default_rng(12), 10)
+    model = tiny_cnn(np.float32)
+    whole = model.probabilities(X, chunk=10)
+    np.testing.assert_allclose(model.probabilities(X, chunk=3), whole, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(whole.sum(axis=1), 1, rtol=1e-6)
