@@ -73,6 +73,7 @@ bench: $(VENV)/.test-deps
 	$(BENCH_PY) bench/bench_beyond.py
 	$(BENCH_PY) bench/bench_epochs.py
 	$(BENCH_PY) bench/bench_frontier.py
+	$(BENCH_PY) bench/bench_cnn.py
 
 bench-grid: $(VENV)/.test-deps
 	$(BENCH_PY) bench/bench_grid.py

@@ -164,6 +164,7 @@ def test_cnn_names_its_parameters_and_builds_its_layers():
         "Conv2D(1, 2, 3x3)", "Conv2D(2, 2, 3x3)", "Conv2D(2, 3, 3x3)", "Conv2D(3, 3, 3x3)"]
     assert model.parameters()["W1"].shape == (3 * 2 * 2, 5)  # 8 x 8 pooled twice, 3 channels
     assert {"conv_W4", "gamma5", "running_var5", "W2", "b2"} <= set(model.parameters())
+    assert "conv_b1" not in model.parameters()  # batch normalisation follows each convolution
     assert not model.net[0].propagate_down and model.net[3].propagate_down
     with pytest.raises(ValueError, match="halves once per stage"):
         CNN(layers=[36, 5, 3], channels=(2, 3))
@@ -206,3 +207,13 @@ def test_cnn_archive_and_checkpoint_round_trip(tmp_path):
     np.testing.assert_array_equal(resumed.probabilities(X), model.probabilities(X))  # resumed bit for bit
     with pytest.raises(ValueError, match="conv_W1"):
         tiny_cnn(np.float32, classes=2, channels=(4, 3)).load_param(loaded.parameters())
+
+
+def test_cnn_probabilities_do_not_depend_on_the_chunks(monkeypatch):
+    """Outside training each image is measured alone (batch normalisation's running averages), in any chunking."""
+    X, _ = learnable_images(np.random.default_rng(12), 10)
+    model = tiny_cnn(np.float32)
+    whole = model.probabilities(X)
+    monkeypatch.setattr(conv, "EVAL_IMAGES", 3)
+    np.testing.assert_allclose(model.probabilities(X), whole, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(whole.sum(axis=1), 1, rtol=1e-6)
