@@ -2,7 +2,7 @@
 ``How_far_can_an_MLP_go.ipynb`` before any of its runs. The job trains its runs once, ``make teacher`` (hours on 2
 cores; its records are committed and the notebook reads them; ``--status`` says what is done and the time left):
 
-    python -m study.teacher [--jobs 2] [--fresh] [--status] [--quick]
+    python -m study.teacher [--jobs 2] [--scheduler tcp://HOST:8786] [--fresh] [--status] [--quick]
 
 1. the teacher's **candidates**, :data:`TEACHER_RECIPE` (``conv.CNN``) with each of :data:`TEACHER_CANDIDATES`'
    changes, on the 54,000 / 6,000 split: the one of best validation numbers (``runs.ranked``) is the teacher;
@@ -25,10 +25,12 @@ teacher on all 60,000 images and the final students.
 """
 
 import argparse
+import contextlib
 import sys
 from dataclasses import dataclass
 from functools import partial
 
+import joblib
 import numpy as np
 import pandas as pd
 
@@ -43,7 +45,7 @@ from study.records import Records
 # of 256 units with dropout, trained with AdamW and a cosine schedule (conv.CNN). Its candidates differ in the one
 # thing section 9 found to decide most: how far the training images move.
 TEACHER_RECIPE = {"channels": [32, 64], "layers": [784, 256, 10], "batch_norm": True, "dropout": 0.3,
-                  "optimizer": "adam", "lr": 1e-3, "L2_lambda": 5e-4, "lr_schedule": "cosine", "max_epoch": 20,
+                  "optimizer": "adam", "lr": 1e-3, "L2_lambda": 5e-4, "lr_schedule": "cosine", "max_epoch": 15,
                   "batch_size": 128, "print_iter": 422, "augment_flip": True}
 TEACHER_CANDIDATES = {"cnn_shift1_flip": {"augment_shift": 1}, "cnn_shift2_flip": {"augment_shift": 2}}
 TEACHER_ALL = "cnn_teacher_all"
@@ -232,6 +234,7 @@ def run_state(store, checkpoints, name, row, max_epoch):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=2, help="runs trained at once, one BLAS thread each")
+    parser.add_argument("--scheduler", help="address of a Dask scheduler (tcp://HOST:8786) to train the runs on")
     parser.add_argument("--fresh", action="store_true",
                         help="train every run again (the old log, weights and histories are kept as .bak)")
     parser.add_argument("--quick", action="store_true", help="section 10 in miniature, into a temporary folder")
@@ -246,11 +249,15 @@ def main(argv=None):
         print(table.round(1).to_string(index=False))
         print(sentence)
         return
-    try:
-        found = train_teacher(cfg, data, n_jobs=args.jobs, fresh=args.fresh)
-    except records.RecordError as error:
-        print(f"study.teacher: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    with contextlib.ExitStack() as stack:
+        if args.scheduler:
+            stack.enter_context(frontier.dask_client(args.scheduler))
+            stack.enter_context(joblib.parallel_config(backend="dask"))
+        try:
+            found = train_teacher(cfg, data, n_jobs=args.jobs, fresh=args.fresh)
+        except records.RecordError as error:
+            print(f"study.teacher: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
     print(f"the teacher chosen on validation: {found['chosen']}; the students' temperature and weight: "
           f"T = {found['temperature']:g}, w = {found['weight']:g}")
 
