@@ -43,6 +43,7 @@ from pathlib import Path
 import nbformat
 
 from fileio import atomic_write
+from study.reproduce import describe, kernels
 
 # Numbers the observations quote that no cell measures, each with where it comes from.
 CONSTANTS = {
@@ -139,15 +140,6 @@ def recorded_kernels(log_dir):
     return recorded
 
 
-def describe(blas):
-    """``"OpenBLAS 0.3.30, 0.3.31.188.0 (Haswell kernels)"``: libraries, versions and kernel families of ``blas``."""
-    libraries = sorted({str(kernel.get("internal_api")) for kernel in blas})
-    versions = sorted({str(kernel.get("version")) for kernel in blas})
-    names = {"openblas": "OpenBLAS", "mkl": "MKL", "blis": "BLIS"}
-    return (f"{', '.join(names.get(lib, lib) for lib in libraries)} {', '.join(versions)} "
-            f"({', '.join(sorted({str(kernel.get('architecture')) for kernel in blas}))} kernels)")
-
-
 def section_of(nb, index):
     """The heading of the section that holds cell ``index`` (the last Markdown heading above it), or ""."""
     for cell in reversed(nb.cells[:index + 1]):
@@ -213,10 +205,7 @@ def main(argv=None, here=None):
     nb = without_report(nb)
     reported -= len(nb.cells)  # the cells of an earlier report, gone unless this check writes them again
     missing = unchecked_numbers(nb, json.loads(args.results.read_text()))
-    if here is None:
-        from study.reproduce import kernels
-
-        here = kernels()
+    here = kernels() if here is None else here
     recorded = recorded_kernels(args.log_dir)
     same = all(blas == here for blas in recorded.values())  # no recipe: nothing says the kernels differ
     for index, token, line in missing:
