@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NOTEBOOK := Fashion_mnist_model.ipynb
 
-.PHONY: notebook run run-all test lint data bench bench-grid budget shift frontier report clean
+.PHONY: notebook run run-all reproduce test lint data bench bench-grid budget shift frontier report clean
 
 # make notebook: Jupyter Lab on the notebook, for reading it and choosing Run All (about a minute: it resumes from the
 # committed logs and trains nothing). The kernel is .venv's own Python: study/lab.py puts .venv/share/jupyter first on
@@ -24,7 +24,9 @@ notebook: $(VENV)/.run-deps data
 # make run: the whole study, every part trained again, the notebook executed in place by papermill with its
 # outputs shown in the terminal as they come; then the notebook tidied (progress bars kept at their final state)
 # and the README's results rewritten; last, study.prose checks that every number the observations quote is one this
-# run printed (it fails, naming them, when a number moved). FRESH=0 resumes from the logs instead; JOBS=n trains
+# run printed: on the BLAS kernels that recorded the committed logs it fails, naming them, when a number moved (the
+# code changed); on other kernels it ends well and writes what moved into the notebook, a banner at its top and a
+# list at its end (the README's "What reproduces where"). FRESH=0 resumes from the logs instead; JOBS=n trains
 # n runs at once (default: one per core). QUICK=1 runs the quick mode into a new temporary folder, notebook
 # included, and leaves the repository as it was. Section 9's runs are read from their records (`make frontier`
 # trains them, hours on 2 cores: the README says how many); FRONTIER=1 trains them here too, afresh with FRESH.
@@ -46,8 +48,17 @@ else
 	$(PAPERMILL) -p QUICK False -p FRESH $(if $(filter 0,$(FRESH)),False,True) $(NOTEBOOK) $(NOTEBOOK)
 	$(PY) -m study.tidy $(NOTEBOOK)
 	$(PY) -m study.report
-	$(PY) -m study.prose
+	$(PY) -m study.prose $(NOTEBOOK)
 endif
+
+# make reproduce: whether the committed records come out of the code on this machine (study/reproduce.py, about a
+# minute on 2 cores): a grid run, the final model's first epochs and a frontier candidate's first epoch trained
+# again, bit for bit on the kernels that recorded them, which it sets for its own command (OPENBLAS_CORETYPE) where the
+# processor runs them, else within the spread their rounding explains. MACHINE_KERNELS=1 keeps this machine's kernels.
+MACHINE_KERNELS ?= 0
+
+reproduce: $(VENV)/.run-deps data
+	$(PY) -m study.reproduce $(if $(filter 1,$(MACHINE_KERNELS)),--machine-kernels)
 
 test: $(VENV)/.test-deps
 	$(VENV)/bin/ruff check .
