@@ -1,6 +1,7 @@
 """The committed Fashion_mnist_model.ipynb stays one story a learner reads in one sitting (issue 33): its limits
-(words, cells, lines per code cell, the study helpers it calls, the time to read it), the 'Try it yourself'
-snippets well formed, and the link to the second notebook. tests/test_notebook.py executes the snippets after a quick run of the notebook."""
+(words, cells, lines per code cell, the study helpers it calls, the time to read it), the code that learns on the
+page and shown equal to the library's, the 'Try it yourself' snippets well formed, and the link to the second
+notebook. tests/test_notebook.py executes the snippets after a quick run of the notebook."""
 
 import ast
 import re
@@ -85,6 +86,25 @@ def test_the_helper_count_sees_both_kinds_of_reference():
     cells = [nbformat.v4.new_code_cell("from study import grid, plots as p\nfrom study.kernel import check\n%magic"),
              nbformat.v4.new_code_cell("grid.top_k(log)\ngrid.top_k(log, k=3)\np.save(fig)\nnp.mean(x)\ncheck()")]
     assert study_helpers(nbformat.v4.new_notebook(cells=cells)) == {"grid.top_k", "p.save", "study.kernel.check"}
+
+
+def test_the_code_that_learns_is_on_the_page_and_equals_the_library(nb):
+    sources = [cell.source for cell in nb.cells if cell.cell_type == "code"]
+    assert any("inspect.getsource" in source and "FC.backward" in source for source in sources)
+    # One training step in plain NumPy: forward, loss with L2, backward, update, written with arrays alone.
+    numpy_step = "\n".join(source for source in sources if "dW1" in source or "h1 = np.maximum" in source)
+    for piece in ("np.maximum(X @ W1 + b1, 0)", "np.log(", "L2 / 2", "h2.T @ dz", "(h1 > 0)",
+                  "W -= lr * (dW + L2 * W)"):
+        assert piece in numpy_step, piece
+    (loop,) = [cell for cell in nb.cells if cell.cell_type == "code" and "def train_loop" in cell.source]
+    assert code_lines(loop) <= MAX_CODE_LINES
+    assert "net.update(" in loop.source and "load_param" in loop.source and "decay_factor" in loop.source
+    printed = "".join(output.get("text", "") for cell in nb.cells if cell.cell_type == "code"
+                      for output in cell.get("outputs", []))
+    step = re.search(r"largest difference between the NumPy step and the library's: ([\d.e+-]+); one float32 "
+                     r"rounding of the largest parameter: ([\d.e+-]+)", printed)
+    assert step and float(step.group(1)) <= 2 * float(step.group(2))  # the last bit, where a wrong step is far off
+    assert "the same history as MLP.train's: True; the same final weights: True" in printed
 
 
 def test_every_snippet_of_try_it_yourself_is_python(nb):
