@@ -152,6 +152,7 @@ def plot_class_samples(images, labels, class_names):
             ax.imshow(images[idx[0]], cmap="gray")
         ax.set_title(name, fontsize=10)
         _no_ticks(ax)
+    fig.suptitle("The first training image of each class")
     return fig
 
 
@@ -205,13 +206,13 @@ def plot_predictions(images, y_true, y_pred, class_names, n=12, seed=0):
 
 
 def plot_confident_mistakes(images, y_true, probabilities, class_names, n=12):
-    """The ``n`` wrong predictions the model was surest of (highest loss, ``-log p(true class)``), worst first, each
-    titled "predicted (its probability) / true"."""
+    """The ``n`` wrong predictions the model was surest of (the highest probability of the predicted class), most
+    confident first, each titled "predicted (its probability) / true"."""
     images, y_true = _as_images(images), np.asarray(y_true)
     predicted = probabilities.argmax(axis=1)
-    loss = -np.log(np.maximum(probabilities[np.arange(len(y_true)), y_true], np.finfo(probabilities.dtype).tiny))
+    confidence = probabilities[np.arange(len(y_true)), predicted]
     wrong = np.flatnonzero(predicted != y_true)
-    idx = wrong[np.argsort(-loss[wrong], kind="stable")[:n]]
+    idx = wrong[np.argsort(-confidence[wrong], kind="stable")[:n]]
     if not len(idx):
         fig, ax = plt.subplots(figsize=(4, 1))
         ax.text(0.5, 0.5, "no wrong predictions", ha="center", va="center")
@@ -220,7 +221,7 @@ def plot_confident_mistakes(images, y_true, probabilities, class_names, n=12):
     fig, axes = _grid(len(idx), ncols=6, size=1.9, layout="constrained")
     for ax, i in zip(axes, idx, strict=True):
         ax.imshow(images[i], cmap="gray")
-        ax.set_title(f"{class_names[predicted[i]]} ({probabilities[i, predicted[i]]:.2f})\n/ {class_names[y_true[i]]}",
+        ax.set_title(f"{class_names[predicted[i]]} ({confidence[i]:.4f})\n/ {class_names[y_true[i]]}",
                      color="red", fontsize=8)
         _no_ticks(ax)
     fig.suptitle("the most confident mistakes: predicted (probability) / true")
@@ -279,6 +280,7 @@ def plot_activation_heatmap(activations, labels, class_names, n_per_class=10):
     rows = np.concatenate([np.flatnonzero(labels == c)[:n_per_class] for c in range(len(class_names))])
     fig, ax = plt.subplots(figsize=(9, 6), layout="constrained")
     _class_rows_heatmap(fig, ax, activations[rows], labels[rows], class_names, "hidden unit")
+    ax.set_ylabel(f"{n_per_class} images of each class")
     ax.set_title(f"Hidden activations, {n_per_class} images per class")
     return fig
 

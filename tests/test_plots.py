@@ -97,6 +97,7 @@ def test_plot_class_samples_shows_first_of_each_class(images):
     for c, ax in enumerate(fig.axes):
         assert ax.get_title() == CLASS_NAMES[c]
         np.testing.assert_array_equal(_images(ax)[0].get_array(), X[c].reshape(28, 28))
+    assert fig.get_suptitle() == "The first training image of each class"
 
 
 def test_plot_confusion_matrix_cells_and_labels():
@@ -138,17 +139,20 @@ def test_plot_predictions_wrong_in_red(images):
     assert [a.get_title() for a in again.axes] == [a.get_title() for a in fig.axes]
 
 
-def test_plot_confident_mistakes_shows_the_wrong_predictions_of_highest_loss_first(images):
+def test_plot_confident_mistakes_shows_the_wrong_predictions_of_highest_confidence_first(images):
     X, y = images
     probabilities = np.full((len(y), 10), 0.01)
     probabilities[np.arange(len(y)), y] = 0.91  # right and sure of it
     wrong = [3, 7, 11]
-    for i, p_true in zip(wrong, [0.05, 0.001, 0.08], strict=True):  # image 7 the surest mistake, then 3, then 11
-        probabilities[i] = (1 - p_true) / 9
-        probabilities[i, y[i]] = p_true
+    # (probability of the true class, of the predicted one): by confidence 7, 11, 3; by loss it would be 3, 7, 11.
+    for i, (p_true, p_predicted) in zip(wrong, [(0.001, 0.55), (0.015, 0.98), (0.2, 0.75)], strict=True):
+        predicted = (y[i] + 1) % 10
+        probabilities[i] = (1 - p_true - p_predicted) / 8
+        probabilities[i, y[i]], probabilities[i, predicted] = p_true, p_predicted
     fig = plots.plot_confident_mistakes(X, y, probabilities, CLASS_NAMES, n=12)
     assert len(fig.axes) == 3
-    assert [ax.get_title().split("\n/ ")[1] for ax in fig.axes] == [CLASS_NAMES[y[i]] for i in (7, 3, 11)]
+    assert [ax.get_title().split("\n/ ")[1] for ax in fig.axes] == [CLASS_NAMES[y[i]] for i in (7, 11, 3)]
+    assert [ax.get_title().split("(")[1].split(")")[0] for ax in fig.axes] == ["0.9800", "0.7500", "0.5500"]
     assert all(to_rgba(ax.title.get_color()) == to_rgba("red") for ax in fig.axes)
     right = np.eye(10)[y]
     assert plots.plot_confident_mistakes(X, y, right, CLASS_NAMES).axes[0].texts[0].get_text() == \
@@ -203,6 +207,7 @@ def test_plot_activation_heatmap_groups_rows_by_class():
     np.testing.assert_allclose(shown, expected)
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]
     np.testing.assert_allclose(ax.get_yticks(), [1.5, 5.5, 9.5])
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("hidden unit", "4 images of each class") and ax.get_title()
 
 
 def test_plot_mean_activation_per_class():

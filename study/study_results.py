@@ -1,0 +1,66 @@
+"""The first notebook's part of ``log/results.json``: what ``Fashion_mnist_model.ipynb`` measures, written into the
+one results file that ``study.report`` copies into the README.
+
+Two notebooks share that file. This one writes the keys of :data:`STUDY_KEYS` (the grid, the chosen model and its
+test, the baseline, the other seeds); ``How_far_can_an_MLP_go.ipynb`` writes its own. :func:`save` replaces this
+notebook's keys and keeps every other key of the file as it is; :data:`RETIRED_KEYS`, parts the first notebook no
+longer measures (successive halving, the learning-rate follow-up, the validation/test shift and the drop taken
+apart), are taken out. The numbers are built as ``report.notebook_results`` builds them, so that the README's
+renderer reads them unchanged.
+"""
+
+import json
+from pathlib import Path
+
+from study import beyond, config, grid, report, runs, stats
+
+STUDY_KEYS = ("quick", "runs_trained", "test", "best", "top5", "grid", "final_training", "notebook_wall_time_s",
+              "sections_wall_time_s", "seeds", "baseline")
+RETIRED_KEYS = ("halving", "lr_followup", "shift", "drop")
+
+
+def measured(cfg, grid_log, trained_now, n_jobs, final, test, baseline, versus_baseline, seeds, wall_s, sections):
+    """This notebook's results, as ``{key of STUDY_KEYS: value}``.
+
+    ``grid_log`` is the grid's log, of which ``trained_now`` runs trained in this execution on ``n_jobs`` processes;
+    ``final`` the model retrained on the grid's best settings; ``test`` its ``(accuracy, loss, images)`` on the test
+    set; ``baseline`` the softmax regression chosen on validation with ``(test accuracy, interval)`` beside it, as
+    ``(model, measured)`` (``measured`` as ``stats.accuracy`` returns it), and ``versus_baseline`` the
+    ``stats.mcnemar_table`` of the MLP against it; ``seeds`` ``{"table", "summary"}`` of the other seeds;
+    ``wall_s`` the wall times in seconds of ``"grid"``, ``"final_training"``, ``"seeds"`` and the whole
+    ``"notebook"``; ``sections`` each section's (``timing.Sections.times``).
+    """
+    top5 = grid.top_k(grid_log, k=5)
+    best = config.settings_from_row(top5.iloc[0])
+    accuracy, loss, images = test
+    model, found = baseline
+    return {
+        "quick": cfg.quick,
+        "runs_trained": runs.runs_started,
+        "test": {"accuracy": accuracy, "loss": loss, "images": images,
+                 "ci": stats.accuracy_ci(round(accuracy * images), images)},
+        "best": {**best, "best_val_acc": top5.loc[0, "best_val_acc"], "best_val_loss": top5.loc[0, "best_val_loss"]},
+        "top5": top5,
+        "grid": {"runs": len(grid_log), "trained_now": trained_now, "n_jobs": n_jobs, "wall_time_s": wall_s["grid"],
+                 "sum_train_time_s": grid_log["train_time_s"].sum()},
+        "final_training": {"wall_time_s": wall_s["final_training"], "best_val_acc": final.best_val_acc,
+                           "best_iteration": final.best_iteration},
+        "notebook_wall_time_s": wall_s["notebook"],
+        "sections_wall_time_s": dict(sections),
+        "seeds": dict(seeds, original_test_accuracy=config.ORIGINAL_TEST_ACCURACY, wall_time_s=wall_s["seeds"]),
+        "baseline": {"settings": beyond.describe(model), "val_accuracy": model.best_val_acc,
+                     "test_accuracy": found["accuracy"], "test_ci": (found["ci_low"], found["ci_high"]),
+                     "mcnemar": versus_baseline},
+    }
+
+
+def save(path, results):
+    """Write ``results`` (this notebook's keys) into the results file at ``path`` with the file's other keys kept
+    and :data:`RETIRED_KEYS` left out, through ``report.save_results`` (which writes only when this execution
+    trained runs, or the file is new, and otherwise refuses numbers that differ from the recorded ones); return
+    what the file then holds."""
+    path = Path(path)
+    recorded = json.loads(path.read_text()) if path.exists() else {}
+    others = {key: value for key, value in recorded.items()
+              if key not in (*STUDY_KEYS, *RETIRED_KEYS, *report.EXECUTION_KEYS)}
+    return report.save_results(path, {**others, **results})
