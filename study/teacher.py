@@ -38,7 +38,8 @@ import mnist_reader
 from fileio import atomic_write, fingerprint, read_archive
 from kernels import moved_images
 from solver import views
-from study import config, finals, frontier, records, runs
+from study import config, finals, frontier, records, runs, stats
+from study.ensemble import Ensemble
 from study.records import Records
 
 # The teacher: two stages of 2 x (conv 3x3 - BatchNorm - ReLU) and a 2x2 max pool (32, then 64 channels), a dense head
@@ -53,8 +54,12 @@ TEACHER_ALL = "cnn_teacher_all"
 # alike; w = 0.5 is section 9's weight, w = 0.9 leans on a teacher that is better than the label's one-hot.
 STUDENT_GRID = ((1.0, 0.5), (2.0, 0.5), (4.0, 0.5), (1.0, 0.9), (2.0, 0.9), (4.0, 0.9))
 STUDENT_SEEDS = (0, 1, 2)
+# The targets, pre-registered in How_far_can_an_MLP_go.ipynb before any run of this job (issue "A convolutional
+# teacher"): a single pure MLP, and an ensemble of pure MLPs, on the test set.
+TARGETS = {"single": 0.925, "ensemble": 0.930}
 QUICK = {"recipe": dict(TEACHER_RECIPE, channels=[4, 8], layers=[784, 16, 10], max_epoch=1, print_iter=10),
-         "student_layers": [784, 32, 32, 32, 10], "student_epochs": 1, "grid": ((1.0, 0.5), (2.0, 0.9)), "seeds": (0,)}
+         "student_layers": [784, 32, 32, 32, 10], "student_epochs": 1, "grid": ((1.0, 0.5), (2.0, 0.9)),
+         "seeds": (0, 1)}
 
 
 def student_name(temperature, weight, seed=None):
@@ -170,6 +175,50 @@ def train_teacher(cfg, data, n_jobs=1, fresh=False, train=True, progress=True):
                 ViewTaught(everything, taught_all, all_key, temperature, weight), "final students")
     return {"candidates": candidates, "chosen": chosen, "teacher_all": teacher_all, "students": students,
             "temperature": temperature, "weight": weight, "finals": final, "student_recipe": plan.student_recipe}
+
+
+def validation_choices(found, X_val, y_val):
+    """The job's two choices on validation, each with McNemar's paired test on the validation images between the
+    chosen run and every other (``stats.mcnemar_table``): ``{"teacher": table, "students": table}``. A lead the test
+    cannot see (not ``significant``) is a tie: the rule (``runs.ranked``) still picks one, but nothing says it is
+    better."""
+    teachers = {name: model.predict(X_val) for name, model in found["candidates"].items()}
+    students = {student_name(t, w): model.predict(X_val) for (t, w), model in found["students"].items()}
+    chosen_student = student_name(found["temperature"], found["weight"])
+    return {"teacher": stats.mcnemar_table(y_val, teachers, found["chosen"]),
+            "students": stats.mcnemar_table(y_val, students, chosen_student)}
+
+
+def on_test(found, X_test, y_test, taught_by_mlp, undistilled, targets=TARGETS):
+    """The single read of the test set, once every choice is made (the study's third look at it): the teacher on
+    all 60,000 images, each final student, and the students' ensemble (their mean probabilities), each with its
+    exact 95% interval; the targets judged (the single one on the first seed, the seeds' mean beside it); McNemar's
+    tests of the first seed against section 9's MLP-taught student (``taught_by_mlp``) and its undistilled recipe
+    (``undistilled``), both models, and of the ensemble against the teacher. ``(table, summary, tests)``."""
+    students = found["finals"]
+    table, predictions = finals.measure_on_test(students, Ensemble(list(students.values())), X_test, y_test)
+    predictions["CNN teacher"] = found["teacher_all"].predict(X_test)
+    measured = stats.accuracy(y_test, predictions["CNN teacher"])
+    table = pd.concat([table.drop(columns="val_acc"), pd.DataFrame([{
+        "model": "CNN teacher", "test_acc": measured["accuracy"], "ci_low": measured["ci_low"],
+        "ci_high": measured["ci_high"], "epochs": found["teacher_all"].epoch,
+        "train_time_s": found["teacher_all"].train_time_s}])], ignore_index=True)
+    rows, first = table.set_index("model"), next(iter(students))
+    seeds = stats.spread(rows.loc[list(students), "test_acc"])
+    summary = {"single": finals.against_target(rows, first, targets["single"]),
+               "seeds": dict(seeds, target=targets["single"], reached=bool(seeds["mean"] >= targets["single"])),
+               "ensemble": finals.against_target(rows, "ensemble", targets["ensemble"]),
+               "teacher": finals.against_target(rows, "CNN teacher", float("nan"))}
+    named = {"MLP-taught student (section 9)": taught_by_mlp.predict(X_test),
+             "undistilled recipe (section 9)": undistilled.predict(X_test), first: predictions[first]}
+    tests = pd.concat([
+        stats.mcnemar_table(y_test, named, "MLP-taught student (section 9)").assign(
+            reference="MLP-taught student (section 9)"),
+        stats.mcnemar_table(y_test, named, "undistilled recipe (section 9)").assign(
+            reference="undistilled recipe (section 9)"),
+        stats.mcnemar_table(y_test, {"CNN teacher": predictions["CNN teacher"], "ensemble": predictions["ensemble"]},
+                            "CNN teacher").assign(reference="CNN teacher")], ignore_index=True)
+    return table, summary, tests
 
 
 def recorded(store, named_settings, data, desc, n_jobs=1, fresh=False, train=True, progress=True,

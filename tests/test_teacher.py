@@ -44,6 +44,15 @@ def test_the_job_records_every_run_once_and_then_only_reads(quick, monkeypatch):
     student = found["finals"][teacher.student_name(0, 0, 0)]
     assert type(student).__name__ == "MLP" and type(found["teacher_all"]).__name__ == "CNN"
 
+    choices = teacher.validation_choices(found, data[2], data[3])
+    assert set(choices["teacher"]["model"]) == set(found["candidates"]) - {found["chosen"]}
+    assert len(choices["students"]) == len(teacher.QUICK["grid"]) - 1
+    table, summary, tests = teacher.on_test(found, data[2], data[3], student, found["students"][(1.0, 0.5)])
+    assert list(table["model"]) == [*found["finals"], "ensemble", "CNN teacher"]
+    assert (table["ci_low"] <= table["test_acc"]).all() and (table["test_acc"] <= table["ci_high"]).all()
+    assert summary["single"]["model"] == teacher.student_name(0, 0, 0) and summary["ensemble"]["target"] == 0.93
+    assert set(tests["reference"]) == {"MLP-taught student (section 9)", "undistilled recipe (section 9)",
+                                       "CNN teacher"}
     monkeypatch.setattr(runs, "fit", lambda *args, **kwargs: pytest.fail("a recorded run trained again"))
     again = teacher.train_teacher(cfg, data, progress=False, train=False)
     assert again["chosen"] == found["chosen"]
