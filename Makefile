@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NOTEBOOK := Fashion_mnist_model.ipynb
 
-.PHONY: notebook run run-all reproduce test lint data bench bench-grid budget shift frontier report clean
+.PHONY: notebook run run-all reproduce test lint data bench bench-grid budget shift frontier teacher report clean
 
 # make notebook: Jupyter Lab on the notebook, for reading it and choosing Run All (about a minute: it resumes from the
 # committed logs and trains nothing). The kernel is .venv's own Python: study/lab.py puts .venv/share/jupyter first on
@@ -84,6 +84,7 @@ bench: $(VENV)/.test-deps
 	$(BENCH_PY) bench/bench_beyond.py
 	$(BENCH_PY) bench/bench_epochs.py
 	$(BENCH_PY) bench/bench_frontier.py
+	$(BENCH_PY) bench/bench_cnn.py
 
 bench-grid: $(VENV)/.test-deps
 	$(BENCH_PY) bench/bench_grid.py
@@ -104,6 +105,12 @@ shift: $(VENV)/.run-deps data
 # SCHEDULER=tcp://HOST:8786 trains them on a Dask cluster instead of this machine's cores.
 frontier: $(VENV)/.run-deps data
 	$(PY) -m study.frontier $(if $(JOBS),--jobs $(JOBS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+
+# Section 10's runs, the convolutional teacher and its students (study/teacher.py; hours on 2 cores, pre-registered in
+# How_far_can_an_MLP_go.ipynb): recorded as each finishes, resumed where it stopped; `python -m study.teacher
+# --status` says what is left.
+teacher: $(VENV)/.run-deps data
+	$(PY) -m study.teacher $(if $(JOBS),--jobs $(JOBS))
 
 report: $(VENV)/.run-deps
 	$(PY) -m study.report

@@ -128,6 +128,8 @@ def check_data(X, y, model, name, trained_range=None, distributions=False):
     y = np.asarray(y)
     if distributions and y.ndim == 2:
         return X, check_distributions(y, len(X), model, name), data_range
+    if distributions and y.ndim == 3:
+        return X, check_view_targets(y, len(X), model, name), data_range
     if y.shape != (len(X),) or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"{name} labels must be integers of shape ({len(X)},), one per row; got {y.dtype} {y.shape}")
     if y.min() < 0 or y.max() >= model.layers[-1]:
@@ -149,6 +151,25 @@ def check_distributions(targets, n_rows, model, name):
                          f"each row; got values from {targets.min()} to {targets.max()} and row sums from "
                          f"{sums.min()} to {sums.max()}")
     return targets.astype(model.dtype, copy=False)
+
+
+def check_view_targets(targets, n_rows, model, name):
+    """Target distributions for each view the Solver's augmentation draws of each row (N, V, C), as the model computes
+    with them (see ``solver.views``); ValueError, naming the ``name`` set, unless there are as many views as the
+    model's augmentation draws from and each is a distribution (``check_distributions``)."""
+    n_views = (2 * model.augment_shift + 1) ** 2 * (1 + model.augment_flip)
+    if n_views == 1:
+        raise ValueError(f"{name} targets of shape {targets.shape} hold a distribution for each view of each row, but "
+                         "this model does not augment its images (augment_shift=0, augment_flip=False): give it "
+                         "targets (N, C), one per row")
+    if targets.shape[:2] != (n_rows, n_views):
+        raise ValueError(f"{name} targets of shape {targets.shape} hold a distribution for each of {targets.shape[1]} "
+                         f"views of {targets.shape[0]} rows, but this model's augmentation (augment_shift="
+                         f"{model.augment_shift}, augment_flip={model.augment_flip}) draws {n_views} views of each of "
+                         f"{n_rows} rows: compute the targets for solver.views({model.augment_shift}, "
+                         f"{model.augment_flip})")
+    checked = check_distributions(targets.reshape(-1, targets.shape[2]), n_rows * n_views, model, name)
+    return checked.reshape(targets.shape)
 
 
 def check_rows(X, model, name, trained_range=None):

@@ -46,6 +46,16 @@ def rank_key(val_acc, val_loss, diverged=False):
     return (0, -val_acc, val_loss)
 
 
+def views(augment_shift, augment_flip):
+    """Every view the Solver's augmentation can draw of an image, in the order of the index ``Solver.augmented``
+    gives it: ``(moves (V, 2), flips (V,))``, the moves down and right, each flip after its unflipped view. A teacher's
+    targets for each view (N, V, C) let a student learn, on every view it draws, the teacher's answer for that view."""
+    steps = range(-augment_shift, augment_shift + 1)
+    flips = (False, True) if augment_flip else (False,)
+    grid = [(down, right, flip) for down in steps for right in steps for flip in flips]
+    return np.array([[down, right] for down, right, _ in grid]), np.array([flip for *_, flip in grid])
+
+
 # -- the run ----------------------------------------------------------------------------------------------------------
 
 @dataclass
@@ -209,7 +219,9 @@ class Solver:
         as they were."""
         model = self.model
         if model.augment_shift or model.augment_flip:
-            X = self.augmented(X)
+            X, views = self.augmented(X)
+            if y.ndim == 3:  # a teacher's targets for each view of each image: those of the views just drawn
+                y = y[np.arange(len(y)), views]
         statistics = {key: array.copy() for key, array in self.statistics().items()}
         probs = model.forward(X, training=True)
         loss_sum = float(model.softmax.cross_entropy(y, reduction="none").sum())
@@ -236,12 +248,16 @@ class Solver:
 
     def augmented(self, X):
         """The batch ``X`` (N, side * side) with each image moved by up to ``augment_shift`` pixels each way and, with
-        ``augment_flip``, mirrored with probability 1/2 (``kernels.moved_images``). The draws come from the model's
-        generator: a run stays repeatable, and a checkpoint resumes it exactly."""
+        ``augment_flip``, mirrored with probability 1/2 (``kernels.moved_images``), and the index of each image's view
+        among :func:`views` (N,). The draws come from the model's generator: a run stays repeatable, and a checkpoint
+        resumes it exactly."""
         model, n = self.model, len(X)
         moves = model.rng.integers(-model.augment_shift, model.augment_shift + 1, size=(n, 2))
         flips = model.rng.random(n) < 0.5 if model.augment_flip else np.zeros(n, dtype=bool)
-        return moved_images(X, math.isqrt(X.shape[1]), moves, flips)
+        side = 2 * model.augment_shift + 1
+        views = ((moves[:, 0] + model.augment_shift) * side + moves[:, 1] + model.augment_shift) * (
+            1 + model.augment_flip) + flips
+        return moved_images(X, math.isqrt(X.shape[1]), moves, flips), views
 
     def exploded(self, loss_sum, n):
         """Whether the batch of ``n`` rows just passed forward, with summed loss ``loss_sum``, has diverged: its mean

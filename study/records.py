@@ -38,7 +38,6 @@ import pandas as pd
 from tqdm import tqdm
 
 from fileio import atomic_write, read_archive
-from modules import MLP
 from study import record_checks as checks
 from study import runs
 
@@ -247,9 +246,9 @@ class Records:
             model = runs.new_model(settings)
         elif row["diverged"] and row["best_iteration"] == 0:
             config = json.loads(str(read_archive(path, ("config",), "model archive", "MLP.save_param")["config"]))
-            model = MLP(**dict(config, print_log=False))
+            model = runs.model_class(config)(**dict(config, print_log=False))
         else:
-            model = MLP.from_file(path, print_log=False)
+            model = runs.read_model(path)
         if settings is not None and weighted:
             self.check_weights(name, model.config(), settings)
         self.restore_history(name, model, row)

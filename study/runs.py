@@ -22,11 +22,13 @@ from pathlib import Path
 
 import joblib
 import pandas as pd
+from conv import CNN
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+import fileio
 import solver
-from fileio import atomic_write, fingerprint
+from fileio import atomic_write, fingerprint, read_archive
 from modules import MLP
 
 SETTINGS = ["layers", "lr", "L2_lambda"]
@@ -72,10 +74,29 @@ def unique_settings(grid):
 # -- one run -------------------------------------------------------------------------------------------------------
 
 
+def model_class(settings):
+    """The class of the network that ``settings`` (constructor keyword arguments, or a ``config()``) build: a
+    ``conv.CNN`` when they name its convolutions' ``channels``, else an ``MLP``."""
+    return CNN if "channels" in settings else MLP
+
+
 def new_model(settings):
-    """A quiet ``MLP(**settings)``: ``settings`` holds the constructor's keyword arguments, ``layers`` as any
-    sequence."""
-    return MLP(**dict(settings, layers=list(settings["layers"]), print_log=False))
+    """A quiet ``MLP(**settings)`` (or ``conv.CNN``, :func:`model_class`): ``settings`` holds the constructor's
+    keyword arguments, ``layers`` as any sequence."""
+    return model_class(settings)(**dict(settings, layers=list(settings["layers"]), print_log=False))
+
+
+def read_model(path):
+    """The quiet model saved at ``path`` (``MLP.save_param``), of the class its settings build."""
+    settings, _, _ = fileio.read_model(path)
+    return model_class(settings).from_file(path, print_log=False)
+
+
+def resume(checkpoint_path):
+    """The quiet model of the run whose checkpoint is at ``checkpoint_path`` (``MLP.from_checkpoint``), of the
+    class its settings build."""
+    arrays = read_archive(checkpoint_path, ("config",), "training checkpoint", "train(..., checkpoint_path=...)")
+    return model_class(json.loads(str(arrays["config"]))).from_checkpoint(checkpoint_path, print_log=False)
 
 
 def fit(settings, X_train, y_train, X_val, y_val, save_path=None, checkpoint_path=None, fresh=False, on_epoch=None):
@@ -90,7 +111,7 @@ def fit(settings, X_train, y_train, X_val, y_val, save_path=None, checkpoint_pat
     if checkpoint_path is not None and fresh:
         Path(checkpoint_path).unlink(missing_ok=True)
     if checkpoint_path is not None and os.path.exists(checkpoint_path):
-        resumed = MLP.from_checkpoint(checkpoint_path, print_log=False)
+        resumed = resume(checkpoint_path)
         if resumed.config() != model.config():
             raise ValueError(f"{checkpoint_path} holds a run of other settings ({resumed.config()}); delete it "
                              f"(or pass fresh=True) to train {model.config()} from the start")
