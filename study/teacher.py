@@ -152,8 +152,7 @@ def train_teacher(cfg, data, n_jobs=1, fresh=False, train=True, progress=True):
     store, checkpoints = teacher_records(cfg), cfg.log_dir / "checkpoints"
     fit = partial(recorded, store, n_jobs=n_jobs, fresh=fresh, train=train, progress=progress,
                   checkpoint_dir=checkpoints)
-    chosen_recipe = student_recipe(cfg, data)
-    plan = Plan.of(cfg, chosen_recipe)
+    plan = Plan.of(cfg, section9_choice(cfg, data).config())
     candidates = fit(plan.candidates, data, "teacher candidates")
     chosen = frontier.choose(candidates)
     everything = finals.all_images(data)
@@ -234,20 +233,20 @@ def recorded(store, named_settings, data, desc, n_jobs=1, fresh=False, train=Tru
                                checkpoint_dir=checkpoint_dir)
 
 
-def student_recipe(cfg, data):
-    """Section 9's chosen recipe (``frontier.choose`` over both rounds' candidates, read from their records): the
-    students' settings."""
+def section9_choice(cfg, data):
+    """Section 9's chosen candidate (``frontier.choose`` over both rounds' candidates, read from their records): the
+    students' recipe, and how long it took an epoch."""
     candidates, _, _ = frontier.train_frontier(cfg, data, train=False, progress=False)
     candidates.update(frontier.train_round_two(cfg, data, train=False, progress=False))
-    return candidates[frontier.choose(candidates)].config()
+    return candidates[frontier.choose(candidates)]
 
 
 def status(cfg, data):
     """The job's runs, done, in progress (a checkpoint) or to do, and a sentence with the time left at the epoch
     times measured so far: the runs that wait on a choice are counted as the most they can be."""
     store, checkpoints = teacher_records(cfg), cfg.log_dir / "checkpoints"
-    logged = store.read_log()
-    plan = Plan.of(cfg, student_recipe(cfg, data))
+    logged, recipe = store.read_log(), section9_choice(cfg, data)
+    plan = Plan.of(cfg, recipe.config())
     planned = {**{name: s["max_epoch"] for name, s in plan.candidates.items()},
                TEACHER_ALL: next(iter(plan.candidates.values()))["max_epoch"],
                **dict.fromkeys(plan.students, plan.student_recipe["max_epoch"]),
@@ -255,6 +254,8 @@ def status(cfg, data):
     table = pd.DataFrame([dict(run_state(store, checkpoints, name, logged.get(name), epochs),
                                kind="student" if "student" in name else "teacher") for name, epochs in planned.items()])
     per_epoch = table.groupby("kind")["s_per_epoch"].transform("median")
+    if not cfg.quick:  # a student not yet timed takes as long as section 9's recipe, the same network, took
+        per_epoch = per_epoch.fillna(table["kind"].map({"student": recipe.train_time_s / max(recipe.epoch, 1)}))
     left = ((table["of"] - table["epochs"]) * table["s_per_epoch"].fillna(per_epoch)).sum()
     unknown = table["s_per_epoch"].isna() & per_epoch.isna()
     sentence = (f"{(table['state'] == 'done').sum()} of {len(table)} runs done; about {left / 3600:.1f} hours of "
@@ -262,6 +263,12 @@ def status(cfg, data):
     if unknown.any():
         sentence += f", not counting {unknown.sum()} runs of a kind not yet timed"
     return table, sentence
+
+
+def finished(table):
+    """Whether :func:`status`'s ``table`` has every run of the job done: then, and only then, every choice is made
+    and the test set may be read."""
+    return bool((table["state"] == "done").all())
 
 
 def run_state(store, checkpoints, name, row, max_epoch):

@@ -19,7 +19,7 @@ def quick(tmp_path, monkeypatch):
     y = np.arange(800) % 10
     X[np.arange(800), y * 70] = 1.0  # a pixel that tells the class: something to learn in one epoch
     recipe = dict(cfg.frontier_recipe, **config.FRONTIER_ROUND_TWO["shift1_flip_smoothing"], seed=0)
-    monkeypatch.setattr(teacher, "student_recipe", lambda cfg, data: recipe)
+    monkeypatch.setattr(teacher, "section9_choice", lambda cfg, data: runs.new_model(recipe))
     return cfg, (X[:600], y[:600], X[600:], y[600:])
 
 
@@ -58,11 +58,13 @@ def test_the_job_records_every_run_once_and_then_only_reads(quick, monkeypatch):
     assert again["chosen"] == found["chosen"]
     np.testing.assert_array_equal(again["teacher_all"].predict(data[2]), found["teacher_all"].predict(data[2]))
     table, sentence = teacher.status(cfg, data)
-    assert (table["state"] == "done").all() and sentence.startswith(f"{len(table)} of {len(table)} runs done")
+    assert teacher.finished(table) and sentence.startswith(f"{len(table)} of {len(table)} runs done")
 
 
 def test_a_missing_record_is_not_trained_when_reading(quick):
     cfg, data = quick
+    table, sentence = teacher.status(cfg, data)
+    assert not teacher.finished(table) and sentence.startswith(f"0 of {len(table)} runs done")
     with pytest.raises(FileNotFoundError, match="make teacher"):
         teacher.train_teacher(cfg, data, progress=False, train=False)
 
