@@ -289,14 +289,24 @@ def glance_markdown(results, here=None):
 
 
 def run_all_section(run_all):
-    """What Run All on a fresh clone measured (``log/run_all.json``, written by ``make run-all``)."""
-    verdict = ("trained nothing, changed no tracked file and printed the committed numbers"
-               if not (run_all["runs_trained"] or run_all["changed_files"] or run_all["differing_cells"]) else
+    """What Run All on a fresh clone measured (``log/run_all.json``, written by ``make run-all``): of each notebook
+    when the record holds them (``study.runall.record``), or of the one notebook of an older record."""
+    problems = run_all["runs_trained"] or run_all["changed_files"] or run_all["differing_cells"]
+    verdict = ("trained nothing, changed no tracked file and printed the committed numbers" if not problems else
                f"trained {run_all['runs_trained']} runs, changed {run_all['changed_files']} files and printed other "
                f"numbers in {run_all['differing_cells']} cells")
-    return (f"**Run All** of the committed notebook in Jupyter's way (its own parameters, `FRESH = False`) on a fresh "
-            f"clone took **{duration(run_all['wall_time_s'])}** (`make run-all`), most of it loading the data, "
-            f"measuring the saved models and drawing the figures: it {verdict}.")
+    notebooks = run_all.get("notebooks")
+    if not notebooks:
+        return (f"**Run All** of the committed notebook in Jupyter's way (its own parameters, `FRESH = False`) on a "
+                f"fresh clone took **{duration(run_all['wall_time_s'])}** (`make run-all`), most of it loading the "
+                f"data, measuring the saved models and drawing the figures: it {verdict}.")
+    times = " and ".join(f"`{name}` **{duration(each['wall_time_s'])}**" for name, each in notebooks.items())
+    failed = run_all.get("failed_exercises", 0)
+    return (f"**Run All** of each committed notebook in Jupyter's way (its own parameters, `FRESH = False`) on a fresh "
+            f"clone (`make run-all`) took {times}, most of it loading the data, measuring the saved models and "
+            f"drawing the figures: together they {verdict}, and "
+            + (f"{failed} of their \"Try it yourself\" snippets failed." if failed else
+               "every \"Try it yourself\" snippet ran."))
 
 
 def render(results, log, benches=(), figures=(), budget_log=None, run_all=None):
