@@ -101,7 +101,7 @@ def plot_histories_side_by_side(histories, title=None):
 
 def plot_validation_curves(histories, title=None, skip_epochs=10):
     """Many runs' validation accuracy and loss against the epoch, one line each (``{name: history}``), from epoch
-    ``skip_epochs`` on, where the runs' differences show. Each axis spans what the curves cover there, except that a
+    ``skip_epochs`` on (a shorter run: its last epoch), where the runs' differences show. Each axis spans what the curves cover there, except that a
     loss curve far above the others (a run that overfits) is cut at the top: the loss axis ends a little above the
     second-highest curve's peak, and the title says which curve leaves it."""
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
@@ -109,7 +109,7 @@ def plot_validation_curves(histories, title=None, skip_epochs=10):
     peaks, floors, tops = {}, [], []
     for i, (name, history) in enumerate(histories.items()):
         checks = history.dropna(subset=["val_acc"])
-        checks = checks[checks["epoch"] >= skip_epochs]
+        checks = checks[checks["epoch"] >= min(skip_epochs, checks["epoch"].max())]  # a short run keeps its last
         style = dict(label=name, linewidth=1.2, linestyle=styles[i // 10 % len(styles)])
         ax_acc.plot(checks["epoch"], checks["val_acc"], **style)
         ax_loss.plot(checks["epoch"], checks["val_loss"], **style)
