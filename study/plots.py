@@ -101,9 +101,9 @@ def plot_histories_side_by_side(histories, title=None):
 
 def plot_validation_curves(histories, title=None, skip_epochs=10):
     """Many runs' validation accuracy and loss against the epoch, one line each (``{name: history}``), from epoch
-    ``skip_epochs`` on (a shorter run: its last epoch), where the runs' differences show. Each axis spans what the curves cover there, except that a
-    loss curve far above the others (a run that overfits) is cut at the top: the loss axis ends a little above the
-    second-highest curve's peak, and the title says which curve leaves it."""
+    ``skip_epochs`` on (a shorter run: its last epoch), where the runs' differences show. Each axis spans what the
+    curves cover there, except that a loss curve far above the others (a run that overfits) is cut at the top: the
+    loss axis ends a little above the second-highest curve's peak, and the title says which curve leaves it."""
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
     styles = ["-", "--", ":", "-."]
     peaks, floors, tops = {}, [], []

@@ -232,6 +232,17 @@ def finals_section(finals, images=10000, bonferroni=stats.ALPHA / 10):
     return "\n\n".join(parts)
 
 
+def validation_section(rows):
+    """The choices that the second notebook weighs as wins, each judged by McNemar's test on the validation images
+    (``study.wins``): the lead in images, the p-value and the verdict."""
+    lines = [(r["model"], r["reference"], f"{r['val_accuracy']:.4f}", f"{r['lead_images']:+d}", f"{r['p_value']:.2g}",
+              r["verdict"]) for r in rows]
+    return ("**Wins, judged on the 6,000 validation images** (McNemar's exact test; a lead it cannot see at "
+            f"{stats.ALPHA:g} is a tie): section 7's contenders, section 9's candidates against the recipe they "
+            "change, and each member that joined the ensemble.\n\n"
+            + table(["model", "against", "val accuracy", "lead (images)", "p-value", "verdict"], lines))
+
+
 def glance_rows(results):
     """The study's models at a glance, from ``results`` (``log/results.json``): ``(model, test accuracy, 95% CI,
     section)`` for the baseline, the seed recipe, section 7's wide network, section 8's seeds (their mean +-
@@ -370,6 +381,8 @@ def render(results, log, benches=(), figures=(), budget_log=None, run_all=None):
         parts.append(frontier_section(results["frontier"], test.get("images", 10000)))
     if "finals" in results:
         parts.append(finals_section(results["finals"], test.get("images", 10000)))
+    if results.get("validation"):
+        parts.append(validation_section(results["validation"]))
     parts += list(benches)
     if figures:
         parts.append("\n\n".join(f"![{caption}](figures/{name})" for name, caption in figures))

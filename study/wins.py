@@ -55,5 +55,6 @@ def growing_predictions(probabilities, names):
 def steps_against_previous(y_val, grown):
     """:func:`paired_verdicts` of each ensemble of ``grown`` (:func:`growing_predictions`) against the one before
     it: did the member that joined make it better, or is the rise a tie?"""
-    return pd.concat([paired_verdicts(y_val, {before: grown[before], after: grown[after]}, before)
-                      for before, after in pairwise(grown)], ignore_index=True)
+    steps = [paired_verdicts(y_val, {before: grown[before], after: grown[after]}, before)
+             for before, after in pairwise(grown)]
+    return pd.concat(steps, ignore_index=True) if steps else pd.DataFrame(columns=VERDICT_COLUMNS)  # one member

@@ -84,3 +84,31 @@ def test_every_claimed_win_on_validation_is_printed_beside_it(nb):
     assert len(verdicts) >= 3  # section 7's contenders, section 9's candidates, the ensemble's steps
     printed = "\n".join(outputs(cell) for cell in verdicts)
     assert re.search(r"p [\d.e-]+: (better|a tie|worse)", printed)
+
+
+@pytest.mark.slow
+def test_a_quick_run_executes_both_notebooks_into_one_folder_and_each_writes_its_part(tmp_path, monkeypatch):
+    """`make run QUICK=1` in miniature: the first notebook, then the second, which reads the first one's model from
+    the same folder and trains its own sections there; the repository is left as it was."""
+    papermill = pytest.importorskip("papermill")
+    from idx_files import write_fake_fashion_mnist
+
+    from study import runall, tidy
+
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(write_fake_fashion_mnist(tmp_path / "data", n_train=5000,
+                                                                         n_test=1000)))
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    before = runall.changed_files(REPO)
+    out = tmp_path / "out"
+    out.mkdir()
+    for notebook in runall.NOTEBOOKS:
+        papermill.execute_notebook(REPO / notebook, out / notebook, parameters={"QUICK": True, "FRESH": True,
+                                                                               "OUTPUT_DIR": str(out)},
+                                   cwd=str(REPO), kernel_name="python3", progress_bar=False)
+        tidy.tidy_file(out / notebook)
+    executed = nbformat.read(out / how_far.NOTEBOOK, as_version=4)
+    assert runall.runs_trained(executed) > 0  # section 7's runs, in quick mode
+    results = json.loads((out / "log" / "results.json").read_text())
+    assert results["quick"] is True and {"test", "grid", *how_far.KEYS} <= set(results)
+    assert {row["verdict"] for row in results["validation"]} <= {"better", "tie", "worse"}
+    assert runall.changed_files(REPO) == before

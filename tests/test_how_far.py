@@ -61,6 +61,8 @@ def test_each_step_of_a_growing_ensemble_is_judged_against_the_one_before():
     assert grown["a + b"].tolist() == [0, 1, 2, 2]
     steps = wins.steps_against_previous(y, grown)
     assert steps.loc[0, ["model", "reference", "lead_images"]].tolist() == ["a + b", "a", 1]
+    alone = wins.steps_against_previous(y, wins.growing_predictions(probabilities, ["a"]))  # a one-member ensemble
+    assert alone.empty and list(alone.columns) == wins.VERDICT_COLUMNS
 
 
 def test_sections_link_within_their_notebook_or_to_the_other():
@@ -68,3 +70,9 @@ def test_sections_link_within_their_notebook_or_to_the_other():
     assert readme.section_link(5, here=how_far.NOTEBOOK) == "[5](Fashion_mnist_model.ipynb#section-5)"
     assert readme.section_link(9) == "[9](How_far_can_an_MLP_go.ipynb#section-9)"
     assert set(how_far.SECTIONS) == set(readme.NOTEBOOKS[how_far.NOTEBOOK])
+
+
+def test_the_readme_shows_each_win_with_its_verdict():
+    text = readme.validation_section([{"model": "smoothing", "reference": "shifts", "val_accuracy": 0.9207,
+                                       "lead_images": 9, "p_value": 0.5235, "verdict": "tie"}])
+    assert "| smoothing | shifts | 0.9207 | +9 | 0.52 | tie |" in text
