@@ -79,18 +79,18 @@ def plot_history(history, title=None):
     return fig
 
 
-def plot_histories_side_by_side(histories, title=None):
-    """Compare runs: one column per ``{name: history}`` entry, rows loss and accuracy, against the epoch.
+def plot_histories_side_by_side(histories, title=None, epochs=False):
+    """Compare runs: one column per ``{name: history}`` entry, rows loss and accuracy, against the iteration or, with
+    ``epochs``, against the epoch (for runs whose batches differ in size).
 
-    Axes are shared along each row, and the epochs across all panels, so the curves can be compared by eye even
-    when the runs' batches differ in size.
+    Axes are shared along each row so the curves can be compared by eye, and with ``epochs`` across all panels.
     """
     n = len(histories)
     fig, axes = plt.subplots(
-        2, n, figsize=(4 * n, 6), sharex=True, sharey="row", squeeze=False, layout="constrained"
+        2, n, figsize=(4 * n, 6), sharex=True if epochs else "col", sharey="row", squeeze=False, layout="constrained"
     )
     for col, (name, history) in enumerate(histories.items()):
-        _plot_curves(axes[0, col], axes[1, col], history, epochs=True)
+        _plot_curves(axes[0, col], axes[1, col], history, epochs=epochs)
         axes[0, col].set_title(name)
     for ax in axes.flat:
         ax.label_outer()  # shared axes: keep labels on the outer panels only
@@ -104,7 +104,7 @@ def plot_validation_curves(histories, title=None, skip_epochs=10):
     ``skip_epochs`` on (a shorter run: its last epoch), where the runs' differences show. Each axis spans what the
     curves cover there, except that a loss curve far above the others (a run that overfits) is cut at the top: the
     loss axis ends a little above the second-highest curve's peak, and the title says which curve leaves it."""
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     styles = ["-", "--", ":", "-."]
     peaks, floors, tops = {}, [], []
     for i, (name, history) in enumerate(histories.items()):

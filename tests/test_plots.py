@@ -251,6 +251,6 @@ def test_validation_curves_span_what_the_curves_cover_and_cut_a_runaway_loss():
 def test_side_by_side_curves_share_an_axis_of_epochs():
     fast, slow = _history(), _history()
     slow["iteration"] = slow["iteration"] * 2  # twice the batches per epoch
-    fig = plots.plot_histories_side_by_side({"a": fast, "b": slow}, title="t")
+    fig = plots.plot_histories_side_by_side({"a": fast, "b": slow}, title="t", epochs=True)
     assert fig.axes[-1].get_xlabel() == "epoch"
     np.testing.assert_allclose(fig.axes[0].get_lines()[0].get_xdata(), fig.axes[1].get_lines()[0].get_xdata())

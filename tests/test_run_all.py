@@ -53,6 +53,18 @@ def test_the_exercise_snippets_are_read_from_the_try_it_yourself_cell_unindented
     assert runall.exercises(nb) == ["for i in range(2):\n    print(i)"]
 
 
+def test_the_snippets_run_after_the_notebook_in_its_kernel_and_a_failing_one_is_named(tmp_path):
+    exercises = (f"{runall.EXERCISES_ANCHOR}\n1. Add one:\n   ```python\n   print(x + 1)\n   ```\n"
+                 "2. An ensemble:\n   ```python\n   Ensemble([])\n   ```\n")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_markdown_cell(exercises)],
+                                  metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nbformat.write(nb, tmp_path / "n.ipynb")
+    executed, wall_s, failed = runall.execute(tmp_path, "n.ipynb", timeout=60)
+    assert len(executed.cells) == 2 and wall_s > 0  # the snippets' cells are not kept
+    assert failed == {"Ensemble([])": "NameError: name 'Ensemble' is not defined"}
+
+
 def test_the_record_sums_both_notebooks_and_keeps_each():
     found = {"notebooks": {"a.ipynb": {"wall_time_s": 50.04, "runs_trained": 0, "differing_cells": {},
                                        "failed_exercises": {}},
