@@ -44,10 +44,9 @@ run: $(VENV)/.run-deps data
 ifeq ($(QUICK),1)
 	@out=$$(mktemp -d "$${TMPDIR:-/tmp}/fmnist_quick_XXXXXX") && \
 	echo "quick run: the notebooks and their outputs go to $$out" && \
-	for nb in $(NOTEBOOKS); do \
-		$(PAPERMILL) -p QUICK True -p FRESH True -p OUTPUT_DIR "$$out" $$nb "$$out/$$nb" && \
-		$(PY) -m study.tidy "$$out/$$nb" || exit 1; \
-	done && \
+	$(PAPERMILL) -p QUICK True -p FRESH True -p OUTPUT_DIR "$$out" $(NOTEBOOK) "$$out/$(NOTEBOOK)" && \
+	$(PAPERMILL) -p QUICK True -p FRESH True -p OUTPUT_DIR "$$out" $(NOTEBOOK2) "$$out/$(NOTEBOOK2)" && \
+	$(PY) -m study.tidy "$$out/$(NOTEBOOK)" "$$out/$(NOTEBOOK2)" && \
 	echo "quick run done: $(addprefix $$out/,$(NOTEBOOKS)), with log/, weights/ and figures/ beside them"
 else
 	$(PAPERMILL) -p QUICK False -p FRESH $(if $(filter 0,$(FRESH)),False,True) $(NOTEBOOK) $(NOTEBOOK)
