@@ -45,17 +45,27 @@ def _no_ticks(ax):
     ax.set_yticks([])
 
 
-def _plot_curves(ax_loss, ax_acc, history):
-    ax_loss.plot(history["iteration"], history["train_loss"], label="train")
-    ax_loss.plot(history["iteration"], history["val_loss"], label="validation")
-    ax_acc.plot(history["iteration"], history["train_acc"], label="train")
-    ax_acc.plot(history["iteration"], history["val_acc"], label="validation")
+def _plot_curves(ax_loss, ax_acc, history, epochs=False):
+    """Train and validation loss and accuracy of ``history`` against the iteration or, with ``epochs``, against the
+    epoch (fractional: runs of different batch sizes take different numbers of iterations per epoch)."""
+    x = epochs_of(history) if epochs else history["iteration"]
+    ax_loss.plot(x, history["train_loss"], label="train")
+    ax_loss.plot(x, history["val_loss"], label="validation")
+    ax_acc.plot(x, history["train_acc"], label="train")
+    ax_acc.plot(x, history["val_acc"], label="validation")
     ax_loss.set_ylabel("cross-entropy loss")
     ax_acc.set_ylabel("accuracy")
     for ax in (ax_loss, ax_acc):
-        ax.set_xlabel("iteration")
+        ax.set_xlabel("epoch" if epochs else "iteration")
         ax.grid(alpha=0.3)
         ax.legend()
+
+
+def epochs_of(history):
+    """Each check's iteration as a fractional epoch: the iterations divided by the iterations of one epoch, which
+    the last check (at the end of the last epoch) gives."""
+    last = history.iloc[-1]
+    return history["iteration"] * last["epoch"] / last["iteration"]
 
 
 def plot_history(history, title=None):
@@ -69,37 +79,59 @@ def plot_history(history, title=None):
     return fig
 
 
-def plot_histories_side_by_side(histories):
-    """Compare runs: one column per ``{name: history}`` entry, rows loss and accuracy.
+def plot_histories_side_by_side(histories, title=None, epochs=False):
+    """Compare runs: one column per ``{name: history}`` entry, rows loss and accuracy, against the iteration or, with
+    ``epochs``, against the epoch (for runs whose batches differ in size).
 
-    Axes are shared along each row so the curves can be compared by eye.
+    Axes are shared along each row so the curves can be compared by eye, and with ``epochs`` across all panels.
     """
     n = len(histories)
     fig, axes = plt.subplots(
-        2, n, figsize=(4 * n, 6), sharex="col", sharey="row", squeeze=False, layout="constrained"
+        2, n, figsize=(4 * n, 6), sharex=True if epochs else "col", sharey="row", squeeze=False, layout="constrained"
     )
     for col, (name, history) in enumerate(histories.items()):
-        _plot_curves(axes[0, col], axes[1, col], history)
+        _plot_curves(axes[0, col], axes[1, col], history, epochs=epochs)
         axes[0, col].set_title(name)
     for ax in axes.flat:
         ax.label_outer()  # shared axes: keep labels on the outer panels only
+    if title:
+        fig.suptitle(title)
     return fig
 
 
-def plot_validation_curves(histories, zoom=(0.89, None)):
-    """Many runs' validation accuracy and loss against the epoch, one line each (``{name: history}``), the
-    accuracy's axis limited to ``zoom`` so that the runs' differences show."""
+def plot_validation_curves(histories, title=None, skip_epochs=10):
+    """Many runs' validation accuracy and loss against the epoch, one line each (``{name: history}``), from epoch
+    ``skip_epochs`` on (a shorter run: its last epoch), where the runs' differences show. Each axis spans what the
+    curves cover there, except that a loss curve far above the others (a run that overfits) is cut at the top: the
+    loss axis ends a little above the second-highest curve's peak, and the title says which curve leaves it."""
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
-    for name, history in histories.items():
+    styles = ["-", "--", ":", "-."]
+    peaks, floors, tops = {}, [], []
+    for i, (name, history) in enumerate(histories.items()):
         checks = history.dropna(subset=["val_acc"])
-        ax_acc.plot(checks["epoch"], checks["val_acc"], label=name, linewidth=1)
-        ax_loss.plot(checks["epoch"], checks["val_loss"], label=name, linewidth=1)
-    ax_acc.set_ylim(*zoom)
+        checks = checks[checks["epoch"] >= min(skip_epochs, checks["epoch"].max())]  # a short run keeps its last
+        style = dict(label=name, linewidth=1.2, linestyle=styles[i // 10 % len(styles)])
+        ax_acc.plot(checks["epoch"], checks["val_acc"], **style)
+        ax_loss.plot(checks["epoch"], checks["val_loss"], **style)
+        peaks[name] = checks["val_loss"].max()
+        floors.append(checks["val_acc"].min())
+        tops.append(checks["val_acc"].max())
+    ax_acc.set_ylim(min(floors) - 0.002, max(tops) + 0.002)
+    ranked = sorted(peaks, key=peaks.get)
+    cut = []
+    if len(ranked) > 2:
+        low = ax_loss.get_ylim()[0]
+        ceiling = peaks[ranked[-2]] + 0.1 * (peaks[ranked[-2]] - low)
+        cut = [name for name in ranked if peaks[name] > ceiling]
+        ax_loss.set_ylim(low, ceiling)
     for ax, what in ((ax_acc, "validation accuracy"), (ax_loss, "validation loss")):
         ax.set_xlabel("epoch")
         ax.set_ylabel(what)
+        ax.set_title(what + (f" ({', '.join(cut)} rises above the axis)" if cut and ax is ax_loss else ""))
         ax.grid(alpha=0.3)
-    ax_acc.legend(fontsize=8)
+    ax_acc.legend(fontsize=8, loc="lower right")
+    if title:
+        fig.suptitle(title)
     return fig
 
 

@@ -122,33 +122,43 @@ def measured_numbers(results):
     return results
 
 
-def save_results(path, results):
-    """Write ``results`` to ``path`` (:func:`write_results`) when this execution trained runs (``runs_trained``,
-    which :func:`notebook_results` records) or there is no record yet; return what the file then holds.
+def save_results(path, results, runs_trained=None):
+    """Write ``results``, one notebook's part of the results, into ``path``: its keys replace those recorded, the
+    other notebook's keys stay as they are (:func:`write_results`). ``runs_trained`` is how many runs the execution
+    trained (default: ``results["runs_trained"]``, which :func:`notebook_results` records). Return what the file
+    then holds.
 
-    An execution that trained nothing read every number from the logs and records: the file already there, written
-    by the execution that trained them, keeps its wall times and stays byte for byte as it was. ValueError if its
-    numbers are not the ones just computed: the logs or weights changed after it was written, and a run that trains
-    (``make run``) should measure them afresh.
+    An execution that trained nothing read every number from the logs and records: when the file already holds
+    each of its keys with the same numbers, it stays byte for byte as it was, with the wall times of the execution
+    that trained them. ValueError if a key it holds has other numbers than those just computed: the logs or weights
+    changed after it was written, and a run that trains (``make run``) should measure them afresh.
     """
     path = Path(path)
-    if results["runs_trained"] or not path.exists():
-        return write_results(path, results)
-    try:
-        recorded = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not a readable results file ({error}): restore it (git checkout -- {path.name}) "
-                         "or run `make run` to measure the study afresh") from None
-    if measured_numbers(recorded) != measured_numbers(_json_ready(results)):
-        differs = sorted(key for key in (set(recorded) | set(results)) - EXECUTION_KEYS
-                         if measured_numbers(recorded.get(key)) != measured_numbers(_json_ready(results.get(key))))
-        raise ValueError(f"{path} records other numbers than the logs and weights give now (in {differs}): they "
-                         "changed since it was written; run `make run` to train and measure the study afresh")
-    return recorded
+    trained = results["runs_trained"] if runs_trained is None else runs_trained
+    recorded = {}
+    if path.exists():
+        try:
+            recorded = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            if not trained:
+                raise ValueError(f"{path} is not a readable results file ({error}): restore it (git checkout -- "
+                                 f"{path.name}) or run `make run` to measure the study afresh") from None
+    ready = _json_ready(results)
+    if not trained and recorded:
+        differs = sorted(key for key in set(ready) - EXECUTION_KEYS
+                         if key in recorded and measured_numbers(recorded[key]) != measured_numbers(ready[key]))
+        if differs:
+            raise ValueError(f"{path} records other numbers than the logs and weights give now (in {differs}): they "
+                             "changed since it was written; run `make run` to train and measure the study afresh")
+        if set(ready) <= set(recorded):
+            return recorded
+    kept = {key: value for key, value in recorded.items() if key not in ("machine", "written_at")}
+    return write_results(path, {**kept, **results})
 
 
-def notebook_results(cfg, grid_log, trained_now, n_jobs, final, test, halving_found, beyond_table, beyond_test,
-                     wall_s, mcnemar=None, lr_followup=None, seeds=None, sections=None, frontier=None, shift=None,
+def notebook_results(cfg, grid_log, trained_now, n_jobs, final, test, halving_found, beyond_table=None,
+                     beyond_test=None, wall_s=None, mcnemar=None, lr_followup=None, seeds=None, sections=None,
+                     frontier=None, shift=None,
                      drop=None, candidates=None, ablation=None, budget_rule=None, baseline=None, finals=None):
     """What the notebook measured, as the dict :func:`write_results` writes to ``log/results.json``.
 
@@ -191,13 +201,14 @@ def notebook_results(cfg, grid_log, trained_now, n_jobs, final, test, halving_fo
         "halving": {"settings": picked, "best_val_acc": runs.find_row(grid_log, picked)["best_val_acc"],
                     "epochs": halving_found["epochs_spent"], "grid_epochs": len(grid_log) * cfg.max_epoch,
                     "rungs": halving_found["rungs"], "wall_time_s": wall_s["halving"]},
-        "beyond": {"table": beyond_table, "test_accuracy": beyond_test[0], "test_loss": beyond_test[1],
-                   "test_ci": stats.accuracy_ci(round(beyond_test[0] * images), images),
-                   "wall_time_s": wall_s["beyond"]},
         "notebook_wall_time_s": wall_s["notebook"],
     }
-    if mcnemar is not None:
-        results["beyond"]["mcnemar"] = mcnemar
+    if beyond_table is not None:  # section 7, from the first notebook before it moved to the second (study.how_far)
+        results["beyond"] = {"table": beyond_table, "test_accuracy": beyond_test[0], "test_loss": beyond_test[1],
+                             "test_ci": stats.accuracy_ci(round(beyond_test[0] * images), images),
+                             "wall_time_s": wall_s["beyond"]}
+        if mcnemar is not None:
+            results["beyond"]["mcnemar"] = mcnemar
     if lr_followup is not None:
         results["lr_followup"] = dict(lr_followup, wall_time_s=wall_s["lr_followup"])
     if seeds is not None:

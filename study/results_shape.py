@@ -91,6 +91,10 @@ RESULTS_SHAPE = {
                 "mcnemar": [{**_MCNEMAR, "reference": TEXT}],
                 "class_changes": [{"class": TEXT, "before": NUMBER, "after": NUMBER, "change": NUMBER,
                                    "p_value": NUMBER}]},
+    # The second notebook's own (study.how_far): its wall time, and the wins it claims judged on validation.
+    "how_far?": {"notebook_wall_time_s": NUMBER},
+    "validation?": [{"model": TEXT, "reference": TEXT, "val_accuracy": NUMBER, "lead_images": WHOLE,
+                     "p_value": NUMBER, "verdict": TEXT}],
 }
 
 

@@ -232,3 +232,30 @@ def test_save_figure_writes_png_atomically(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["history.png"]
     plots.save_figure(fig, path)  # overwriting works too
     assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def _run(epochs, loss_end, acc_end):
+    epoch = np.arange(1, epochs + 1)
+    return pd.DataFrame({"iteration": 10 * epoch, "epoch": epoch, "val_acc": acc_end - 0.1 / epoch,
+                         "val_loss": 0.3 + (loss_end - 0.3) * epoch / epochs})
+
+
+def test_validation_curves_span_what_the_curves_cover_and_cut_a_runaway_loss():
+    fig = plots.plot_validation_curves({"a": _run(40, 0.30, 0.91), "b": _run(40, 0.32, 0.92),
+                                        "runaway": _run(40, 0.90, 0.915)}, title="t")
+    ax_acc, ax_loss = fig.axes
+    assert [len(line.get_xdata()) for line in ax_acc.get_lines()] == [31, 31, 31]  # from epoch 10
+    low, high = ax_acc.get_ylim()
+    assert 0.895 < low < 0.9 and 0.9175 < high < 0.92  # no empty band above or below the curves
+    assert ax_loss.get_ylim()[1] < 0.4 and "runaway" in ax_loss.get_title()
+    assert ax_acc.get_legend() is not None and fig._suptitle.get_text() == "t"
+    short = plots.plot_validation_curves({"quick": _run(2, 0.3, 0.8)})  # a run shorter than 10 epochs: its last
+    assert len(short.axes[0].get_lines()[0].get_xdata()) == 1
+
+
+def test_side_by_side_curves_share_an_axis_of_epochs():
+    fast, slow = _history(), _history()
+    slow["iteration"] = slow["iteration"] * 2  # twice the batches per epoch
+    fig = plots.plot_histories_side_by_side({"a": fast, "b": slow}, title="t", epochs=True)
+    assert fig.axes[-1].get_xlabel() == "epoch"
+    np.testing.assert_allclose(fig.axes[0].get_lines()[0].get_xdata(), fig.axes[1].get_lines()[0].get_xdata())

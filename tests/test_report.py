@@ -309,7 +309,7 @@ def test_notebook_results_gathers_what_the_report_reads(project):
                                       n_jobs=2, final=final, test=(0.8934, 0.3012, 10000), halving_found=found,
                                       beyond_table=table, beyond_test=(0.9061, 0.33), wall_s=wall_s)
     assert list(results) == ["quick", "runs_trained", "test", "best", "top5", "grid", "final_training", "halving",
-                             "beyond", "notebook_wall_time_s"]
+                             "notebook_wall_time_s", "beyond"]
     assert results["runs_trained"] == runs.runs_started
     assert results["quick"] is False
     assert results["test"] == {"accuracy": 0.8934, "loss": 0.3012, "images": 10000,
@@ -376,7 +376,7 @@ def _uncertainty_results():
 
 def test_notebook_results_carry_the_uncertainty(project):
     results = _uncertainty_results()
-    assert list(results)[-4:] == ["notebook_wall_time_s", "lr_followup", "seeds", "sections_wall_time_s"]
+    assert list(results)[-5:] == ["notebook_wall_time_s", "beyond", "lr_followup", "seeds", "sections_wall_time_s"]
     assert results["beyond"]["mcnemar"]["model"].tolist() == ["(a) momentum", "(c) wide"]
     assert results["lr_followup"]["wall_time_s"] == 61.0 and results["lr_followup"]["verdict"]["peak_lr"] == 0.2
     assert results["seeds"]["original_test_accuracy"] == config.ORIGINAL_TEST_ACCURACY
