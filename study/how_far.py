@@ -14,7 +14,7 @@ KEYS = ("beyond", "candidates", "ablation", "budget_rule", "validation", "fronti
 
 
 def results(comparison, beyond_test, candidates, ablation, budget_rule, validation, frontier, finals, wall_s,
-            mcnemar=None, sections=None):
+            mcnemar=None, sections=None, teacher=None):
     """This notebook's part of ``log/results.json``: ``comparison``, section 7's contenders on the test set
     (``beyond.comparison_row``), ``beyond_test`` the ``(accuracy, loss, images)`` of its saved wide network and
     ``mcnemar`` the contenders against the seed grid's best (``stats.mcnemar_table``); ``candidates``
@@ -22,7 +22,7 @@ def results(comparison, beyond_test, candidates, ablation, budget_rule, validati
     ``validation``, every win the text claims, judged on the validation images (``wins.paired_verdicts``);
     ``frontier`` and ``finals``, section 9's first round and finals (``frontier.results``, ``finals.results``);
     ``wall_s``, the wall times of section 7 (``"beyond"``) and of the whole notebook (``"notebook"``), and
-    ``sections`` each section's (``timing.Sections.times``)."""
+    ``sections`` each section's (``timing.Sections.times``); ``teacher``, section 10's (``teacher.results``)."""
     accuracy, loss, images = beyond_test
     beyond = {"table": comparison, "test_accuracy": accuracy, "test_loss": loss,
               "test_ci": stats.accuracy_ci(round(accuracy * images), images), "wall_time_s": wall_s["beyond"]}
@@ -31,4 +31,5 @@ def results(comparison, beyond_test, candidates, ablation, budget_rule, validati
     return {"beyond": beyond, "candidates": candidates,
             "ablation": {"table": ablation["table"], "mcnemar": ablation["mcnemar"]}, "budget_rule": budget_rule,
             "validation": validation, "frontier": frontier, "finals": finals,
-            "how_far": {"notebook_wall_time_s": wall_s["notebook"], "sections_wall_time_s": dict(sections or {})}}
+            "how_far": {"notebook_wall_time_s": wall_s["notebook"], "sections_wall_time_s": dict(sections or {})},
+            **({"teacher": teacher} if teacher is not None else {})}

@@ -281,6 +281,22 @@ def glance_rows(results):
     return rows
 
 
+def teacher_section(part):
+    """Section 10 (``study.teacher.results``): how far its job had come, or, once it has finished, the single test
+    read against the pre-registered targets."""
+    targets = part["targets"]
+    text = (f"**Section 10, a convolutional teacher** (pre-registered in `How_far_can_an_MLP_go.ipynb` before any of "
+            f"its runs: a single pure MLP at {targets['single']:g} or more on the test set, an ensemble at "
+            f"{targets['ensemble']:g} or more; the test set read once, the study's third look): ")
+    if not part["finished"]:
+        return text + (f"its job (`make teacher`) had {part['done']} of {part['runs']} runs recorded when the second "
+                       "notebook last ran; no choice is final and the test set is unread until it has finished.")
+    single, seeds, ensemble, teacher = (part["summary"][key] for key in ("single", "seeds", "ensemble", "teacher"))
+    return text + (f"the first student {_against_target(single)}; the {seeds['n']} students {seeds['mean']:.4f} +- "
+                   f"{seeds['std']:.4f}; their ensemble {_against_target(ensemble)}; the CNN teacher "
+                   f"{_with_ci(teacher['test_acc'], (teacher['ci_low'], teacher['ci_high']))}.")
+
+
 NOTEBOOKS = {"Fashion_mnist_model.ipynb": (1, 2, 3, 4, 5, 6, 8), "How_far_can_an_MLP_go.ipynb": (7, 9, 10)}
 
 
@@ -383,6 +399,8 @@ def render(results, log, benches=(), figures=(), budget_log=None, run_all=None):
         parts.append(finals_section(results["finals"], test.get("images", 10000)))
     if results.get("validation"):
         parts.append(validation_section(results["validation"]))
+    if "teacher" in results:
+        parts.append(teacher_section(results["teacher"]))
     parts += list(benches)
     if figures:
         parts.append("\n\n".join(f"![{caption}](figures/{name})" for name, caption in figures))

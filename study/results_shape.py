@@ -95,6 +95,12 @@ RESULTS_SHAPE = {
     "how_far?": {"notebook_wall_time_s": NUMBER},
     "validation?": [{"model": TEXT, "reference": TEXT, "val_accuracy": NUMBER, "lead_images": WHOLE,
                      "p_value": NUMBER, "verdict": TEXT}],
+    # Section 10 (study.teacher.results): the job's progress, the pre-registered targets and, once it has finished,
+    # the single test read.
+    "teacher?": {"runs": COUNT, "done": WHOLE, "finished": FLAG, "targets": {"single": NUMBER, "ensemble": NUMBER},
+                 "summary?": {"single": _TARGET, "ensemble": _TARGET,
+                              "seeds": {"mean": NUMBER, "std": NUMBER, "min": NUMBER, "max": NUMBER, "n": COUNT},
+                              "teacher": {"test_acc": NUMBER, "ci_low": NUMBER, "ci_high": NUMBER}}},
 }
 
 

@@ -207,7 +207,7 @@ def on_test(found, X_test, y_test, taught_by_mlp, undistilled, targets=TARGETS):
     summary = {"single": finals.against_target(rows, first, targets["single"]),
                "seeds": dict(seeds, target=targets["single"], reached=bool(seeds["mean"] >= targets["single"])),
                "ensemble": finals.against_target(rows, "ensemble", targets["ensemble"]),
-               "teacher": finals.against_target(rows, "CNN teacher", float("nan"))}
+               "teacher": {key: float(rows.loc["CNN teacher", key]) for key in ("test_acc", "ci_low", "ci_high")}}
     named = {"MLP-taught student (section 9)": taught_by_mlp.predict(X_test),
              "undistilled recipe (section 9)": undistilled.predict(X_test), first: predictions[first]}
     tests = pd.concat([
@@ -218,6 +218,18 @@ def on_test(found, X_test, y_test, taught_by_mlp, undistilled, targets=TARGETS):
         stats.mcnemar_table(y_test, {"CNN teacher": predictions["CNN teacher"], "ensemble": predictions["ensemble"]},
                             "CNN teacher").assign(reference="CNN teacher")], ignore_index=True)
     return table, summary, tests
+
+
+def results(table, choices=None, measured=None):
+    """Section 10's part of ``log/results.json`` (``study.how_far``): how far the job had come (:func:`status`'s
+    ``table``) and the pre-registered targets; once it has finished, the choices on validation
+    (:func:`validation_choices`) and the single test read (:func:`on_test`'s ``(table, summary, tests)``)."""
+    part = {"runs": len(table), "done": int((table["state"] == "done").sum()), "finished": finished(table),
+            "targets": dict(TARGETS)}
+    if measured is not None:
+        test, summary, tests = measured
+        part.update(choices=choices, test=test, summary=summary, mcnemar=tests)
+    return part
 
 
 def recorded(store, named_settings, data, desc, n_jobs=1, fresh=False, train=True, progress=True,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from solver import views
-from study import config, records, runs, teacher
+from study import config, readme, records, report, results_shape, runs, teacher
 
 
 @pytest.fixture
@@ -53,6 +53,10 @@ def test_the_job_records_every_run_once_and_then_only_reads(quick, monkeypatch):
     assert summary["single"]["model"] == teacher.student_name(0, 0, 0) and summary["ensemble"]["target"] == 0.93
     assert set(tests["reference"]) == {"MLP-taught student (section 9)", "undistilled recipe (section 9)",
                                        "CNN teacher"}
+    done, _ = teacher.status(cfg, data)
+    part = report._json_ready(teacher.results(done, choices, (table, summary, tests)))
+    assert results_shape.shape_problem({"teacher": part}, {"teacher?": results_shape.RESULTS_SHAPE["teacher?"]}) is None
+    assert "the first student **" in readme.teacher_section(part) and "CNN teacher" in readme.teacher_section(part)
     monkeypatch.setattr(runs, "fit", lambda *args, **kwargs: pytest.fail("a recorded run trained again"))
     again = teacher.train_teacher(cfg, data, progress=False, train=False)
     assert again["chosen"] == found["chosen"]
@@ -65,6 +69,7 @@ def test_a_missing_record_is_not_trained_when_reading(quick):
     cfg, data = quick
     table, sentence = teacher.status(cfg, data)
     assert not teacher.finished(table) and sentence.startswith(f"0 of {len(table)} runs done")
+    assert f"had 0 of {len(table)} runs recorded" in readme.teacher_section(teacher.results(table))
     with pytest.raises(FileNotFoundError, match="make teacher"):
         teacher.train_teacher(cfg, data, progress=False, train=False)
 
