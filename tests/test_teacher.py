@@ -106,3 +106,38 @@ def test_a_student_s_targets_are_soft_for_every_view_and_its_key_names_the_teach
     other = teacher.ViewTaught(data, lambda: probabilities, "other-teacher", 2.0, 0.9)
     assert runs.run_key({"layers": [784, 10]}, other) != runs.run_key({"layers": [784, 10]}, taught)
     assert isinstance(records.RecordError("x"), ValueError)
+
+
+def rescored(path, X):
+    """The probabilities of the CNN archived at ``path``, by the README's recipe, with NumPy alone from the archive's
+    arrays: what someone without this code would write to re-score the teacher."""
+    arrays = dict(np.load(path))
+    top, conv_number, norm_number = X.reshape(-1, 28, 28, 1).astype(np.float64), 1, 1
+
+    def normalised(x, n):
+        return (x - arrays[f"running_mean{n}"]) / np.sqrt(arrays[f"running_var{n}"] + 1e-5) * arrays[f"gamma{n}"] \
+            + arrays[f"beta{n}"]
+
+    while f"conv_W{conv_number}" in arrays:
+        for _ in range(2):
+            W = arrays[f"conv_W{conv_number}"]
+            padded = np.pad(top, ((0, 0), (1, 1), (1, 1), (0, 0)))
+            top = sum(np.einsum("nhwc,cf->nhwf", padded[:, i:i + top.shape[1], j:j + top.shape[2]], W[i, j])
+                      for i in range(3) for j in range(3))
+            top = np.maximum(normalised(top, norm_number), 0)
+            conv_number, norm_number = conv_number + 1, norm_number + 1
+        n, h, w, c = top.shape
+        top = top.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+    hidden = np.maximum(normalised(top.reshape(len(top), -1) @ arrays["W1"] + arrays["b1"], norm_number), 0)
+    logits = hidden @ arrays["W2"] + arrays["b2"]
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def test_the_readme_s_recipe_re_scores_a_teacher_from_its_archive_alone(tmp_path):
+    rng = np.random.default_rng(3)
+    X, y = rng.random((200, 784), dtype=np.float32), rng.integers(0, 10, 200)
+    model = runs.new_model(dict(teacher.QUICK["recipe"], max_epoch=1, print_iter=2, batch_size=50))
+    model.train(X, y, None, None)  # batch normalisation's running averages move off their start
+    model.save_param(tmp_path / "teacher.npz")
+    np.testing.assert_allclose(rescored(tmp_path / "teacher.npz", X[:20]), model.probabilities(X[:20]), atol=1e-5)
