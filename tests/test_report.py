@@ -149,6 +149,28 @@ def test_bench_splits_the_ratio_to_pytorch_when_both_floors_are_timed(project):
     assert "own matrix products" not in readme_for(contenders)
 
 
+def test_cnn_benchmark_when_present(project):
+    (project / "bench").mkdir()
+    steps = {"im2col (in Conv2D)": 50.0, "Conv2D forward": 100.0, "Conv2D backward": 150.0, "ReLU forward": 4.0,
+             "update": 1.0}
+    bench = {"data": "Fashion-MNIST", "fraction": 0.05, "repeats": 2, "load_average": {"before": [3.25, 4, 4],
+                                                                                        "after": [5.5, 5, 4]},
+             "contenders": {"numpy CNN": {"seconds_per_epoch": 300.0, "peak_rss_mb": 900.4},
+                            "numpy CNN, one core": {"seconds_per_epoch": 150.0, "peak_rss_mb": 800.0}},
+             "ratios": {"numpy CNN / pytorch": 2.345}, "step_ms": steps,
+             "epoch": {"seconds": float("nan"), "val_acc_after_one_epoch": float("nan")},
+             "machine": {"processor": "Bench CPU", "cpu_count": 2}}
+    (project / "bench" / "cnn_results.json").write_text(json.dumps(bench))
+    report.main(["--root", str(project)])
+    block = _block((project / "README.md").read_text())
+    assert "`bench/bench_cnn.py`; data Fashion-MNIST, 0.05 of an epoch a run, best of 2 runs; \"one core\"" in block
+    assert "| numpy CNN, one core | 150.0 | 800 |" in block
+    assert "numpy CNN / pytorch: 2.35." in block
+    assert "load average over a minute 3.2 before it, 5.5 after" in block
+    assert "the convolutions took 250 ms, 50 of them window copies, and everything else 5 ms." in block
+    assert "whole epoch" not in block  # not measured in that run
+
+
 def test_bench_of_unknown_shape_is_noted(project):
     (project / "bench").mkdir()
     (project / "bench" / "results.json").write_text(json.dumps({"something": 1}))
