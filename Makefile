@@ -106,7 +106,7 @@ budget: $(VENV)/.run-deps data
 	$(PY) -m study.budget
 
 # The validation/test shift measured without a model (study/shift.py: 1-nearest-neighbour on five splits, a few
-# minutes); the notebook reads its log.
+# minutes), logged in log/shift.csv, which no notebook reads any more.
 shift: $(VENV)/.run-deps data
 	$(PY) -m study.shift
 

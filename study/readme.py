@@ -17,7 +17,7 @@ FIGURES = [
     ("best_model_history.png", "Training curves of the final model"),
     ("confusion_matrix.png", "Confusion matrix on the test set"),
     ("first_layer_weight_changes.png", "What training changed in the first-layer weights"),
-    ("mean_activation_per_class.png", "Mean first-hidden-layer activation per class"),
+    ("activation_heatmap.png", "First-hidden-layer activations of ten test images of each class"),
     ("beyond_confusion_matrices.png", "Confusion matrices of the seed grid's best model and of section 7's"),
     ("frontier_candidates.png", "Validation curves of section 9's candidates, both rounds"),
 ]
