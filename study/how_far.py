@@ -1,7 +1,7 @@
 """What the second notebook, ``How_far_can_an_MLP_go.ipynb`` (sections 7, 9 and 10), writes to ``log/results.json``.
 
 The results file holds both notebooks' parts side by side: ``Fashion_mnist_model.ipynb`` writes the brief's study
-(``report.notebook_results``: the grid, the test, the seeds...), this notebook the keys of :data:`KEYS`.
+(``study_results.measured``: the grid, the test, the seeds...), this notebook the keys of :data:`KEYS`.
 ``report.save_results`` replaces only the keys it is given and keeps the other notebook's, so that either notebook
 can run alone, and ``study.report`` renders the README's results from both.
 """

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from fileio import atomic_write
-from study.metrics import class_mean_activations, confusion_matrix
+from study.metrics import confusion_matrix
 
 WEIGHT_CMAP = "RdBu_r"  # diverging: red = positive, blue = negative, white = 0
 
@@ -218,25 +218,6 @@ def plot_confusion_matrices(y_true, predictions, class_names):
     return fig
 
 
-def plot_predictions(images, y_true, y_pred, class_names, n=12, seed=0):
-    """``n`` random images titled "predicted / true"; wrong predictions in red."""
-    images = _as_images(images)
-    rng = np.random.default_rng(seed)
-    idx = rng.choice(len(images), size=min(n, len(images)), replace=False)
-    fig, axes = _grid(len(idx), ncols=6, size=1.9, layout="constrained")
-    for ax, i in zip(axes, idx, strict=True):
-        ax.imshow(images[i], cmap="gray")
-        wrong = y_pred[i] != y_true[i]
-        ax.set_title(
-            f"{class_names[y_pred[i]]} / {class_names[y_true[i]]}",
-            color="red" if wrong else "black",
-            fontsize=9,
-        )
-        _no_ticks(ax)
-    fig.suptitle("predicted / true (wrong in red)")
-    return fig
-
-
 def plot_confident_mistakes(images, y_true, probabilities, class_names, n=12):
     """The ``n`` wrong predictions the model was surest of (the highest probability of the predicted class), most
     confident first, each titled "predicted (its probability) / true"."""
@@ -283,16 +264,6 @@ def plot_first_layer_weights(W1, n_units=64, title="First-layer weights"):
     return _weight_images(W1[:, :n_units], title)
 
 
-def plot_second_layer_units(W1, W2, n_units=16):
-    """Second-layer unit ``j`` as the pixel pattern ``W1 @ W2[:, j]``.
-
-    A linear view that ignores the activation between the layers: it shows which
-    first-layer features the unit adds up, not its exact response.
-    """
-    W1, W2 = np.asarray(W1), np.asarray(W2)
-    return _weight_images(W1 @ W2[:, :n_units], "Second-layer units (W1 @ W2)")
-
-
 def _class_rows_heatmap(fig, ax, values, row_classes, class_names, xlabel):
     """Heatmap of ``values`` whose rows are labelled by class in contiguous blocks."""
     im = ax.imshow(values, aspect="auto", cmap="viridis", interpolation="nearest")
@@ -314,14 +285,4 @@ def plot_activation_heatmap(activations, labels, class_names, n_per_class=10):
     _class_rows_heatmap(fig, ax, activations[rows], labels[rows], class_names, "hidden unit")
     ax.set_ylabel(f"{n_per_class} images of each class")
     ax.set_title(f"Hidden activations, {n_per_class} images per class")
-    return fig
-
-
-def plot_mean_activation_per_class(activations, labels, class_names):
-    """Mean hidden activation of each unit for each class (classes x units)."""
-    n = len(class_names)
-    means = class_mean_activations(activations, labels, n)
-    fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
-    _class_rows_heatmap(fig, ax, means, np.arange(n), class_names, "hidden unit")
-    ax.set_title("Mean hidden activation per class")
     return fig

@@ -8,7 +8,7 @@ figures. Parts that ``results.json`` does not hold (one written before they exis
 
 import pandas as pd
 
-from study import budget, followup, grid, stats
+from study import budget, followup, grid, how_far, stats, study_results
 from study.benches import duration, machine_line, table
 
 # (file in figures/, caption); only those that exist are linked.
@@ -17,7 +17,7 @@ FIGURES = [
     ("best_model_history.png", "Training curves of the final model"),
     ("confusion_matrix.png", "Confusion matrix on the test set"),
     ("first_layer_weight_changes.png", "What training changed in the first-layer weights"),
-    ("mean_activation_per_class.png", "Mean first-hidden-layer activation per class"),
+    ("activation_heatmap.png", "First-hidden-layer activations of ten test images of each class"),
     ("beyond_confusion_matrices.png", "Confusion matrices of the seed grid's best model and of section 7's"),
     ("frontier_candidates.png", "Validation curves of section 9's candidates, both rounds"),
 ]
@@ -245,39 +245,42 @@ def validation_section(rows):
 
 def glance_rows(results):
     """The study's models at a glance, from ``results`` (``log/results.json``): ``(model, test accuracy, 95% CI,
-    section)`` for the baseline, the seed recipe, section 7's wide network, section 8's seeds (their mean +-
-    standard deviation and range) and section 9's single MLP and ensemble, each that the results hold."""
+    (notebook, section))`` for the first notebook's baseline, seed recipe and other seeds (their mean +- standard
+    deviation and range), and the second's wide network (section 7) and single MLPs and ensembles (section 9), each
+    that the results hold."""
     rows = []
     if "baseline" in results:
         base = results["baseline"]
         rows.append(("softmax regression (baseline)", f"{base['test_accuracy']:.4f}",
-                     stats.format_ci(*base["test_ci"]), 2))
+                     stats.format_ci(*base["test_ci"]), (FIRST, 4)))
     test = results["test"]
-    rows.append(("the seed recipe, tuned by the grid", f"{test['accuracy']:.4f}", stats.format_ci(*test["ci"]), 5))
+    rows.append(("the seed recipe, tuned by the grid", f"{test['accuracy']:.4f}", stats.format_ci(*test["ci"]),
+                 (FIRST, 7)))
     if "beyond" in results:
         beyond = results["beyond"]
         rows.append(("wide network with dropout and AdamW (recipe chosen on a test number)",
-                     f"{beyond['test_accuracy']:.4f}", stats.format_ci(*beyond["test_ci"]), 7))
+                     f"{beyond['test_accuracy']:.4f}", stats.format_ci(*beyond["test_ci"]), (SECOND, 7)))
     if "seeds" in results:
         spread = results["seeds"]["summary"]["test"]
         rows.append((f"the seed recipe, {spread['n']} other seeds", f"{spread['mean']:.4f} +- {spread['std']:.4f}",
-                     f"{spread['min']:.4f} to {spread['max']:.4f} (range)", 8))
+                     f"{spread['min']:.4f} to {spread['max']:.4f} (range)", (FIRST, 9)))
     if "frontier" in results:
         found = results["frontier"]["summary"]
         for name, entry in (("3x1024 with batch norm, first round (single MLP)", found["single"]),
                             ("first round, ensemble of seeds", found["ensemble"])):
-            rows.append((name, f"{entry['test_acc']:.4f}", stats.format_ci(entry["ci_low"], entry["ci_high"]), 9))
+            rows.append((name, f"{entry['test_acc']:.4f}", stats.format_ci(entry["ci_low"], entry["ci_high"]),
+                         (SECOND, 9)))
     if "finals" in results:  # started after the first round missed its targets: a second look at the test set
         found = results["finals"]["summary"]
         seeds = found["seeds"]
         rows.append(("second round (a second look at the test set): distilled single MLP",
                      f"{found['single']['test_acc']:.4f}",
-                     stats.format_ci(found["single"]["ci_low"], found["single"]["ci_high"]), 9))
+                     stats.format_ci(found["single"]["ci_low"], found["single"]["ci_high"]), (SECOND, 9)))
         rows.append((f"second round: its recipe, {seeds['n']} seeds", f"{seeds['mean']:.4f} +- {seeds['std']:.4f}",
-                     f"{seeds['min']:.4f} to {seeds['max']:.4f} (range)", 9))
+                     f"{seeds['min']:.4f} to {seeds['max']:.4f} (range)", (SECOND, 9)))
         rows.append((f"second round: ensemble of {found['ensemble']['members']} recipes",
                      f"{found['ensemble']['test_acc']:.4f}",
-                     stats.format_ci(found["ensemble"]["ci_low"], found["ensemble"]["ci_high"]), 9))
+                     stats.format_ci(found["ensemble"]["ci_low"], found["ensemble"]["ci_high"]), (SECOND, 9)))
     return rows
 
 
@@ -297,14 +300,25 @@ def teacher_section(part):
                    f"{_with_ci(teacher['test_acc'], (teacher['ci_low'], teacher['ci_high']))}.")
 
 
-NOTEBOOKS = {"Fashion_mnist_model.ipynb": (1, 2, 3, 4, 5, 6, 8), "How_far_can_an_MLP_go.ipynb": (7, 9, 10)}
+FIRST, SECOND = study_results.NOTEBOOK, how_far.NOTEBOOK
+NOTEBOOKS = {FIRST: study_results.SECTIONS, SECOND: how_far.SECTIONS}  # each notebook numbers its own sections
 
 
 def section_link(section, here=None):
-    """A link to a section of the study: ``#section-N`` in the notebook ``here``, or ``NOTEBOOK#section-N`` when the
-    section lives in the other notebook (:data:`NOTEBOOKS`); ``here=None`` (the README) always names the notebook."""
-    notebook = next(name for name, sections in NOTEBOOKS.items() if section in sections)
-    return f"[{section}]({'' if notebook == here else notebook}#section-{section})"
+    """A link to a section of the study: ``[N](#section-N)`` in the notebook ``here``, or ``[N (NOTEBOOK)](NOTEBOOK#
+    section-N)`` in the other one; ``here=None`` (the README) always names the notebook. ``section`` is ``(notebook,
+    N)``, or N alone where one notebook only has a section N (:data:`NOTEBOOKS`; both have a 7 and a 9)."""
+    if isinstance(section, tuple):
+        notebook, number = section
+    else:
+        holders = [name for name, numbers in NOTEBOOKS.items() if section in numbers]
+        if len(holders) != 1:
+            raise ValueError(f"section {section} is in {' and '.join(holders) or 'neither notebook'}: "
+                             f"name its notebook, (notebook, {section})")
+        (notebook,), number = holders, section
+    if notebook == here:
+        return f"[{number}](#section-{number})"
+    return f"[{number} ({notebook})]({notebook}#section-{number})"
 
 
 def glance_markdown(results, here=None):

@@ -2,21 +2,16 @@
 one results file that ``study.report`` copies into the README.
 
 Two notebooks share that file. This one writes the keys of :data:`STUDY_KEYS` (the grid, the chosen model and its
-test, the baseline, the other seeds); ``How_far_can_an_MLP_go.ipynb`` writes its own. :func:`save` replaces this
-notebook's keys and keeps every other key of the file as it is; :data:`RETIRED_KEYS`, parts the first notebook no
-longer measures (successive halving, the learning-rate follow-up, the validation/test shift and the drop taken
-apart), are taken out. The numbers are built as ``report.notebook_results`` builds them, so that the README's
-renderer reads them unchanged.
+test, the baseline, the other seeds) as :func:`measured` builds them; ``How_far_can_an_MLP_go.ipynb`` writes its own
+(``study.how_far``). ``report.save_results`` writes either part, keeping the other's.
 """
 
-import json
-from pathlib import Path
+from study import beyond, config, grid, runs, stats
 
-from study import beyond, config, grid, report, runs, stats
-
+NOTEBOOK = "Fashion_mnist_model.ipynb"
+SECTIONS = tuple(range(1, 10))  # the notebook's own sections; How_far_can_an_MLP_go.ipynb numbers its own (how_far)
 STUDY_KEYS = ("quick", "runs_trained", "test", "best", "top5", "grid", "final_training", "notebook_wall_time_s",
               "sections_wall_time_s", "seeds", "baseline")
-RETIRED_KEYS = ("halving", "lr_followup", "shift", "drop")
 
 
 def measured(cfg, grid_log, trained_now, n_jobs, final, test, baseline, versus_baseline, seeds, wall_s, sections):
@@ -53,14 +48,3 @@ def measured(cfg, grid_log, trained_now, n_jobs, final, test, baseline, versus_b
                      "mcnemar": versus_baseline},
     }
 
-
-def save(path, results):
-    """Write ``results`` (this notebook's keys) into the results file at ``path`` with the file's other keys kept
-    and :data:`RETIRED_KEYS` left out, through ``report.save_results`` (which writes only when this execution
-    trained runs, or the file is new, and otherwise refuses numbers that differ from the recorded ones); return
-    what the file then holds."""
-    path = Path(path)
-    recorded = json.loads(path.read_text()) if path.exists() else {}
-    others = {key: value for key, value in recorded.items()
-              if key not in (*STUDY_KEYS, *RETIRED_KEYS, *report.EXECUTION_KEYS)}
-    return report.save_results(path, {**others, **results})

@@ -2,12 +2,15 @@
 report.save_results), the one rule for "better" on validation (study.wins), and the links between the notebooks."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from study import how_far, readme, report, wins
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _part(accuracy=0.9060):
@@ -66,10 +69,24 @@ def test_each_step_of_a_growing_ensemble_is_judged_against_the_one_before():
 
 
 def test_sections_link_within_their_notebook_or_to_the_other():
-    assert readme.section_link(7, here=how_far.NOTEBOOK) == "[7](#section-7)"
-    assert readme.section_link(5, here=how_far.NOTEBOOK) == "[5](Fashion_mnist_model.ipynb#section-5)"
-    assert readme.section_link(9) == "[9](How_far_can_an_MLP_go.ipynb#section-9)"
+    first = "Fashion_mnist_model.ipynb"
+    assert readme.section_link((how_far.NOTEBOOK, 7), here=how_far.NOTEBOOK) == "[7](#section-7)"
+    assert readme.section_link((first, 7), here=how_far.NOTEBOOK) == f"[7 ({first})]({first}#section-7)"
+    assert readme.section_link(5, here=how_far.NOTEBOOK) == f"[5 ({first})]({first}#section-5)"
+    assert readme.section_link(10) == f"[10 ({how_far.NOTEBOOK})]({how_far.NOTEBOOK}#section-10)"
+    with pytest.raises(ValueError, match=r"section 9 is in .* and .*: name its notebook"):
+        readme.section_link(9)  # both notebooks have a section 9
     assert set(how_far.SECTIONS) == set(readme.NOTEBOOKS[how_far.NOTEBOOK])
+
+
+def test_each_row_at_a_glance_links_the_heading_of_its_own_section():
+    """Every section a row of the glance names is a heading of that notebook (``<a id="section-N">``)."""
+    import nbformat
+
+    results = report.read_results(REPO / "log" / "results.json")
+    for _, _, _, (notebook, number) in readme.glance_rows(results):
+        cells = nbformat.read(REPO / notebook, as_version=4).cells
+        assert any(f'<a id="section-{number}"></a>' in cell.source for cell in cells), (notebook, number)
 
 
 def test_the_readme_shows_each_win_with_its_verdict():

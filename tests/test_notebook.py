@@ -15,7 +15,7 @@ import pytest
 from idx_files import write_fake_fashion_mnist
 from nbconvert import HTMLExporter
 
-from study import config, grid, runs, seeds, study_results, tidy
+from study import config, grid, runall, runs, seeds, study_results, tidy
 
 pytestmark = pytest.mark.slow
 
@@ -35,16 +35,13 @@ PROGRESS_BARS = ["grid search", "baseline", "seeds"]
 SECTIONS = ["1. Load the data", "2. Build the network and check it", "3. The code that learns", "4. A baseline",
             "5. The grid search", "6. The chosen settings, trained again", "7. The test set, once",
             "8. Inside the network", "9. How much is luck: other seeds"]
-SNIPPET = re.compile(r"```python\n(.*?)```", re.DOTALL)
 
 
 def with_exercises(path):
-    """A copy of the notebook at ``path`` with each snippet of its 'Try it yourself' appended as a code cell tagged
-    ``exercise``, after the notebook's own cells."""
+    """A copy of the notebook at ``path`` with each snippet of its 'Try it yourself' (as ``make run-all`` finds them,
+    ``runall.exercises``) appended as a code cell tagged ``exercise``, after the notebook's own cells."""
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    (exercises,) = [cell.source for cell in nb.cells if cell.cell_type == "markdown" and "## Try it yourself" in
-                    cell.source]
-    for snippet in SNIPPET.findall(exercises):
+    for snippet in runall.exercises(nb):
         nb.cells.append(nbformat.v4.new_code_cell(snippet, metadata={"tags": ["exercise"]}))
     nbformat.write(nb, path)
     return path
@@ -217,7 +214,8 @@ def test_make_run_quick_writes_only_to_a_temporary_folder():
     assert "FRONTIER" not in full  # section 9 is read from its records unless asked
     frontier = subprocess.run(["make", "-n", "-s", "run", "FRONTIER=1"], cwd=REPO, capture_output=True, text=True,
                               check=True).stdout
-    assert "-p FRONTIER True" in frontier
+    first, second = [line for line in frontier.splitlines() if "papermill" in line]
+    assert "-p FRONTIER True" in second and "FRONTIER" not in first  # the first notebook has no such parameter
 
 
 def test_missing_data_stops_the_first_cell_with_how_to_get_it(tmp_path, monkeypatch):

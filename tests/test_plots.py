@@ -122,23 +122,6 @@ def test_plot_confusion_matrices_side_by_side():
         np.testing.assert_array_equal(_images(ax)[0].get_array(), metrics.confusion_matrix(y_true, y_pred, 3))
 
 
-def test_plot_predictions_wrong_in_red(images):
-    X, y = images
-    y_pred = y.copy()
-    y_pred[::2] = (y[::2] + 1) % 10
-    fig = plots.plot_predictions(X, y, y_pred, CLASS_NAMES, n=12, seed=0)
-    assert len(fig.axes) == 12
-    shown = np.random.default_rng(0).choice(len(X), size=12, replace=False)
-    for ax, i in zip(fig.axes, shown, strict=True):
-        title = ax.title
-        assert title.get_text() == f"{CLASS_NAMES[y_pred[i]]} / {CLASS_NAMES[y[i]]}"
-        wrong = y_pred[i] != y[i]
-        assert (to_rgba(title.get_color()) == to_rgba("red")) == wrong
-    # Same seed, same images.
-    again = plots.plot_predictions(X, y, y_pred, CLASS_NAMES, n=12, seed=0)
-    assert [a.get_title() for a in again.axes] == [a.get_title() for a in fig.axes]
-
-
 def test_plot_confident_mistakes_shows_the_wrong_predictions_of_highest_confidence_first(images):
     X, y = images
     probabilities = np.full((len(y), 10), 0.01)
@@ -182,19 +165,6 @@ def test_plot_first_layer_weights_title():
     assert len([ax for ax in fig.axes if _images(ax)]) == 2
 
 
-def test_plot_second_layer_units_is_weighted_combination():
-    rng = np.random.default_rng(1)
-    W1, W2 = rng.normal(size=(784, 12)), rng.normal(size=(12, 6))
-    fig = plots.plot_second_layer_units(W1, W2, n_units=4)
-    image_axes = [ax for ax in fig.axes if _images(ax)]
-    assert len(image_axes) == 4
-    for j, ax in enumerate(image_axes):
-        im = _images(ax)[0]
-        np.testing.assert_allclose(im.get_array(), (W1 @ W2[:, j]).reshape(28, 28))
-        low, high = im.get_clim()
-        assert low == pytest.approx(-high) and high > 0
-
-
 def test_plot_activation_heatmap_groups_rows_by_class():
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 3, size=60)
@@ -208,19 +178,6 @@ def test_plot_activation_heatmap_groups_rows_by_class():
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]
     np.testing.assert_allclose(ax.get_yticks(), [1.5, 5.5, 9.5])
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("hidden unit", "4 images of each class") and ax.get_title()
-
-
-def test_plot_mean_activation_per_class():
-    rng = np.random.default_rng(3)
-    labels = rng.integers(0, 4, size=80)
-    activations = rng.random((80, 5))
-    names = ("a", "b", "c", "d")
-    fig = plots.plot_mean_activation_per_class(activations, labels, names)
-    assert len(fig.axes) == 2
-    ax = fig.axes[0]
-    expected = np.stack([activations[labels == c].mean(axis=0) for c in range(4)])
-    np.testing.assert_allclose(_images(ax)[0].get_array(), expected)
-    assert [t.get_text() for t in ax.get_yticklabels()] == list(names)
 
 
 def test_save_figure_writes_png_atomically(tmp_path):
