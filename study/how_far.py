@@ -9,7 +9,7 @@ can run alone, and ``study.report`` renders the README's results from both.
 from study import stats
 
 NOTEBOOK = "How_far_can_an_MLP_go.ipynb"
-SECTIONS = (7, 9, 10)  # the study's sections that this notebook holds; the first notebook holds the others
+SECTIONS = (7, 9, 10)  # the study's sections this notebook holds; Fashion_mnist_model.ipynb the others
 KEYS = ("beyond", "candidates", "ablation", "budget_rule", "validation", "frontier", "finals", "how_far")
 
 

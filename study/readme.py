@@ -252,35 +252,35 @@ def glance_rows(results):
     if "baseline" in results:
         base = results["baseline"]
         rows.append(("softmax regression (baseline)", f"{base['test_accuracy']:.4f}",
-                     stats.format_ci(*base["test_ci"]), (FIRST, 4)))
+                     stats.format_ci(*base["test_ci"]), 2))
     test = results["test"]
     rows.append(("the seed recipe, tuned by the grid", f"{test['accuracy']:.4f}", stats.format_ci(*test["ci"]),
-                 (FIRST, 7)))
+                 5))
     if "beyond" in results:
         beyond = results["beyond"]
         rows.append(("wide network with dropout and AdamW (recipe chosen on a test number)",
-                     f"{beyond['test_accuracy']:.4f}", stats.format_ci(*beyond["test_ci"]), (SECOND, 7)))
+                     f"{beyond['test_accuracy']:.4f}", stats.format_ci(*beyond["test_ci"]), 7))
     if "seeds" in results:
         spread = results["seeds"]["summary"]["test"]
         rows.append((f"the seed recipe, {spread['n']} other seeds", f"{spread['mean']:.4f} +- {spread['std']:.4f}",
-                     f"{spread['min']:.4f} to {spread['max']:.4f} (range)", (FIRST, 9)))
+                     f"{spread['min']:.4f} to {spread['max']:.4f} (range)", 8))
     if "frontier" in results:
         found = results["frontier"]["summary"]
         for name, entry in (("3x1024 with batch norm, first round (single MLP)", found["single"]),
                             ("first round, ensemble of seeds", found["ensemble"])):
             rows.append((name, f"{entry['test_acc']:.4f}", stats.format_ci(entry["ci_low"], entry["ci_high"]),
-                         (SECOND, 9)))
+                         9))
     if "finals" in results:  # started after the first round missed its targets: a second look at the test set
         found = results["finals"]["summary"]
         seeds = found["seeds"]
         rows.append(("second round (a second look at the test set): distilled single MLP",
                      f"{found['single']['test_acc']:.4f}",
-                     stats.format_ci(found["single"]["ci_low"], found["single"]["ci_high"]), (SECOND, 9)))
+                     stats.format_ci(found["single"]["ci_low"], found["single"]["ci_high"]), 9))
         rows.append((f"second round: its recipe, {seeds['n']} seeds", f"{seeds['mean']:.4f} +- {seeds['std']:.4f}",
-                     f"{seeds['min']:.4f} to {seeds['max']:.4f} (range)", (SECOND, 9)))
+                     f"{seeds['min']:.4f} to {seeds['max']:.4f} (range)", 9))
         rows.append((f"second round: ensemble of {found['ensemble']['members']} recipes",
                      f"{found['ensemble']['test_acc']:.4f}",
-                     stats.format_ci(found["ensemble"]["ci_low"], found["ensemble"]["ci_high"]), (SECOND, 9)))
+                     stats.format_ci(found["ensemble"]["ci_low"], found["ensemble"]["ci_high"]), 9))
     return rows
 
 
@@ -301,24 +301,17 @@ def teacher_section(part):
 
 
 FIRST, SECOND = study_results.NOTEBOOK, how_far.NOTEBOOK
-NOTEBOOKS = {FIRST: study_results.SECTIONS, SECOND: how_far.SECTIONS}  # each notebook numbers its own sections
+NOTEBOOKS = {FIRST: study_results.SECTIONS, SECOND: how_far.SECTIONS}
 
 
 def section_link(section, here=None):
-    """A link to a section of the study: ``[N](#section-N)`` in the notebook ``here``, or ``[N (NOTEBOOK)](NOTEBOOK#
-    section-N)`` in the other one; ``here=None`` (the README) always names the notebook. ``section`` is ``(notebook,
-    N)``, or N alone where one notebook only has a section N (:data:`NOTEBOOKS`; both have a 7 and a 9)."""
-    if isinstance(section, tuple):
-        notebook, number = section
-    else:
-        holders = [name for name, numbers in NOTEBOOKS.items() if section in numbers]
-        if len(holders) != 1:
-            raise ValueError(f"section {section} is in {' and '.join(holders) or 'neither notebook'}: "
-                             f"name its notebook, (notebook, {section})")
-        (notebook,), number = holders, section
+    """A link to section ``section`` of the study: ``[N](#section-N)`` in the notebook ``here``, or ``[N
+    (NOTEBOOK)](NOTEBOOK#section-N)`` in the other one (:data:`NOTEBOOKS`: the study numbers its sections once, across
+    both); ``here=None`` (the README) always names the notebook."""
+    notebook = next(name for name, numbers in NOTEBOOKS.items() if section in numbers)
     if notebook == here:
-        return f"[{number}](#section-{number})"
-    return f"[{number} ({notebook})]({notebook}#section-{number})"
+        return f"[{section}](#section-{section})"
+    return f"[{section} ({notebook})]({notebook}#section-{section})"
 
 
 def glance_markdown(results, here=None):

@@ -32,9 +32,9 @@ FIGURES = [
     "activation_heatmap.png",
 ]
 PROGRESS_BARS = ["grid search", "baseline", "seeds"]
-SECTIONS = ["1. Load the data", "2. Build the network and check it", "3. The code that learns", "4. A baseline",
-            "5. The grid search", "6. The chosen settings, trained again", "7. The test set, once",
-            "8. Inside the network", "9. How much is luck: other seeds"]
+SECTIONS = ["1. Load the data", "2. Build the network and check it", "2. The code that learns", "2. A baseline",
+            "3. The grid search", "4. The chosen settings, trained again", "5. The test set, once",
+            "6. Inside the network", "8. How much is luck: other seeds"]
 
 
 def with_exercises(path):
