@@ -24,13 +24,11 @@ keep their history, not their weights. The test set plays no part in any choice:
 teacher on all 60,000 images and the final students.
 """
 
-import argparse
 import contextlib
 import sys
 from dataclasses import dataclass
 from functools import partial
 
-import joblib
 import numpy as np
 import pandas as pd
 
@@ -38,7 +36,7 @@ import mnist_reader
 from fileio import atomic_write, fingerprint, read_archive
 from kernels import moved_images
 from solver import views
-from study import config, finals, frontier, records, runs, stats
+from study import config, finals, frontier, records, stats
 from study.ensemble import Ensemble
 from study.records import Records
 
@@ -263,7 +261,7 @@ def status(cfg, data):
                TEACHER_ALL: next(iter(plan.candidates.values()))["max_epoch"],
                **dict.fromkeys(plan.students, plan.student_recipe["max_epoch"]),
                **{student_name(0, 0, seed): plan.student_recipe["max_epoch"] for seed in plan.seeds}}
-    table = pd.DataFrame([dict(run_state(store, checkpoints, name, logged.get(name), epochs),
+    table = pd.DataFrame([dict(frontier.run_state(store, checkpoints, name, logged.get(name), None, epochs),
                                kind="student" if "student" in name else "teacher") for name, epochs in planned.items()])
     per_epoch = table.groupby("kind")["s_per_epoch"].transform("median")
     if not cfg.quick:  # a student not yet timed takes as long as section 9's recipe, the same network, took
@@ -283,31 +281,8 @@ def finished(table):
     return bool((table["state"] == "done").all())
 
 
-def run_state(store, checkpoints, name, row, max_epoch):
-    """One run's row of :func:`status`: done (a complete record), in progress (a checkpoint), or to do; its epochs
-    and measured seconds an epoch."""
-    if store.complete(row):
-        epochs = runs.read_history(store.history_path(name), "restore it from git")["epoch"].max()
-        return {"run": name, "state": "done", "epochs": epochs, "of": epochs,
-                "s_per_epoch": row["train_time_s"] / epochs}
-    checkpoint = checkpoints / f"{name}.npz"
-    done, seconds = 0, float("nan")
-    if checkpoint.exists():
-        resumed = runs.resume(checkpoint)
-        done, seconds = resumed.epoch, resumed.train_time_s / max(resumed.epoch, 1)
-    return {"run": name, "state": "in progress" if done else "to do", "epochs": done, "of": max_epoch,
-            "s_per_epoch": seconds}
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--jobs", type=int, default=2, help="runs trained at once, one BLAS thread each")
-    parser.add_argument("--scheduler", help="address of a Dask scheduler (tcp://HOST:8786) to train the runs on")
-    parser.add_argument("--fresh", action="store_true",
-                        help="train every run again (the old log, weights and histories are kept as .bak)")
-    parser.add_argument("--quick", action="store_true", help="section 10 in miniature, into a temporary folder")
-    parser.add_argument("--status", action="store_true", help="print the runs done and to do, and the time left")
-    args = parser.parse_args(argv)
+    args = frontier.job_arguments(argv, __doc__, "section 10")
     cfg = config.study_config(quick=args.quick)
     X_train, y_train, X_val, y_val, _, _ = config.subsample(
         mnist_reader.load_fashion_mnist(seed=cfg.split_seed, val_fraction=cfg.val_fraction), cfg)
@@ -318,9 +293,7 @@ def main(argv=None):
         print(sentence)
         return
     with contextlib.ExitStack() as stack:
-        if args.scheduler:
-            stack.enter_context(frontier.dask_client(args.scheduler))
-            stack.enter_context(joblib.parallel_config(backend="dask"))
+        frontier.on_cluster(stack, args.scheduler)
         try:
             found = train_teacher(cfg, data, n_jobs=args.jobs, fresh=args.fresh)
         except records.RecordError as error:
