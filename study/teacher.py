@@ -19,8 +19,8 @@ cores; its records are committed and the notebook reads them; ``--status`` says 
 
 Every run is recorded as it finishes (``study.records``: weights in ``weights/teacher/``, history in
 ``log/teacher_histories/``, a row of ``log/teacher.csv``), so an interrupted job goes on from there, and a run cut
-short resumes from its checkpoint (``log/checkpoints/``). The candidates and students compared on validation alone
-keep their history, not their weights. The test set plays no part in any choice: the notebook reads it once, for the
+short resumes from its checkpoint (``log/checkpoints/``). Once the job has finished, the candidates and students
+compared on validation alone keep their history and validation probabilities, not their weights. The test set plays no part in any choice: the notebook reads it once, for the
 teacher on all 60,000 images and the final students.
 """
 
@@ -33,10 +33,11 @@ import numpy as np
 import pandas as pd
 
 import mnist_reader
+from conv import CNN
 from fileio import atomic_write, fingerprint, read_archive
 from kernels import moved_images
 from solver import views
-from study import config, finals, frontier, records, stats
+from study import config, finals, frontier, records, runs, stats
 from study.ensemble import Ensemble
 from study.records import Records
 
@@ -90,11 +91,35 @@ class Plan:
 
 
 def teacher_records(cfg):
-    """Where section 10's runs are recorded: the candidates and the students on the 54,000 images, compared on
-    validation alone, keep no weights but the chosen teacher's, which teaches the students."""
+    """Where section 10's runs are recorded. Every run keeps its weights until the job's last run is recorded; then
+    the runs compared on validation alone (the candidates, the students on the 54,000 images), whose validation
+    probabilities are recorded (:func:`validation_probabilities`), give them up (``Records.prune``)."""
+    seeds = QUICK["seeds"] if cfg.quick else STUDENT_SEEDS
     return Records(cfg.log_dir / "teacher.csv", cfg.log_dir / "teacher_histories", cfg.weights_dir / "teacher",
-                   weightless=frozenset(student_name(t, w) for t, w in STUDENT_GRID + QUICK["grid"]),
-                   groups=(tuple(TEACHER_CANDIDATES),))
+                   finished=student_name(0, 0, seeds[-1]))
+
+
+def validation_probabilities(store, models, X_val, record=True):
+    """``{name: (N, C) probabilities}`` of ``models`` (``{name: model}``, recorded in ``store``) on the validation
+    set, what the job's choices compare: read from their records, or computed from their weights and, with
+    ``record``, recorded (``Records.write_probabilities``, under the log's lock), so that they stand in for the
+    weights once the job has finished."""
+    logged, found = store.read_log(), {}
+    for name, model in models.items():
+        key = logged[name]["key"]
+        recorded = store.read_probabilities(name, key, ("plain",), (len(X_val), model.layers[-1]))
+        if recorded is None:
+            if not store.weights_path(name).exists():
+                raise records.RecordError(f"{name} is recorded without its weights and without its validation "
+                                          f"probabilities ({store.probabilities_path(name)}): restore them (from "
+                                          "git, say), or train it again (--fresh)")
+            single = model if isinstance(model, CNN) else Ensemble([model])
+            recorded = {"plain": single.probabilities(X_val)}
+            if record:
+                with runs.exclusive(store.log_path):
+                    store.write_probabilities(name, key, recorded)
+        found[name] = recorded["plain"]
+    return found
 
 
 def view_probabilities(store, name, key, teacher, X, shift, flip):
@@ -152,6 +177,7 @@ def train_teacher(cfg, data, n_jobs=1, fresh=False, train=True, progress=True):
                   checkpoint_dir=checkpoints)
     plan = Plan.of(cfg, section9_choice(cfg, data).config())
     candidates = fit(plan.candidates, data, "teacher candidates")
+    compared = validation_probabilities(store, candidates, data[2], record=train)
     chosen = frontier.choose(candidates)
     everything = finals.all_images(data)
     key = store.read_log()[chosen]["key"]
@@ -164,23 +190,29 @@ def train_teacher(cfg, data, n_jobs=1, fresh=False, train=True, progress=True):
         named_data[student_name(temperature, weight)] = ViewTaught(data, probabilities, key, temperature, weight)
     trained = fit(named, named_data, "teacher on 60,000 and students")
     students = {(t, w): trained[student_name(t, w)] for t, w in plan.grid}
+    compared.update(validation_probabilities(store, {student_name(t, w): students[t, w] for t, w in plan.grid},
+                                             data[2], record=train))
     best = frontier.choose({student_name(t, w): model for (t, w), model in students.items()})
     temperature, weight = next((t, w) for t, w in plan.grid if student_name(t, w) == best)
     teacher_all, all_key = trained[TEACHER_ALL], store.read_log()[TEACHER_ALL]["key"]
     taught_all = partial(view_probabilities, store, TEACHER_ALL, all_key, teacher_all, everything[0], shift, flip)
     final = fit({student_name(temperature, weight, seed): dict(plan.student_recipe, seed=seed) for seed in plan.seeds},
                 ViewTaught(everything, taught_all, all_key, temperature, weight), "final students")
+    if train:  # the job has finished: the runs compared on validation alone keep their probabilities, not weights
+        store.prune([*candidates, *compared])
     return {"candidates": candidates, "chosen": chosen, "teacher_all": teacher_all, "students": students,
-            "temperature": temperature, "weight": weight, "finals": final, "student_recipe": plan.student_recipe}
+            "temperature": temperature, "weight": weight, "finals": final, "student_recipe": plan.student_recipe,
+            "validation_probabilities": compared}
 
 
-def validation_choices(found, X_val, y_val):
-    """The job's two choices on validation, each with McNemar's paired test on the validation images between the
-    chosen run and every other (``stats.mcnemar_table``): ``{"teacher": table, "students": table}``. A lead the test
-    cannot see (not ``significant``) is a tie: the rule (``runs.ranked``) still picks one, but nothing says it is
-    better."""
-    teachers = {name: model.predict(X_val) for name, model in found["candidates"].items()}
-    students = {student_name(t, w): model.predict(X_val) for (t, w), model in found["students"].items()}
+def validation_choices(found, y_val):
+    """The job's two choices on validation, from the runs' recorded validation probabilities, each with McNemar's
+    paired test on the validation images between the chosen run and every other (``stats.mcnemar_table``):
+    ``{"teacher": table, "students": table}``. A lead the test cannot see (not ``significant``) is a tie: the rule
+    (``runs.ranked``) still picks one, but nothing says it is better."""
+    predicted = {name: p.argmax(axis=1) for name, p in found["validation_probabilities"].items()}
+    teachers = {name: predicted[name] for name in found["candidates"]}
+    students = {student_name(t, w): predicted[student_name(t, w)] for t, w in found["students"]}
     chosen_student = student_name(found["temperature"], found["weight"])
     return {"teacher": stats.mcnemar_table(y_val, teachers, found["chosen"]),
             "students": stats.mcnemar_table(y_val, students, chosen_student)}

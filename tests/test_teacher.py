@@ -35,7 +35,9 @@ def test_the_job_records_every_run_once_and_then_only_reads(quick, monkeypatch):
                            *(teacher.student_name(0, 0, seed) for seed in teacher.QUICK["seeds"])}
     kept = {path.stem for path in store.weights_dir.glob("*.npz")}
     finals = {teacher.student_name(0, 0, seed) for seed in teacher.QUICK["seeds"]}
-    assert kept == {found["chosen"], teacher.TEACHER_ALL, *finals}
+    assert kept == {teacher.TEACHER_ALL, *finals}  # what the test set measures; the others kept probabilities
+    for name in [*found["candidates"], *(teacher.student_name(t, w) for t, w in teacher.QUICK["grid"])]:
+        assert store.read_probabilities(name, logged[name]["key"], ("plain",), (200, 10)) is not None
     moves, _ = views(1, True)
     for name, rows in ((found["chosen"], 600), (teacher.TEACHER_ALL, 800)):
         probabilities = np.load(store.history_dir / f"{name}.views.npz")["probabilities"]
@@ -44,7 +46,7 @@ def test_the_job_records_every_run_once_and_then_only_reads(quick, monkeypatch):
     student = found["finals"][teacher.student_name(0, 0, 0)]
     assert type(student).__name__ == "MLP" and type(found["teacher_all"]).__name__ == "CNN"
 
-    choices = teacher.validation_choices(found, data[2], data[3])
+    choices = teacher.validation_choices(found, data[3])
     assert set(choices["teacher"]["model"]) == set(found["candidates"]) - {found["chosen"]}
     assert len(choices["students"]) == len(teacher.QUICK["grid"]) - 1
     table, summary, tests = teacher.on_test(found, data[2], data[3], student, found["students"][(1.0, 0.5)])
