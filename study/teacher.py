@@ -20,8 +20,8 @@ cores; its records are committed and the notebook reads them; ``--status`` says 
 Every run is recorded as it finishes (``study.records``: weights in ``weights/teacher/``, history in
 ``log/teacher_histories/``, a row of ``log/teacher.csv``), so an interrupted job goes on from there, and a run cut
 short resumes from its checkpoint (``log/checkpoints/``). Once the job has finished, the candidates and students
-compared on validation alone keep their history and validation probabilities, not their weights. The test set plays no part in any choice: the notebook reads it once, for the
-teacher on all 60,000 images and the final students.
+compared on validation alone keep their history and validation probabilities, not their weights. The test set plays
+no part in any choice: the notebook reads it once, for the teacher on all 60,000 images and the final students.
 """
 
 import contextlib
