@@ -3,11 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 NOTEBOOK := Fashion_mnist_model.ipynb
+# The second notebook (sections 7, 9 and 10) reads the first one's model: it runs after it.
+NOTEBOOK2 := How_far_can_an_MLP_go.ipynb
+NOTEBOOKS := $(NOTEBOOK) $(NOTEBOOK2)
 
-.PHONY: notebook run run-all test lint data bench bench-grid budget shift frontier teacher report clean
+.PHONY: notebook run run-all reproduce test lint data bench bench-grid budget shift frontier teacher report clean
 
-# make notebook: Jupyter Lab on the notebook, for reading it and choosing Run All (about a minute: it resumes from the
-# committed logs and trains nothing). The kernel is .venv's own Python: study/lab.py puts .venv/share/jupyter first on
+# make notebook: Jupyter Lab on both notebooks, for reading them and choosing Run All (about a minute each: they
+# resume from the committed logs and train nothing). The kernel is .venv's own Python: study/lab.py puts .venv/share/jupyter first on
 # JUPYTER_PATH, so that the notebook's kernelspec `python3` resolves to .venv's spec (a bare `python`, which Jupyter
 # runs as the server's own Python) even when another python3 kernelspec sits in ~/.local/share/jupyter or
 # /usr/local/share/jupyter, checks that it does, and starts Jupyter Lab with --allow-root when run as root.
@@ -21,33 +24,52 @@ JUPYTER_ARGS ?=
 notebook: $(VENV)/.run-deps data
 	$(PY) -m study.lab $(if $(PORT),--port=$(PORT)) $(if $(filter 1,$(NO_BROWSER)),--no-browser) $(JUPYTER_ARGS)
 
-# make run: the whole study, every part trained again, the notebook executed in place by papermill with its
-# outputs shown in the terminal as they come; then the notebook tidied (progress bars kept at their final state)
-# and the README's results rewritten; last, study.prose checks that every number the observations quote is one this
-# run printed (it fails, naming them, when a number moved). FRESH=0 resumes from the logs instead; JOBS=n trains
-# n runs at once (default: one per core). QUICK=1 runs the quick mode into a new temporary folder, notebook
-# included, and leaves the repository as it was. Section 9's runs are read from their records (`make frontier`
-# trains them, hours on 2 cores: the README says how many); FRONTIER=1 trains them here too, afresh with FRESH.
+# make run: the whole study, every part trained again, both notebooks executed in place by papermill (the first, then
+# the second, which reads the first one's model) with their outputs shown in the terminal as they come; then both
+# tidied (progress bars kept at their final state) and the README's results rewritten from log/results.json, to which
+# each notebook writes its own part; last, study.prose checks, for each notebook, that every number its observations
+# quote is one its run printed: on the BLAS kernels that recorded the committed logs it fails, naming them, when a
+# number moved (the code changed); on other kernels it ends well and writes what moved into the notebook, a banner at
+# its top and a list at its end (the README's "What reproduces where"). FRESH=0 resumes from the logs instead;
+# JOBS=n trains n runs at once (default: one per core). QUICK=1 runs both notebooks in quick mode into one new
+# temporary folder, and leaves the repository as it was. Sections 9's and 10's runs are read from their records
+# (`make frontier` and `make teacher` train them, hours on 2 cores: the README says how many); FRONTIER=1 trains
+# section 9's here too, afresh with FRESH.
 QUICK ?= 0
 FRESH ?= 1
 FRONTIER ?= 0
 JOBS ?=
-PAPERMILL = $(VENV)/bin/papermill --log-output --no-progress-bar --log-level INFO \
-	$(if $(JOBS),-p N_JOBS $(JOBS)) $(if $(filter 1,$(FRONTIER)),-p FRONTIER True)
+PAPERMILL = $(VENV)/bin/papermill --log-output --no-progress-bar --log-level INFO $(if $(JOBS),-p N_JOBS $(JOBS))
+# The second notebook alone has a FRONTIER parameter (the first has none: papermill would warn and pass it anyway).
+FRONTIER_PARAMETER = $(if $(filter 1,$(FRONTIER)),-p FRONTIER True)
 
 run: $(VENV)/.run-deps data
 ifeq ($(QUICK),1)
 	@out=$$(mktemp -d "$${TMPDIR:-/tmp}/fmnist_quick_XXXXXX") && \
-	echo "quick run: the notebook and its outputs go to $$out" && \
+	echo "quick run: the notebooks and their outputs go to $$out" && \
 	$(PAPERMILL) -p QUICK True -p FRESH True -p OUTPUT_DIR "$$out" $(NOTEBOOK) "$$out/$(NOTEBOOK)" && \
-	$(PY) -m study.tidy "$$out/$(NOTEBOOK)" && \
-	echo "quick run done: $$out/$(NOTEBOOK), with log/, weights/ and figures/ beside it"
+	$(PAPERMILL) $(FRONTIER_PARAMETER) -p QUICK True -p FRESH True -p OUTPUT_DIR "$$out" $(NOTEBOOK2) \
+		"$$out/$(NOTEBOOK2)" && \
+	$(PY) -m study.tidy "$$out/$(NOTEBOOK)" "$$out/$(NOTEBOOK2)" && \
+	echo "quick run done: $(addprefix $$out/,$(NOTEBOOKS)), with log/, weights/ and figures/ beside them"
 else
 	$(PAPERMILL) -p QUICK False -p FRESH $(if $(filter 0,$(FRESH)),False,True) $(NOTEBOOK) $(NOTEBOOK)
-	$(PY) -m study.tidy $(NOTEBOOK)
+	$(PAPERMILL) $(FRONTIER_PARAMETER) -p QUICK False -p FRESH $(if $(filter 0,$(FRESH)),False,True) $(NOTEBOOK2) \
+		$(NOTEBOOK2)
+	$(PY) -m study.tidy $(NOTEBOOKS)
 	$(PY) -m study.report
-	$(PY) -m study.prose
+	$(PY) -m study.prose $(NOTEBOOK)
+	$(PY) -m study.prose $(NOTEBOOK2)
 endif
+
+# make reproduce: whether the committed records come out of the code on this machine (study/reproduce.py, about a
+# minute on 2 cores): a grid run, the final model's first epochs and a frontier candidate's first epoch trained
+# again, bit for bit on the kernels that recorded them, which it sets for its own command (OPENBLAS_CORETYPE) where the
+# processor runs them, else within the spread their rounding explains. MACHINE_KERNELS=1 keeps this machine's kernels.
+MACHINE_KERNELS ?= 0
+
+reproduce: $(VENV)/.run-deps data
+	$(PY) -m study.reproduce $(if $(filter 1,$(MACHINE_KERNELS)),--machine-kernels)
 
 test: $(VENV)/.test-deps
 	$(VENV)/bin/ruff check .
@@ -84,7 +106,7 @@ budget: $(VENV)/.run-deps data
 	$(PY) -m study.budget
 
 # The validation/test shift measured without a model (study/shift.py: 1-nearest-neighbour on five splits, a few
-# minutes); the notebook reads its log.
+# minutes), logged in log/shift.csv, which no notebook reads any more.
 shift: $(VENV)/.run-deps data
 	$(PY) -m study.shift
 
@@ -104,8 +126,9 @@ teacher: $(VENV)/.run-deps data
 report: $(VENV)/.run-deps
 	$(PY) -m study.report
 
-# Run All as the notebook's reader runs it, on a fresh clone of the last commit: it must train nothing and change
-# nothing; its wall time goes to log/run_all.json for the README (study/runall.py; about a minute).
+# Run All of each notebook as its reader runs it, on a fresh clone of the last commit: each must train nothing and
+# change nothing, and each "Try it yourself" snippet must run; their wall times go to log/run_all.json for the README
+# (study/runall.py; about a minute each).
 run-all: $(VENV)/.run-deps data
 	$(PY) -m study.runall --write
 

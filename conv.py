@@ -146,30 +146,34 @@ def reference_col2im(cols, shape, k):
 
 
 def im2col(images, k, reuse=None):
-    """``reference_im2col`` by a compiled copy from the zero-padded images, into ``reuse`` when it has the columns'
-    shape and type: the columns of a batch are the largest arrays of training (115 MB for 32 channels of 28 x 28 in
-    a batch of 128), and a fresh array that size costs the operating system a page fault every 4 kB."""
+    """``reference_im2col`` by a compiled copy, into ``reuse`` when it has the columns' shape and type: the columns of
+    a batch are the largest arrays of training (115 MB for 32 channels of 28 x 28 in a batch of 128), and a fresh
+    array that size costs the operating system a page fault every 4 kB."""
     n, height, width, c = images.shape
     shape = (n * height * width, k * k * c)
     fits = reuse is not None and reuse.shape == shape and reuse.dtype == images.dtype
     cols = reuse if fits else np.empty(shape, dtype=images.dtype)
-    p = k // 2
-    window_copy(np.pad(images, ((0, 0), (p, p), (p, p), (0, 0))), k, cols)
+    window_copy(np.ascontiguousarray(images), k, cols)
     return cols
 
 
 @numba.njit(cache=True)
-def window_copy(padded, k, cols):
-    """Fills ``cols`` as ``reference_im2col`` does, from images padded by k // 2 on each side: a window row of
-    pixel (h, w) is the k pixels from (h + i, w) of the padded image, k * C values contiguous in both arrays."""
-    n, padded_height, padded_width, c = padded.shape
+def window_copy(images, k, cols):
+    """Fills ``cols`` as ``reference_im2col`` does. Each image is first copied into a zero-bordered scratch image
+    (padded by k // 2 on each side, small enough to stay in cache), where a window row of pixel (h, w) is the k pixels
+    from (h + i, w), k * C values contiguous in both arrays: no padded copy of the whole batch."""
+    n, height, width, c = images.shape
+    p = k // 2
+    padded = np.zeros((height + 2 * p, (width + 2 * p) * c), dtype=images.dtype)
     run = k * c
     row = 0
     for image in range(n):
-        for h in range(padded_height - k + 1):
-            for w in range(padded_width - k + 1):
+        for h in range(height):
+            padded[p + h, p * c:(p + width) * c] = images[image, h].reshape(-1)
+        for h in range(height):
+            for w in range(width):
                 for i in range(k):
-                    source = padded[image, h + i].reshape(-1)
+                    source = padded[h + i]
                     for q in range(run):
                         cols[row, i * run + q] = source[w * c + q]
                 row += 1

@@ -14,10 +14,15 @@ turns, each keeps its fastest repeat (``harness.best_of``). Beside the numpy CNN
   ``cols (M, 9C) @ W (9C, F)``, its weights' gradient ``cols.T @ top_diff`` and its bottom diff's product ``(M, 9F)
   @ (9F, C)`` (none for the first), and the dense head's, on arrays of the same shapes: the floor no implementation
   on this BLAS can beat; and the same products through PyTorch's BLAS, which says how much of the ratio is the
-  two BLAS libraries.
+  two BLAS libraries;
+- the numpy CNN, its matrix products and PyTorch (both layouts) on one core, timed in the process's CPU seconds rather
+  than the wall clock's: on a machine shared with other work, wall-clock times move with the load (two BLAS threads
+  wait for each other whenever the other work holds a core), while one thread's CPU time counts the work alone, so
+  their ratio is the one that other work moves least.
 
-Then, in the numpy CNN alone, where a training step's time goes, layer kind by layer kind (milliseconds, best of
-five steps), and one whole epoch of 422 batches with the 6,000 validation images measured at its end.
+Then, in the numpy CNN alone, where a training step's time goes, layer kind by layer kind (milliseconds of CPU time on
+one core, best of five steps), and one whole epoch of 422 batches with the 6,000 validation images measured at its
+end.
 
     python bench/bench_cnn.py [--fraction 0.1] [--repeats 3] [--output bench/cnn_results.json]
 """
@@ -25,12 +30,14 @@ five steps), and one whole epoch of 422 batches with the 6,000 validation images
 import argparse
 import json
 import os
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 from harness import load_data, measure, run_benchmark, write_results
+from threadpoolctl import threadpool_limits
 
 from kernels import one_thread
 
@@ -60,7 +67,18 @@ def per_epoch(seconds, done, n):
     return seconds / done * -(-n // BATCH)
 
 
-def run_numpy_cnn(fraction, validate=False):
+def one_core(limit):
+    """The clock that times a contender (the process's CPU seconds when ``limit``, else the wall clock's), its BLAS
+    and PyTorch held to one thread when ``limit``."""
+    if not limit:
+        return time.perf_counter
+    threadpool_limits(1)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    return time.process_time
+
+
+def run_numpy_cnn(fraction, validate=False, single=False):
     from conv import CNN
 
     X_train, y_train, X_val, y_val, _ = load_data()
@@ -68,12 +86,16 @@ def run_numpy_cnn(fraction, validate=False):
     for _ in range(3):  # the warm-up, on a throwaway model
         train_step(scratch, X_train[:BATCH], y_train[:BATCH])
     del scratch
-    order = batches(len(X_train), fraction)
-    started = time.perf_counter()
+    order, clock = batches(len(X_train), fraction), one_core(single)
+    started = clock()
     for batch in order:
         train_step(model, X_train[batch], y_train[batch])
     accuracy = float(np.mean(model.probabilities(X_val).argmax(axis=1) == y_val)) if validate else float("nan")
-    return per_epoch(time.perf_counter() - started, len(order), len(X_train)), accuracy
+    return per_epoch(clock() - started, len(order), len(X_train)), accuracy
+
+
+def run_numpy_cnn_one_core(fraction):
+    return run_numpy_cnn(fraction, single=True)
 
 
 def run_numpy_epoch(epochs):
@@ -98,7 +120,7 @@ def torch_network(channels_last):
     return net.to(memory_format=torch.channels_last) if channels_last else net
 
 
-def run_torch(fraction, channels_last=False):
+def run_torch(fraction, channels_last=False, single=False):
     import torch
 
     X_train, y_train, _, _, _ = load_data()
@@ -116,17 +138,26 @@ def run_torch(fraction, channels_last=False):
         optimizer.step()
 
     optimizers = [torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=SETTINGS["L2_lambda"]) for net in nets]
+    clock = one_core(single)
     for _ in range(3):
         step(nets[0], optimizers[0], torch.arange(BATCH))
     order = [torch.from_numpy(batch) for batch in batches(len(X_train), fraction)]
-    started = time.perf_counter()
+    started = clock()
     for batch in order:
         step(nets[1], optimizers[1], batch)
-    return per_epoch(time.perf_counter() - started, len(order), len(X_train)), float("nan")
+    return per_epoch(clock() - started, len(order), len(X_train)), float("nan")
 
 
 def run_torch_channels_last(fraction):
     return run_torch(fraction, channels_last=True)
+
+
+def run_torch_one_core(fraction):
+    return run_torch(fraction, single=True)
+
+
+def run_torch_channels_last_one_core(fraction):
+    return run_torch(fraction, channels_last=True, single=True)
 
 
 def product_shapes():
@@ -144,7 +175,7 @@ def product_shapes():
             (BATCH, hidden, CLASSES, ((BATCH, CLASSES), (CLASSES, hidden)))]
 
 
-def run_matmul_floor(fraction, library="numpy"):
+def run_matmul_floor(fraction, library="numpy", single=False):
     """Every product of the numpy CNN's training batches and nothing else: forward, weights' gradient and bottom
     diff, on float32 arrays of the same shapes, through NumPy's BLAS or (``library="torch"``) PyTorch's."""
     rng = np.random.default_rng(0)
@@ -160,15 +191,19 @@ def run_matmul_floor(fraction, library="numpy"):
     # Each product writes into an array made once, as a BLAS call would: the floor is the arithmetic alone.
     outputs = [[multiply(arrays[0], arrays[1], None), multiply(arrays[0].T, arrays[2], None),
                 multiply(arrays[3], arrays[4], None) if len(arrays) > 3 else None] for arrays in layers]
-    count = len(batches(54000, fraction))
-    started = time.perf_counter()
+    count, clock = len(batches(54000, fraction)), one_core(single)
+    started = clock()
     for _ in range(count):
         for (cols, weights, diff, *bottom), (top, grad, bottom_diff) in zip(layers, outputs, strict=True):
             multiply(cols, weights, out=top)
             multiply(cols.T, diff, out=grad)
             if bottom:
                 multiply(bottom[0], bottom[1], out=bottom_diff)
-    return per_epoch(time.perf_counter() - started, count, 54000), float("nan")
+    return per_epoch(clock() - started, count, 54000), float("nan")
+
+
+def run_matmul_floor_one_core(fraction):
+    return run_matmul_floor(fraction, single=True)
 
 
 def run_torch_matmul_floor(fraction):
@@ -176,23 +211,25 @@ def run_torch_matmul_floor(fraction):
 
 
 def step_breakdown(steps=5):
-    """Milliseconds of one training step of the numpy CNN by layer kind, forward and backward, and the update: the
-    best of ``steps`` steps for each, on one batch; ``im2col`` is the part of Conv2D's time spent in window copies
-    (padding included), the rest of it being its products and their outputs' allocation."""
+    """Milliseconds of one training step of the numpy CNN by layer kind, forward and backward, and the update, in CPU
+    time on one core (as the "one core" contenders are timed): the best of ``steps`` steps for each, on one batch;
+    ``im2col`` is the part of Conv2D's time spent in window copies (padding included), the rest of it being its
+    products and their outputs' allocation."""
     import conv
     from conv import CNN, channel_view
 
     X_train, y_train, *_ = load_data()
     X, y = X_train[:BATCH], y_train[:BATCH]
     model = CNN(**SETTINGS)
+    limit = threadpool_limits(1)
     train_step(model, X, y)
-    best = defaultdict(lambda: float("inf"))
+    best, clock = defaultdict(lambda: float("inf")), time.process_time
     copy = conv.im2col
 
     def timed_copy(*args, **kwargs):
-        started = time.perf_counter()
+        started = clock()
         cols = copy(*args, **kwargs)
-        spent["im2col (in Conv2D)"] += time.perf_counter() - started
+        spent["im2col (in Conv2D)"] += clock() - started
         return cols
 
     conv.im2col = timed_copy
@@ -201,20 +238,21 @@ def step_breakdown(steps=5):
         top = X.reshape(-1, SIDE, SIDE, 1)
         for layer in model.net:
             layer.training = True
-            started = time.perf_counter()
+            started = clock()
             top = channel_view(layer, layer.forward, top)
-            spent[f"{type(layer).__name__} forward"] += time.perf_counter() - started
+            spent[f"{type(layer).__name__} forward"] += clock() - started
         diff = model.softmax.backward(y)
         for layer in reversed(model.net[:-1]):
-            started = time.perf_counter()
+            started = clock()
             diff = channel_view(layer, layer.backward, diff)
-            spent[f"{type(layer).__name__} backward"] += time.perf_counter() - started
-        started = time.perf_counter()
+            spent[f"{type(layer).__name__} backward"] += clock() - started
+        started = clock()
         model.update(LR)
-        spent["update"] += time.perf_counter() - started
+        spent["update"] += clock() - started
         for name, seconds in spent.items():
             best[name] = min(best[name], 1000 * seconds)
     conv.im2col = copy
+    limit.restore_original_limits()
     return dict(best)
 
 
@@ -227,17 +265,24 @@ def main():
     args = parser.parse_args()
 
     load_before = os.getloadavg()
-    best = run_benchmark({"numpy CNN": run_numpy_cnn, "matmul floor": run_matmul_floor},
+    best = run_benchmark({"numpy CNN": run_numpy_cnn, "matmul floor": run_matmul_floor,
+                          "numpy CNN, one core": run_numpy_cnn_one_core,
+                          "matmul floor, one core": run_matmul_floor_one_core},
                          {"pytorch": run_torch, "pytorch channels_last": run_torch_channels_last,
-                          "pytorch matmul floor": run_torch_matmul_floor},
+                          "pytorch matmul floor": run_torch_matmul_floor, "pytorch, one core": run_torch_one_core,
+                          "pytorch channels_last, one core": run_torch_channels_last_one_core},
                          args.fraction, args.repeats, args.output)
     ours = best["numpy CNN"][0]
-    ratios = {"numpy CNN / matmul floor": ours / best["matmul floor"][0]}
+    ratios = {"numpy CNN / matmul floor": ours / best["matmul floor"][0],
+              "numpy CNN / matmul floor, one core": best["numpy CNN, one core"][0] / best["matmul floor, one core"][0]}
     if "pytorch" in best:
         ratios.update({"numpy CNN / pytorch": ours / best["pytorch"][0],
                        "numpy CNN / pytorch channels_last": ours / best["pytorch channels_last"][0],
                        "matmul floor / pytorch matmul floor":
-                           best["matmul floor"][0] / best["pytorch matmul floor"][0]})
+                           best["matmul floor"][0] / best["pytorch matmul floor"][0],
+                       "numpy CNN / pytorch, one core": best["numpy CNN, one core"][0] / best["pytorch, one core"][0],
+                       "numpy CNN / pytorch channels_last, one core":
+                           best["numpy CNN, one core"][0] / best["pytorch channels_last, one core"][0]})
     breakdown = step_breakdown()
     print("one training step, ms by layer kind:", {name: round(ms, 1) for name, ms in sorted(breakdown.items())})
     epoch_seconds, epoch_accuracy, _ = measure(run_numpy_epoch, 1) if args.whole_epoch else (float("nan"),) * 3

@@ -2,6 +2,7 @@
 small markdown helpers that the report shares with them."""
 
 import json
+import math
 from pathlib import Path
 
 
@@ -145,13 +146,42 @@ def epochs_bench_section(bench):
             + table(["run", "seconds per epoch", "last / first", "slowest / first"], rows))
 
 
+def cnn_bench_section(bench):
+    """What ``bench/bench_cnn.py`` measured: the convolutional teacher's epoch against PyTorch and its own matrix
+    products, wall-clock and on one core, the machine's load while it ran, and where one training step goes."""
+    contenders = bench["contenders"]
+    rows = [(name, f"{numbers['seconds_per_epoch']:.1f}", f"{numbers['peak_rss_mb']:.0f}")
+            for name, numbers in contenders.items()]
+    text = (f"Training speed of `conv.CNN`, the MLP's convolutional teacher (`bench/bench_cnn.py`; data "
+            f"{bench['data']}, {bench['fraction']} of an epoch a run, best of {bench['repeats']} runs"
+            + ("; \"one core\": one thread, timed in CPU seconds" if any("one core" in name for name in contenders)
+               else "") + "):\n\n")
+    text += table(["contender", "seconds per epoch", "peak rss mb"], rows)
+    text += "\n\n" + "; ".join(f"{name}: {ratio:.2f}" for name, ratio in bench["ratios"].items()) + "."
+    load = bench["load_average"]
+    text += (f" Other work shared the {bench['machine']['cpu_count']} cores during the run (load average over a "
+             f"minute {load['before'][0]:.1f} before it, {load['after'][0]:.1f} after): wall-clock times move with "
+             "the load, the one-core CPU times much less.")
+    steps = bench["step_ms"]
+    convolutions = steps["Conv2D forward"] + steps["Conv2D backward"]
+    rest = sum(ms for name, ms in steps.items() if not name.startswith(("Conv2D", "im2col")))
+    text += (f" In one training step (ms of CPU time on one core, by layer kind, best of five) the convolutions took "
+             f"{convolutions:.0f} ms, {steps['im2col (in Conv2D)']:.0f} of them window copies, and everything else "
+             f"{rest:.0f} ms.")
+    epoch = bench["epoch"]
+    if math.isfinite(epoch["seconds"]):
+        text += (f" One whole epoch of the numpy CNN took {duration(epoch['seconds'])}, reaching "
+                 f"{epoch['val_acc_after_one_epoch']:.3f} validation accuracy.")
+    return text + f"\n\nBenchmark machine: {machine_line(bench['machine'])}."
+
+
 def bench_paragraphs(bench_dir):
     """The README's paragraphs for the benchmarks whose results are in ``bench_dir``, in a fixed order."""
     bench_dir = Path(bench_dir)
     paragraphs = [bench_section(json.loads((bench_dir / name).read_text()), script, what)
                   for name, script, what in BENCHES if (bench_dir / name).exists()]
-    for name, render in (("update_results.json", update_bench_section), ("epochs_results.json", epochs_bench_section),
-                         ("grid_results.json", grid_bench_section)):
+    for name, render in (("cnn_results.json", cnn_bench_section), ("update_results.json", update_bench_section),
+                         ("epochs_results.json", epochs_bench_section), ("grid_results.json", grid_bench_section)):
         if (bench_dir / name).exists():
             paragraphs.append(render(json.loads((bench_dir / name).read_text())))
     return paragraphs

@@ -114,3 +114,13 @@ def mcnemar_against(y_true, predictions, references):
     others = {name: pred for name, pred in predictions.items() if name not in references}
     return pd.concat([stats.mcnemar_table(y_true, {reference: predictions[reference], **others}, reference)
                       .assign(reference=reference) for reference in references], ignore_index=True)
+
+
+def recorded_run(records, name, settings, data, made_by="Fashion_mnist_model.ipynb"):
+    """The run ``name`` of ``settings``, read from ``records`` and never trained here: a model of the first notebook
+    that the second compares with. FileNotFoundError naming ``made_by`` when it has no record for these settings and
+    ``data`` (``X_train, y_train, X_val, y_val``)."""
+    if records.missing({name: settings}, data):
+        raise FileNotFoundError(f"{name} has no record in {records.log_path} for these settings and data: execute "
+                                f"{made_by} first (make run), which trains it")
+    return records.read_all({name: settings})[name]

@@ -130,6 +130,12 @@ class StudyConfig:
             raise ValueError(f"example runs {missing} are not in the grid")
 
     @property
+    def original_test_accuracy(self):
+        """:data:`ORIGINAL_TEST_ACCURACY`, to place among the other seeds' test accuracies; None in quick mode, whose
+        tiny networks it does not describe."""
+        return None if self.quick else ORIGINAL_TEST_ACCURACY
+
+    @property
     def log_dir(self):
         return self.output_dir / "log"
 

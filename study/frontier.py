@@ -35,7 +35,6 @@ import joblib
 import pandas as pd
 
 import mnist_reader
-from modules import MLP
 from study import beyond, config, finals, records, runs, stats
 from study.ensemble import Ensemble, scores
 
@@ -127,7 +126,7 @@ def run_state(store, checkpoints, name, row, key, max_epoch):
     checkpoint = checkpoints / f"{name}.npz"
     done, seconds = 0, float("nan")
     if checkpoint.exists():
-        resumed = MLP.from_checkpoint(checkpoint, print_log=False)
+        resumed = runs.resume(checkpoint)
         done, seconds = resumed.epoch, resumed.train_time_s / max(resumed.epoch, 1)
     return {"run": name, "state": "in progress" if done else "to do", "epochs": done, "of": max_epoch,
             "s_per_epoch": seconds}
@@ -258,15 +257,29 @@ def fail(message):
     raise SystemExit(2)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def job_arguments(argv, description, section):
+    """The command line of a recorded job (this module's, ``study.teacher``'s): ``--jobs``, ``--scheduler``,
+    ``--fresh``, ``--quick`` (``section`` in miniature) and ``--status``."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=2, help="runs trained at once, one BLAS thread each")
     parser.add_argument("--scheduler", help="address of a Dask scheduler (tcp://HOST:8786) to train the runs on")
     parser.add_argument("--fresh", action="store_true",
                         help="train every run again (the old log, weights and histories are kept as .bak)")
-    parser.add_argument("--quick", action="store_true", help="section 9 in miniature, into a temporary folder")
+    parser.add_argument("--quick", action="store_true", help=f"{section} in miniature, into a temporary folder")
     parser.add_argument("--status", action="store_true", help="print the runs done and to do, and the time left")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def on_cluster(stack, address):
+    """With ``address``, train the job's runs on the Dask cluster whose scheduler it names, for as long as
+    ``stack`` (a ``contextlib.ExitStack``) is open; an unreachable cluster is said at once (:func:`dask_client`)."""
+    if address:
+        stack.enter_context(dask_client(address))
+        stack.enter_context(joblib.parallel_config(backend="dask"))
+
+
+def main(argv=None):
+    args = job_arguments(argv, __doc__, "section 9")
     cfg = config.study_config(quick=args.quick)
     if args.status:
         X_train, y_train, X_val, y_val, _, _ = config.subsample(
@@ -279,9 +292,7 @@ def main(argv=None):
         print(sentence)
         return
     with contextlib.ExitStack() as stack:
-        if args.scheduler:  # before the data loads: an unreachable cluster is said at once
-            stack.enter_context(dask_client(args.scheduler))
-            stack.enter_context(joblib.parallel_config(backend="dask"))
+        on_cluster(stack, args.scheduler)  # before the data loads
         X_train, y_train, X_val, y_val, _, _ = config.subsample(
             mnist_reader.load_fashion_mnist(seed=cfg.split_seed, val_fraction=cfg.val_fraction), cfg)
         data = (X_train, y_train, X_val, y_val)

@@ -1,4 +1,4 @@
-"""``make notebook``: Jupyter Lab on ``Fashion_mnist_model.ipynb``, whose kernel is the Python that runs this.
+"""``make notebook``: Jupyter Lab on the study's two notebooks, whose kernel is the Python that runs this.
 
     python -m study.lab [JUPYTER LAB OPTIONS...]
 
@@ -11,7 +11,9 @@ But ``JUPYTER_PATH`` comes before it, and with ``JUPYTER_PREFER_ENV_PATH=0`` so 
 would win and start a kernel without the project's packages. So this launcher puts this Python's ``share/jupyter``
 first on ``JUPYTER_PATH`` (writing the ``python3`` spec there, as ``ipykernel install --sys-prefix`` does, in the
 rare environment that lacks it), checks that ``python3`` now resolves to this Python, and starts Jupyter Lab in the
-same process, rooted at the repository, opening the notebook. The other kernels Jupyter knows stay available.
+same process, rooted at the repository, opening the first notebook, ``Fashion_mnist_model.ipynb``; the second,
+``How_far_can_an_MLP_go.ipynb``, lies beside it in the file browser, and the first one's last cell links to it
+(Jupyter Lab opens one file from its command line). The other kernels Jupyter knows stay available.
 It passes ``--allow-root`` when run as root (a container, CI), and every other option to Jupyter Lab as given
 (``--no-browser``, ``--port=8890``, ``--ip=0.0.0.0``...). A port asked for (``make notebook PORT=8890``) is that
 port or none: when it is taken the launcher stops with a sentence, and Jupyter is told not to move to another
@@ -26,7 +28,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-NOTEBOOK = REPO / "Fashion_mnist_model.ipynb"
+NOTEBOOKS = (REPO / "Fashion_mnist_model.ipynb", REPO / "How_far_can_an_MLP_go.ipynb")  # both in the root folder
+NOTEBOOK = NOTEBOOKS[0]  # the one Jupyter Lab opens
 KERNEL_NAME = "python3"  # the notebook's metadata kernelspec, which papermill, study.runall and the tests ask for too
 
 
@@ -120,7 +123,8 @@ def main(argv=None):
     if not same_python(runs_on, sys.executable):
         raise SystemExit(f"study.lab: the kernelspec {KERNEL_NAME!r} resolves to {runs_on}, not to {sys.executable}, "
                          f"even with {data_dir()} first on JUPYTER_PATH; see `jupyter kernelspec list`")
-    print(f"study.lab: Jupyter Lab on {NOTEBOOK.name}, kernel {KERNEL_NAME!r} on {sys.executable}", flush=True)
+    print(f"study.lab: Jupyter Lab on {' and '.join(n.name for n in NOTEBOOKS)} (the first opened), kernel "
+          f"{KERNEL_NAME!r} on {sys.executable}", flush=True)
     from jupyterlab.labapp import LabApp
 
     LabApp.launch_instance(argv=lab_arguments(options))

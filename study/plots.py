@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from fileio import atomic_write
-from study.metrics import class_mean_activations, confusion_matrix
+from study.metrics import confusion_matrix
 
 WEIGHT_CMAP = "RdBu_r"  # diverging: red = positive, blue = negative, white = 0
 
@@ -45,17 +45,27 @@ def _no_ticks(ax):
     ax.set_yticks([])
 
 
-def _plot_curves(ax_loss, ax_acc, history):
-    ax_loss.plot(history["iteration"], history["train_loss"], label="train")
-    ax_loss.plot(history["iteration"], history["val_loss"], label="validation")
-    ax_acc.plot(history["iteration"], history["train_acc"], label="train")
-    ax_acc.plot(history["iteration"], history["val_acc"], label="validation")
+def _plot_curves(ax_loss, ax_acc, history, epochs=False):
+    """Train and validation loss and accuracy of ``history`` against the iteration or, with ``epochs``, against the
+    epoch (fractional: runs of different batch sizes take different numbers of iterations per epoch)."""
+    x = epochs_of(history) if epochs else history["iteration"]
+    ax_loss.plot(x, history["train_loss"], label="train")
+    ax_loss.plot(x, history["val_loss"], label="validation")
+    ax_acc.plot(x, history["train_acc"], label="train")
+    ax_acc.plot(x, history["val_acc"], label="validation")
     ax_loss.set_ylabel("cross-entropy loss")
     ax_acc.set_ylabel("accuracy")
     for ax in (ax_loss, ax_acc):
-        ax.set_xlabel("iteration")
+        ax.set_xlabel("epoch" if epochs else "iteration")
         ax.grid(alpha=0.3)
         ax.legend()
+
+
+def epochs_of(history):
+    """Each check's iteration as a fractional epoch: the iterations divided by the iterations of one epoch, which
+    the last check (at the end of the last epoch) gives."""
+    last = history.iloc[-1]
+    return history["iteration"] * last["epoch"] / last["iteration"]
 
 
 def plot_history(history, title=None):
@@ -69,37 +79,59 @@ def plot_history(history, title=None):
     return fig
 
 
-def plot_histories_side_by_side(histories):
-    """Compare runs: one column per ``{name: history}`` entry, rows loss and accuracy.
+def plot_histories_side_by_side(histories, title=None, epochs=False):
+    """Compare runs: one column per ``{name: history}`` entry, rows loss and accuracy, against the iteration or, with
+    ``epochs``, against the epoch (for runs whose batches differ in size).
 
-    Axes are shared along each row so the curves can be compared by eye.
+    Axes are shared along each row so the curves can be compared by eye, and with ``epochs`` across all panels.
     """
     n = len(histories)
     fig, axes = plt.subplots(
-        2, n, figsize=(4 * n, 6), sharex="col", sharey="row", squeeze=False, layout="constrained"
+        2, n, figsize=(4 * n, 6), sharex=True if epochs else "col", sharey="row", squeeze=False, layout="constrained"
     )
     for col, (name, history) in enumerate(histories.items()):
-        _plot_curves(axes[0, col], axes[1, col], history)
+        _plot_curves(axes[0, col], axes[1, col], history, epochs=epochs)
         axes[0, col].set_title(name)
     for ax in axes.flat:
         ax.label_outer()  # shared axes: keep labels on the outer panels only
+    if title:
+        fig.suptitle(title)
     return fig
 
 
-def plot_validation_curves(histories, zoom=(0.89, None)):
-    """Many runs' validation accuracy and loss against the epoch, one line each (``{name: history}``), the
-    accuracy's axis limited to ``zoom`` so that the runs' differences show."""
+def plot_validation_curves(histories, title=None, skip_epochs=10):
+    """Many runs' validation accuracy and loss against the epoch, one line each (``{name: history}``), from epoch
+    ``skip_epochs`` on (a shorter run: its last epoch), where the runs' differences show. Each axis spans what the
+    curves cover there, except that a loss curve far above the others (a run that overfits) is cut at the top: the
+    loss axis ends a little above the second-highest curve's peak, and the title says which curve leaves it."""
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
-    for name, history in histories.items():
+    styles = ["-", "--", ":", "-."]
+    peaks, floors, tops = {}, [], []
+    for i, (name, history) in enumerate(histories.items()):
         checks = history.dropna(subset=["val_acc"])
-        ax_acc.plot(checks["epoch"], checks["val_acc"], label=name, linewidth=1)
-        ax_loss.plot(checks["epoch"], checks["val_loss"], label=name, linewidth=1)
-    ax_acc.set_ylim(*zoom)
+        checks = checks[checks["epoch"] >= min(skip_epochs, checks["epoch"].max())]  # a short run keeps its last
+        style = dict(label=name, linewidth=1.2, linestyle=styles[i // 10 % len(styles)])
+        ax_acc.plot(checks["epoch"], checks["val_acc"], **style)
+        ax_loss.plot(checks["epoch"], checks["val_loss"], **style)
+        peaks[name] = checks["val_loss"].max()
+        floors.append(checks["val_acc"].min())
+        tops.append(checks["val_acc"].max())
+    ax_acc.set_ylim(min(floors) - 0.002, max(tops) + 0.002)
+    ranked = sorted(peaks, key=peaks.get)
+    cut = []
+    if len(ranked) > 2:
+        low = ax_loss.get_ylim()[0]
+        ceiling = peaks[ranked[-2]] + 0.1 * (peaks[ranked[-2]] - low)
+        cut = [name for name in ranked if peaks[name] > ceiling]
+        ax_loss.set_ylim(low, ceiling)
     for ax, what in ((ax_acc, "validation accuracy"), (ax_loss, "validation loss")):
         ax.set_xlabel("epoch")
         ax.set_ylabel(what)
+        ax.set_title(what + (f" ({', '.join(cut)} rises above the axis)" if cut and ax is ax_loss else ""))
         ax.grid(alpha=0.3)
-    ax_acc.legend(fontsize=8)
+    ax_acc.legend(fontsize=8, loc="lower right")
+    if title:
+        fig.suptitle(title)
     return fig
 
 
@@ -152,6 +184,7 @@ def plot_class_samples(images, labels, class_names):
             ax.imshow(images[idx[0]], cmap="gray")
         ax.set_title(name, fontsize=10)
         _no_ticks(ax)
+    fig.suptitle("The first training image of each class")
     return fig
 
 
@@ -185,33 +218,14 @@ def plot_confusion_matrices(y_true, predictions, class_names):
     return fig
 
 
-def plot_predictions(images, y_true, y_pred, class_names, n=12, seed=0):
-    """``n`` random images titled "predicted / true"; wrong predictions in red."""
-    images = _as_images(images)
-    rng = np.random.default_rng(seed)
-    idx = rng.choice(len(images), size=min(n, len(images)), replace=False)
-    fig, axes = _grid(len(idx), ncols=6, size=1.9, layout="constrained")
-    for ax, i in zip(axes, idx, strict=True):
-        ax.imshow(images[i], cmap="gray")
-        wrong = y_pred[i] != y_true[i]
-        ax.set_title(
-            f"{class_names[y_pred[i]]} / {class_names[y_true[i]]}",
-            color="red" if wrong else "black",
-            fontsize=9,
-        )
-        _no_ticks(ax)
-    fig.suptitle("predicted / true (wrong in red)")
-    return fig
-
-
 def plot_confident_mistakes(images, y_true, probabilities, class_names, n=12):
-    """The ``n`` wrong predictions the model was surest of (highest loss, ``-log p(true class)``), worst first, each
-    titled "predicted (its probability) / true"."""
+    """The ``n`` wrong predictions the model was surest of (the highest probability of the predicted class), most
+    confident first, each titled "predicted (its probability) / true"."""
     images, y_true = _as_images(images), np.asarray(y_true)
     predicted = probabilities.argmax(axis=1)
-    loss = -np.log(np.maximum(probabilities[np.arange(len(y_true)), y_true], np.finfo(probabilities.dtype).tiny))
+    confidence = probabilities[np.arange(len(y_true)), predicted]
     wrong = np.flatnonzero(predicted != y_true)
-    idx = wrong[np.argsort(-loss[wrong], kind="stable")[:n]]
+    idx = wrong[np.argsort(-confidence[wrong], kind="stable")[:n]]
     if not len(idx):
         fig, ax = plt.subplots(figsize=(4, 1))
         ax.text(0.5, 0.5, "no wrong predictions", ha="center", va="center")
@@ -220,7 +234,7 @@ def plot_confident_mistakes(images, y_true, probabilities, class_names, n=12):
     fig, axes = _grid(len(idx), ncols=6, size=1.9, layout="constrained")
     for ax, i in zip(axes, idx, strict=True):
         ax.imshow(images[i], cmap="gray")
-        ax.set_title(f"{class_names[predicted[i]]} ({probabilities[i, predicted[i]]:.2f})\n/ {class_names[y_true[i]]}",
+        ax.set_title(f"{class_names[predicted[i]]} ({confidence[i]:.4f})\n/ {class_names[y_true[i]]}",
                      color="red", fontsize=8)
         _no_ticks(ax)
     fig.suptitle("the most confident mistakes: predicted (probability) / true")
@@ -250,16 +264,6 @@ def plot_first_layer_weights(W1, n_units=64, title="First-layer weights"):
     return _weight_images(W1[:, :n_units], title)
 
 
-def plot_second_layer_units(W1, W2, n_units=16):
-    """Second-layer unit ``j`` as the pixel pattern ``W1 @ W2[:, j]``.
-
-    A linear view that ignores the activation between the layers: it shows which
-    first-layer features the unit adds up, not its exact response.
-    """
-    W1, W2 = np.asarray(W1), np.asarray(W2)
-    return _weight_images(W1 @ W2[:, :n_units], "Second-layer units (W1 @ W2)")
-
-
 def _class_rows_heatmap(fig, ax, values, row_classes, class_names, xlabel):
     """Heatmap of ``values`` whose rows are labelled by class in contiguous blocks."""
     im = ax.imshow(values, aspect="auto", cmap="viridis", interpolation="nearest")
@@ -279,15 +283,6 @@ def plot_activation_heatmap(activations, labels, class_names, n_per_class=10):
     rows = np.concatenate([np.flatnonzero(labels == c)[:n_per_class] for c in range(len(class_names))])
     fig, ax = plt.subplots(figsize=(9, 6), layout="constrained")
     _class_rows_heatmap(fig, ax, activations[rows], labels[rows], class_names, "hidden unit")
+    ax.set_ylabel(f"{n_per_class} images of each class")
     ax.set_title(f"Hidden activations, {n_per_class} images per class")
-    return fig
-
-
-def plot_mean_activation_per_class(activations, labels, class_names):
-    """Mean hidden activation of each unit for each class (classes x units)."""
-    n = len(class_names)
-    means = class_mean_activations(activations, labels, n)
-    fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
-    _class_rows_heatmap(fig, ax, means, np.arange(n), class_names, "hidden unit")
-    ax.set_title("Mean hidden activation per class")
     return fig

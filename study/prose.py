@@ -13,16 +13,37 @@ precision (with its significant digits, for ``1.4e-7``), either as it is or, for
 times 100 (a share written as a percentage, a difference of accuracies as points). Whole numbers
 below 100 without a percent sign (section numbers, counts of a few things) are not looked up: too many outputs hold
 them for a match to mean anything. :data:`CONSTANTS` lists the few numbers that come from elsewhere.
+
+Numbers move for two reasons, told apart by the BLAS kernels. The quoted numbers were recorded on the kernels that
+the committed logs' recipes name (``log/*.recipe.json`` as git's HEAD holds them, else as they are: a fresh run
+rewrites them with its own), and this run computed on the kernels threadpoolctl reports here (the command runs in
+``make run``'s environment, as the notebook's kernel did):
+
+- on the same kernels every number must repeat: a moved one means the code changed, and the command fails as above;
+- on other kernels (OpenBLAS picks SkylakeX's on many AVX-512 processors, Haswell's on others) the float32 sums round
+  differently in their last bits and training carries that into visible digits. The command then writes what moved
+  into the notebook and exits 0: a banner at its top (the kernels that recorded the quoted numbers, this run's, how
+  many quoted numbers moved) and an appendix at its end listing every moved number with its sentence. Both are
+  Markdown cells tagged :data:`REPORT_TAG`, replaced by the next check and removed once nothing moved on the
+  recorded kernels.
+
+A conclusion that such a run can flip (the grid's best setting, an order, a choice, a test's verdict) is not typed:
+the code cell prints it from the run's values, and the observation refers to what it printed ("the setting printed
+above"), or states the spread within which it holds, whose numbers are checked as any other.
 """
 
 import argparse
 import json
 import math
 import re
+import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
+
+from fileio import atomic_write
+from study.reproduce import describe, kernels
 
 # Numbers the observations quote that no cell measures, each with where it comes from.
 CONSTANTS = {
@@ -36,6 +57,7 @@ NUMBER = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+|x\d+)?(?:
 
 
 CHECKED = ("**Observation", "**Summary")  # how the cells whose numbers are looked up begin
+REPORT_TAG = "moved-numbers"  # the tag of the cells that say what moved on other kernels
 
 
 def observation_cells(nb):
@@ -107,18 +129,101 @@ def unchecked_numbers(nb, results):
     return missing
 
 
-def main(argv=None):
+def recorded_kernels(log_dir):
+    """``{log: blas}`` of the recipes in ``log_dir`` as committed (git's HEAD), or as they are where git has none."""
+    recorded = {}
+    for path in sorted(Path(log_dir).glob("*.recipe.json")):
+        committed = subprocess.run(["git", "-C", str(path.parent), "show", f"HEAD:./{path.name}"],
+                                   capture_output=True, text=True, check=False)
+        text = committed.stdout if committed.returncode == 0 else path.read_text()
+        recorded[path.name] = sorted(json.loads(text).get("blas", []), key=lambda k: json.dumps(k, sort_keys=True))
+    return recorded
+
+
+def section_of(nb, index):
+    """The heading of the section that holds cell ``index`` (the last Markdown heading above it), or ""."""
+    for cell in reversed(nb.cells[:index + 1]):
+        heading = next((line.lstrip("#").strip() for line in cell.source.splitlines() if line.startswith("#")), None)
+        if cell.cell_type == "markdown" and heading:
+            return heading
+    return ""
+
+
+def report_cells(nb, missing, total, recorded, here):
+    """The banner and the appendix (Markdown cells tagged :data:`REPORT_TAG`) that say what moved on this run's
+    kernels ``here`` against ``recorded``'s (``{log: blas}``): ``missing``, as :func:`unchecked_numbers` gives it,
+    of ``total`` quoted numbers."""
+    was = "; ".join(sorted({describe(blas) for blas in recorded.values()}))
+    banner = (f"> **This run's kernels are not those that recorded the numbers the text quotes.** The text quotes "
+              f"numbers recorded on {was}; this run computed on {describe(here)}. Other kernels round float32 sums "
+              f"differently in their last bits, and training carries that into visible digits: "
+              f"{len(missing)} of the {total} numbers the text quotes moved. The outputs show this run's numbers; ")
+    banner += ("the text is the recorded run's, and the appendix at the end lists every number that moved with its "
+               "sentence. The README says what reproduces where.")
+    rows = "\n".join(f"| {section_of(nb, index)} | {token} | {line.replace('|', '&#124;')} |"
+                      for index, token, line in missing)
+    appendix = (f"## Appendix: the numbers that moved on this run's kernels\n\nRecorded on {was}; this run on "
+                f"{describe(here)}. Each number below is quoted in the text and is in no output of this run: the "
+                "outputs above its sentence show what this run measured.\n\n| Section | Quoted | Sentence |\n"
+                "|---|---|---|\n" + rows)
+    cells = [nbformat.v4.new_markdown_cell(banner), nbformat.v4.new_markdown_cell(appendix)]
+    for cell in cells:
+        cell.metadata["tags"] = [REPORT_TAG]
+    return cells
+
+
+def without_report(nb):
+    """``nb`` without the cells of :func:`report_cells` that an earlier check wrote."""
+    nb.cells = [cell for cell in nb.cells if REPORT_TAG not in cell.get("metadata", {}).get("tags", [])]
+    return nb
+
+
+def with_report(nb, cells):
+    """``nb`` with the banner of ``cells`` at its top (after its title) and the appendix at its end."""
+    top = 1 if nb.cells and nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ") else 0
+    nb.cells[top:top] = cells[:1]
+    nb.cells += cells[1:]
+    return nb
+
+
+def quoted_count(nb):
+    """How many numbers the observations quote that are looked up (:func:`checked`)."""
+    return sum(checked(match.group()) for _, source in observation_cells(nb) for match in NUMBER.finditer(source))
+
+
+def main(argv=None, here=None):
+    """The command; ``here``, the kernels of this run, is threadpoolctl's (``study.reproduce.kernels``) unless given."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     root = Path(__file__).resolve().parent.parent
     parser.add_argument("notebook", nargs="?", type=Path, default=root / "Fashion_mnist_model.ipynb")
     parser.add_argument("--results", type=Path, default=root / "log" / "results.json")
+    parser.add_argument("--log-dir", type=Path, default=root / "log",
+                        help="the logs whose recipes name the kernels that recorded the quoted numbers")
     args = parser.parse_args(argv)
-    missing = unchecked_numbers(nbformat.read(args.notebook, as_version=4), json.loads(args.results.read_text()))
+    nb = nbformat.read(args.notebook, as_version=4)
+    reported = len(nb.cells)
+    nb = without_report(nb)
+    reported -= len(nb.cells)  # the cells of an earlier report, gone unless this check writes them again
+    missing = unchecked_numbers(nb, json.loads(args.results.read_text()))
+    here = kernels() if here is None else here
+    recorded = recorded_kernels(args.log_dir)
+    same = all(blas == here for blas in recorded.values())  # no recipe: nothing says the kernels differ
     for index, token, line in missing:
         print(f"cell {index}: {token} is in no output and not in {args.results.name}: {line}")
-    if missing:
-        print(f"{len(missing)} numbers of the observations are not what the run measured: update those sentences")
-    return 1 if missing else 0
+    if same and missing:
+        print(f"{len(missing)} numbers of the observations are not what the run measured, on the kernels that "
+              f"recorded them ({describe(here)}), where every number repeats: the code changed what it computes. "
+              "Update those sentences")
+    elif missing:
+        print(f"This run's kernels ({describe(here)}) are not those that recorded the quoted numbers "
+              f"({'; '.join(sorted({describe(blas) for blas in recorded.values()}))}): {len(missing)} of "
+              f"{quoted_count(nb)} quoted numbers moved; {args.notebook.name} says so at its top and lists them at its "
+              "end")
+        nb = with_report(nb, report_cells(nb, missing, quoted_count(nb), recorded, here))
+    if reported or (missing and not same):
+        text = nbformat.writes(nb)
+        atomic_write(args.notebook, lambda f: f.write((text if text.endswith("\n") else text + "\n").encode()))
+    return 1 if same and missing else 0
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ figures. Parts that ``results.json`` does not hold (one written before they exis
 
 import pandas as pd
 
-from study import budget, followup, grid, stats
+from study import budget, followup, grid, how_far, stats, study_results
 from study.benches import duration, machine_line, table
 
 # (file in figures/, caption); only those that exist are linked.
@@ -17,7 +17,7 @@ FIGURES = [
     ("best_model_history.png", "Training curves of the final model"),
     ("confusion_matrix.png", "Confusion matrix on the test set"),
     ("first_layer_weight_changes.png", "What training changed in the first-layer weights"),
-    ("mean_activation_per_class.png", "Mean first-hidden-layer activation per class"),
+    ("activation_heatmap.png", "First-hidden-layer activations of ten test images of each class"),
     ("beyond_confusion_matrices.png", "Confusion matrices of the seed grid's best model and of section 7's"),
     ("frontier_candidates.png", "Validation curves of section 9's candidates, both rounds"),
 ]
@@ -76,8 +76,9 @@ def beyond_section(beyond, images=10000):
              f"{r['test_loss']:.4f}", r["epochs"], duration(r["train_time_s"])) for r in beyond["table"]]
     header = ["model", "settings", "val accuracy", "test accuracy", *(["95% CI"] if with_ci else []), "test loss",
               "epochs", "train time"]
-    text = (f"**Beyond the original study** (section 7; settings chosen on the validation set, the test set measured "
-            f"afterwards):\n\n{table(header, rows)}")
+    text = (f"**Beyond the original study** (section 7, in `How_far_can_an_MLP_go.ipynb`; learning rates and (c)'s "
+            "epochs chosen on the validation set, the test set measured afterwards; (c)'s recipe itself was chosen "
+            f"on a test number, that of an earlier PyTorch run):\n\n{table(header, rows)}")
     if beyond.get("mcnemar"):
         text += "\n\n" + mcnemar_section(beyond["mcnemar"], beyond["table"][0]["model"], images)
     return (f"{text}\n\n`weights/beyond_model.npz`, loaded into a fresh `MLP`: test accuracy "
@@ -160,7 +161,8 @@ def frontier_section(frontier, images=10000):
 
     parts = [
         f"**How far can an MLP go?** (section 9's first round: {frontier['recipe']}; every choice made on the "
-        "validation set, the test set measured once per final model). The candidates:\n\n"
+        "validation set, the test set measured once per final model: the study's first look at it). The "
+        "candidates:\n\n"
         + table(CANDIDATE_HEADER, candidates),
         f"The ensemble chosen on validation: the first {chosen['members']} members, flip averaging "
         f"{'on' if chosen['flip_average'] else 'off'} (validation accuracy {chosen['val_acc']:.4f}). On the test "
@@ -200,9 +202,11 @@ def finals_section(finals, images=10000, bonferroni=stats.ALPHA / 10):
                for r in finals["class_changes"] if r["p_value"] < bonferroni]
 
     parts = [
-        "**Past the frontier** (section 9's second round: every choice made on the validation set, then the final "
-        f"models trained on all {finals['test'][0]['train_rows']:,} training images, the validation rows included, "
-        "and measured once on the test set). The candidates of both rounds, each on the split's training rows:\n\n"
+        "**Past the frontier** (section 9's second round, started after the first round missed its targets on the "
+        "test set: its test numbers are a **second look at the test set**. Its choices were made on the validation "
+        f"set, then the final models trained on all {finals['test'][0]['train_rows']:,} training images, the "
+        "validation rows included, and measured once on the test set). The candidates of both rounds, each on the "
+        "split's training rows:\n\n"
         + table(CANDIDATE_HEADER, candidate_rows(finals["candidates"])),
         f"Chosen on validation: the recipe of {finals['chosen']} (its best validation check at epoch "
         f"{evidence['best_epoch']} of {evidence['epochs']}, {evidence['best_val_acc']:.4f}, its last "
@@ -228,58 +232,115 @@ def finals_section(finals, images=10000, bonferroni=stats.ALPHA / 10):
     return "\n\n".join(parts)
 
 
+def validation_section(rows):
+    """The choices that the second notebook weighs as wins, each judged by McNemar's test on the validation images
+    (``study.wins``): the lead in images, the p-value and the verdict."""
+    lines = [(r["model"], r["reference"], f"{r['val_accuracy']:.4f}", f"{r['lead_images']:+d}", f"{r['p_value']:.2g}",
+              r["verdict"]) for r in rows]
+    return ("**Wins, judged on the 6,000 validation images** (McNemar's exact test; a lead it cannot see at "
+            f"{stats.ALPHA:g} is a tie): section 7's contenders, section 9's candidates against the recipe they "
+            "change, and each member that joined the ensemble.\n\n"
+            + table(["model", "against", "val accuracy", "lead (images)", "p-value", "verdict"], lines))
+
+
 def glance_rows(results):
     """The study's models at a glance, from ``results`` (``log/results.json``): ``(model, test accuracy, 95% CI,
-    section)`` for the baseline, the seed recipe, section 7's wide network, section 8's seeds (their mean +-
-    standard deviation and range) and section 9's single MLP and ensemble, each that the results hold."""
+    (notebook, section))`` for the first notebook's baseline, seed recipe and other seeds (their mean +- standard
+    deviation and range), and the second's wide network (section 7) and single MLPs and ensembles (section 9), each
+    that the results hold."""
     rows = []
     if "baseline" in results:
         base = results["baseline"]
         rows.append(("softmax regression (baseline)", f"{base['test_accuracy']:.4f}",
                      stats.format_ci(*base["test_ci"]), 2))
     test = results["test"]
-    rows.append(("the seed recipe, tuned by the grid", f"{test['accuracy']:.4f}", stats.format_ci(*test["ci"]), 5))
+    rows.append(("the seed recipe, tuned by the grid", f"{test['accuracy']:.4f}", stats.format_ci(*test["ci"]),
+                 5))
     if "beyond" in results:
         beyond = results["beyond"]
-        rows.append(("wide network with dropout and AdamW", f"{beyond['test_accuracy']:.4f}",
-                     stats.format_ci(*beyond["test_ci"]), 7))
+        rows.append(("wide network with dropout and AdamW (recipe chosen on a test number)",
+                     f"{beyond['test_accuracy']:.4f}", stats.format_ci(*beyond["test_ci"]), 7))
     if "seeds" in results:
         spread = results["seeds"]["summary"]["test"]
         rows.append((f"the seed recipe, {spread['n']} other seeds", f"{spread['mean']:.4f} +- {spread['std']:.4f}",
                      f"{spread['min']:.4f} to {spread['max']:.4f} (range)", 8))
-    if "finals" in results:
+    if "frontier" in results:
+        found = results["frontier"]["summary"]
+        for name, entry in (("3x1024 with batch norm, first round (single MLP)", found["single"]),
+                            ("first round, ensemble of seeds", found["ensemble"])):
+            rows.append((name, f"{entry['test_acc']:.4f}", stats.format_ci(entry["ci_low"], entry["ci_high"]),
+                         9))
+    if "finals" in results:  # started after the first round missed its targets: a second look at the test set
         found = results["finals"]["summary"]
         seeds = found["seeds"]
-        rows.append(("3x1024 with batch norm, distilled (single MLP)", f"{found['single']['test_acc']:.4f}",
+        rows.append(("second round (a second look at the test set): distilled single MLP",
+                     f"{found['single']['test_acc']:.4f}",
                      stats.format_ci(found["single"]["ci_low"], found["single"]["ci_high"]), 9))
-        rows.append((f"its recipe, {seeds['n']} seeds", f"{seeds['mean']:.4f} +- {seeds['std']:.4f}",
+        rows.append((f"second round: its recipe, {seeds['n']} seeds", f"{seeds['mean']:.4f} +- {seeds['std']:.4f}",
                      f"{seeds['min']:.4f} to {seeds['max']:.4f} (range)", 9))
-        rows.append((f"ensemble of {found['ensemble']['members']} recipes", f"{found['ensemble']['test_acc']:.4f}",
+        rows.append((f"second round: ensemble of {found['ensemble']['members']} recipes",
+                     f"{found['ensemble']['test_acc']:.4f}",
                      stats.format_ci(found["ensemble"]["ci_low"], found["ensemble"]["ci_high"]), 9))
-    elif "frontier" in results:
-        found = results["frontier"]["summary"]
-        for name, entry in (("3x1024 with batch norm, single MLP", found["single"]),
-                            ("ensemble of such MLPs", found["ensemble"])):
-            rows.append((name, f"{entry['test_acc']:.4f}", stats.format_ci(entry["ci_low"], entry["ci_high"]), 9))
     return rows
 
 
-def glance_markdown(results):
-    """:func:`glance_rows` as a markdown table whose sections link to the notebook's headings (``#section-N``)."""
-    rows = [(model, accuracy, ci, f"[{section}](#section-{section})") for model, accuracy, ci, section in
+def teacher_section(part):
+    """Section 10 (``study.teacher.results``): how far its job had come, or, once it has finished, the single test
+    read against the pre-registered targets."""
+    targets = part["targets"]
+    text = (f"**Section 10, a convolutional teacher** (pre-registered in `How_far_can_an_MLP_go.ipynb` before any of "
+            f"its runs: a single pure MLP at {targets['single']:g} or more on the test set, an ensemble at "
+            f"{targets['ensemble']:g} or more; the test set read once, the study's third look): ")
+    if not part["finished"]:
+        return text + (f"its job (`make teacher`) had {part['done']} of {part['runs']} runs recorded when the second "
+                       "notebook last ran; no choice is final and the test set is unread until it has finished.")
+    single, seeds, ensemble, teacher = (part["summary"][key] for key in ("single", "seeds", "ensemble", "teacher"))
+    return text + (f"the first student {_against_target(single)}; the {seeds['n']} students {seeds['mean']:.4f} +- "
+                   f"{seeds['std']:.4f}; their ensemble {_against_target(ensemble)}; the CNN teacher "
+                   f"{_with_ci(teacher['test_acc'], (teacher['ci_low'], teacher['ci_high']))}.")
+
+
+FIRST, SECOND = study_results.NOTEBOOK, how_far.NOTEBOOK
+NOTEBOOKS = {FIRST: study_results.SECTIONS, SECOND: how_far.SECTIONS}
+
+
+def section_link(section, here=None):
+    """A link to section ``section`` of the study: ``[N](#section-N)`` in the notebook ``here``, or ``[N
+    (NOTEBOOK)](NOTEBOOK#section-N)`` in the other one (:data:`NOTEBOOKS`: the study numbers its sections once, across
+    both); ``here=None`` (the README) always names the notebook."""
+    notebook = next(name for name, numbers in NOTEBOOKS.items() if section in numbers)
+    if notebook == here:
+        return f"[{section}](#section-{section})"
+    return f"[{section} ({notebook})]({notebook}#section-{section})"
+
+
+def glance_markdown(results, here=None):
+    """:func:`glance_rows` as a markdown table whose sections link to their notebook's headings
+    (:func:`section_link`, from the notebook ``here``)."""
+    rows = [(model, accuracy, ci, section_link(section, here)) for model, accuracy, ci, section in
             glance_rows(results)]
     return table(["model", "test accuracy", "95% CI", "section"], rows)
 
 
 def run_all_section(run_all):
-    """What Run All on a fresh clone measured (``log/run_all.json``, written by ``make run-all``)."""
-    verdict = ("trained nothing, changed no tracked file and printed the committed numbers"
-               if not (run_all["runs_trained"] or run_all["changed_files"] or run_all["differing_cells"]) else
+    """What Run All on a fresh clone measured (``log/run_all.json``, written by ``make run-all``): of each notebook
+    when the record holds them (``study.runall.record``), or of the one notebook of an older record."""
+    problems = run_all["runs_trained"] or run_all["changed_files"] or run_all["differing_cells"]
+    verdict = ("trained nothing, changed no tracked file and printed the committed numbers" if not problems else
                f"trained {run_all['runs_trained']} runs, changed {run_all['changed_files']} files and printed other "
                f"numbers in {run_all['differing_cells']} cells")
-    return (f"**Run All** of the committed notebook in Jupyter's way (its own parameters, `FRESH = False`) on a fresh "
-            f"clone took **{duration(run_all['wall_time_s'])}** (`make run-all`), most of it loading the data, "
-            f"measuring the saved models and drawing the figures: it {verdict}.")
+    notebooks = run_all.get("notebooks")
+    if not notebooks:
+        return (f"**Run All** of the committed notebook in Jupyter's way (its own parameters, `FRESH = False`) on a "
+                f"fresh clone took **{duration(run_all['wall_time_s'])}** (`make run-all`), most of it loading the "
+                f"data, measuring the saved models and drawing the figures: it {verdict}.")
+    times = " and ".join(f"`{name}` **{duration(each['wall_time_s'])}**" for name, each in notebooks.items())
+    failed = run_all.get("failed_exercises", 0)
+    return (f"**Run All** of each committed notebook in Jupyter's way (its own parameters, `FRESH = False`) on a fresh "
+            f"clone (`make run-all`) took {times}, most of it loading the data, measuring the saved models and "
+            f"drawing the figures: together they {verdict}, and "
+            + (f"{failed} of their \"Try it yourself\" snippets failed." if failed else
+               "every \"Try it yourself\" snippet ran."))
 
 
 def render(results, log, benches=(), figures=(), budget_log=None, run_all=None):
@@ -296,7 +357,12 @@ def render(results, log, benches=(), figures=(), budget_log=None, run_all=None):
         if key in results:
             times.append(f"{name} {duration(results[key]['wall_time_s'])}")
     notebook = results["notebook_wall_time_s"]
-    if "beyond" in results:
+    if "how_far" in results:  # each notebook its own wall time (study.how_far)
+        if "beyond" in results:
+            times.append(f"section 7 {duration(results['beyond']['wall_time_s'])}")
+        times.append(f"the first notebook {duration(notebook)}, the second "
+                     f"{duration(results['how_far']['notebook_wall_time_s'])}")
+    elif "beyond" in results:
         section7 = results["beyond"]["wall_time_s"]
         times.append(f"section 7 {duration(section7)}")
         times.append(f"whole notebook {duration(notebook)} ({duration(notebook - section7)} without section 7)")
@@ -338,6 +404,10 @@ def render(results, log, benches=(), figures=(), budget_log=None, run_all=None):
         parts.append(frontier_section(results["frontier"], test.get("images", 10000)))
     if "finals" in results:
         parts.append(finals_section(results["finals"], test.get("images", 10000)))
+    if results.get("validation"):
+        parts.append(validation_section(results["validation"]))
+    if "teacher" in results:
+        parts.append(teacher_section(results["teacher"]))
     parts += list(benches)
     if figures:
         parts.append("\n\n".join(f"![{caption}](figures/{name})" for name, caption in figures))

@@ -1,11 +1,12 @@
-"""The study's results: ``log/results.json``, which the notebook's last cell writes, and the README's results
-section, which this module copies from it (as ``study.readme`` renders it), between ``<!-- results:start -->`` and
-``<!-- results:end -->``.
+"""The study's results: ``log/results.json``, to which each notebook's last cell writes its part, and the README's
+results section, which this module copies from it (as ``study.readme`` renders it), between ``<!-- results:start
+-->`` and ``<!-- results:end -->``.
 
     python -m study.report [--root DIR]
 
-:func:`notebook_results` gathers what the notebook measured into one dict and :func:`write_results` writes it with a
-description of the machine (:func:`machine_info`, which the benchmarks record too).
+:func:`save_results` writes one notebook's part (``study_results.measured``, ``how_far.results``) into that file,
+keeping the other's, and :func:`write_results` writes it with a description of the machine (:func:`machine_info`,
+which the benchmarks record too); :func:`glance` shows its models at a glance at the top of each notebook.
 
 Run as a script, the module reads ``log/results.json``, ``log/grid_search.csv`` and, if present, the benchmarks'
 ``results.json``, ``beyond_results.json`` and ``grid_results.json`` in ``bench/``, all under ``--root`` (default:
@@ -32,11 +33,10 @@ import pandas as pd
 from threadpoolctl import threadpool_info
 
 from fileio import atomic_write
-from study import budget, config, grid, runs, stats
+from study import budget, grid
 from study.benches import bench_paragraphs
-from study.readme import FIGURES, render
+from study.readme import FIGURES, glance_markdown, render
 from study.results_shape import is_number, shape_problem
-from study.shift import shift_summary
 
 
 def _cpu_model():
@@ -122,112 +122,52 @@ def measured_numbers(results):
     return results
 
 
-def save_results(path, results):
-    """Write ``results`` to ``path`` (:func:`write_results`) when this execution trained runs (``runs_trained``,
-    which :func:`notebook_results` records) or there is no record yet; return what the file then holds.
+# Parts of the results that no notebook measures any more (successive halving, the learning-rate follow-up, the
+# validation/test shift and the drop taken apart, once the first notebook's): :func:`save_results` takes them out.
+RETIRED_KEYS = ("halving", "lr_followup", "shift", "drop")
 
-    An execution that trained nothing read every number from the logs and records: the file already there, written
-    by the execution that trained them, keeps its wall times and stays byte for byte as it was. ValueError if its
-    numbers are not the ones just computed: the logs or weights changed after it was written, and a run that trains
-    (``make run``) should measure them afresh.
+
+def save_results(path, results, runs_trained=None):
+    """Write ``results``, one notebook's part of the results, into ``path``: its keys replace those recorded, the
+    other notebook's keys stay as they are (:func:`write_results`), and :data:`RETIRED_KEYS` are left out.
+    ``runs_trained`` is how many runs the execution trained (default: ``results["runs_trained"]``, which
+    ``study_results.measured`` records). Return what the file then holds.
+
+    An execution that trained nothing read every number from the logs and records: when the file already holds
+    each of its keys with the same numbers and none retired, it stays byte for byte as it was, with the wall
+    times of the execution that trained them. ValueError if a key it holds has other numbers than those just
+    computed: the logs or weights changed after it was written, and a run that trains (``make run``) should measure
+    them afresh.
     """
     path = Path(path)
-    if results["runs_trained"] or not path.exists():
-        return write_results(path, results)
-    try:
-        recorded = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not a readable results file ({error}): restore it (git checkout -- {path.name}) "
-                         "or run `make run` to measure the study afresh") from None
-    if measured_numbers(recorded) != measured_numbers(_json_ready(results)):
-        differs = sorted(key for key in (set(recorded) | set(results)) - EXECUTION_KEYS
-                         if measured_numbers(recorded.get(key)) != measured_numbers(_json_ready(results.get(key))))
-        raise ValueError(f"{path} records other numbers than the logs and weights give now (in {differs}): they "
-                         "changed since it was written; run `make run` to train and measure the study afresh")
-    return recorded
+    trained = results["runs_trained"] if runs_trained is None else runs_trained
+    recorded = {}
+    if path.exists():
+        try:
+            recorded = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            if not trained:
+                raise ValueError(f"{path} is not a readable results file ({error}): restore it (git checkout -- "
+                                 f"{path.name}) or run `make run` to measure the study afresh") from None
+    ready = _json_ready(results)
+    if not trained and recorded:
+        differs = sorted(key for key in set(ready) - EXECUTION_KEYS
+                         if key in recorded and measured_numbers(recorded[key]) != measured_numbers(ready[key]))
+        if differs:
+            raise ValueError(f"{path} records other numbers than the logs and weights give now (in {differs}): they "
+                             "changed since it was written; run `make run` to train and measure the study afresh")
+        if set(ready) <= set(recorded) and not set(RETIRED_KEYS) & set(recorded):
+            return recorded
+    kept = {key: value for key, value in recorded.items() if key not in ("machine", "written_at", *RETIRED_KEYS)}
+    return write_results(path, {**kept, **results})
 
 
-def notebook_results(cfg, grid_log, trained_now, n_jobs, final, test, halving_found, beyond_table, beyond_test,
-                     wall_s, mcnemar=None, lr_followup=None, seeds=None, sections=None, frontier=None, shift=None,
-                     drop=None, candidates=None, ablation=None, budget_rule=None, baseline=None, finals=None):
-    """What the notebook measured, as the dict :func:`write_results` writes to ``log/results.json``.
-
-    ``cfg`` is the run's ``StudyConfig``; ``grid_log`` the grid's log, of which ``trained_now`` runs were trained in
-    this execution on ``n_jobs`` processes; ``final`` the model retrained on the grid's best settings; ``test`` its
-    ``(accuracy, loss, images)`` on the test set (its exact 95% interval is added here, ``stats.accuracy_ci``);
-    ``halving_found`` what ``halving.halving_result`` found; ``beyond_table`` section 7's comparison table and
-    ``beyond_test`` the ``(accuracy, loss)`` of its saved model; ``wall_s`` the wall times in seconds of ``"grid"``,
-    ``"halving"``, ``"final_training"``, ``"beyond"`` (section 7), the whole ``"notebook"`` and, when they ran,
-    ``"lr_followup"`` and ``"seeds"`` (section 8). Then, when given: ``mcnemar``, section 7's contenders against the
-    seed grid's best (``stats.mcnemar_table``); ``lr_followup``, ``{"table": followup.lr_table(...), "verdict":
-    followup.verdict(...)}``; ``seeds``, ``{"table": seeds.seed_table(...), "summary": seeds.summary(...)}``;
-    ``sections``, the wall time of each section of the notebook (``timing.Sections.times``); ``frontier``, section
-    9's first round (``study.frontier.results``); ``finals``, its candidates of both rounds and final models
-    (``study.finals.results``); ``shift``, the model-free validation/test shift (``study.shift.shift_table``:
-    recorded with its ``shift_summary``); ``drop``, the final model's drop taken apart (``shift.decompose_drop``);
-    ``candidates``, section 7's candidates on validation (``beyond.candidate_table``: momentum, Adam and the
-    ablation's); ``ablation``, ``{"table": [beyond.comparison_row of (c1), (c2)], "mcnemar":
-    beyond.mcnemar_against(...)}``; ``budget_rule``, the wide network's epochs (``budget.budget_rule``);
-    ``baseline``, section 2's softmax regression, ``{"settings", "val_accuracy", "test_accuracy", "test_ci",
-    "mcnemar"}``. ``runs_trained`` counts the runs this
-    process trained (``runs.runs_started``): 0 when every part was read from its record.
-    """
-    top5 = grid.top_k(grid_log, k=5)
-    best = config.settings_from_row(top5.iloc[0])
-    picked = halving_found["settings"]
-    images = test[2]
-    results = {
-        "quick": cfg.quick,
-        "runs_trained": runs.runs_started,
-        "test": {"accuracy": test[0], "loss": test[1], "images": images,
-                 "ci": stats.accuracy_ci(round(test[0] * images), images)},
-        "best": {**best, "best_val_acc": top5.loc[0, "best_val_acc"], "best_val_loss": top5.loc[0, "best_val_loss"]},
-        "top5": top5,
-        "grid": {"runs": len(grid_log), "trained_now": trained_now, "n_jobs": n_jobs, "wall_time_s": wall_s["grid"],
-                 "sum_train_time_s": grid_log["train_time_s"].sum()},
-        "final_training": {"wall_time_s": wall_s["final_training"], "best_val_acc": final.best_val_acc,
-                           "best_iteration": final.best_iteration},
-        # The pick's validation accuracy over all the epochs: its grid run's.
-        "halving": {"settings": picked, "best_val_acc": runs.find_row(grid_log, picked)["best_val_acc"],
-                    "epochs": halving_found["epochs_spent"], "grid_epochs": len(grid_log) * cfg.max_epoch,
-                    "rungs": halving_found["rungs"], "wall_time_s": wall_s["halving"]},
-        "beyond": {"table": beyond_table, "test_accuracy": beyond_test[0], "test_loss": beyond_test[1],
-                   "test_ci": stats.accuracy_ci(round(beyond_test[0] * images), images),
-                   "wall_time_s": wall_s["beyond"]},
-        "notebook_wall_time_s": wall_s["notebook"],
-    }
-    if mcnemar is not None:
-        results["beyond"]["mcnemar"] = mcnemar
-    if lr_followup is not None:
-        results["lr_followup"] = dict(lr_followup, wall_time_s=wall_s["lr_followup"])
-    if seeds is not None:
-        results["seeds"] = dict(seeds, original_test_accuracy=config.ORIGINAL_TEST_ACCURACY,
-                                wall_time_s=wall_s["seeds"])
-    if sections is not None:
-        results["sections_wall_time_s"] = dict(sections)
-    if frontier is not None:
-        results["frontier"] = frontier
-    if finals is not None:
-        results["finals"] = finals
-    if shift is not None:
-        results["shift"] = shift_results(shift)
-    if drop is not None:
-        results["drop"] = drop
-    if candidates is not None:
-        results["candidates"] = candidates
-    if ablation is not None:
-        results["ablation"] = {"table": pd.DataFrame(ablation["table"]), "mcnemar": ablation["mcnemar"]}
-    if budget_rule is not None:
-        results["budget_rule"] = budget_rule
-    if baseline is not None:
-        results["baseline"] = baseline
-    return results
-
-
-def shift_results(table):
-    """The model-free shift as ``results.json`` records it: the table of ``study.shift.shift_table`` (seed, the two
-    accuracies, the gap and their counts) and its ``shift_summary`` (the mean gap, ...)."""
-    return {"table": table, "summary": shift_summary(table)}
+def glance(path, here):
+    """The study's models at a glance (``readme.glance_markdown``), as markdown, from the results file at ``path``
+    for the notebook ``here`` (whose sections it links within the page); a line saying so when there is none yet."""
+    if not Path(path).exists():
+        return "_No results yet: each notebook's last cell writes its part of them._"
+    return glance_markdown(read_results(path), here=here)
 
 
 # -- the README's results ----------------------------------------------------------------------------------------

@@ -91,6 +91,16 @@ RESULTS_SHAPE = {
                 "mcnemar": [{**_MCNEMAR, "reference": TEXT}],
                 "class_changes": [{"class": TEXT, "before": NUMBER, "after": NUMBER, "change": NUMBER,
                                    "p_value": NUMBER}]},
+    # The second notebook's own (study.how_far): its wall time, and the wins it claims judged on validation.
+    "how_far?": {"notebook_wall_time_s": NUMBER},
+    "validation?": [{"model": TEXT, "reference": TEXT, "val_accuracy": NUMBER, "lead_images": WHOLE,
+                     "p_value": NUMBER, "verdict": TEXT}],
+    # Section 10 (study.teacher.results): the job's progress, the pre-registered targets and, once it has finished,
+    # the single test read.
+    "teacher?": {"runs": COUNT, "done": WHOLE, "finished": FLAG, "targets": {"single": NUMBER, "ensemble": NUMBER},
+                 "summary?": {"single": _TARGET, "ensemble": _TARGET,
+                              "seeds": {"mean": NUMBER, "std": NUMBER, "min": NUMBER, "max": NUMBER, "n": COUNT},
+                              "teacher": {"test_acc": NUMBER, "ci_low": NUMBER, "ci_high": NUMBER}}},
 }
 
 

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import joblib
 import pandas as pd
-from conv import CNN
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 import fileio
 import solver
+from conv import CNN
 from fileio import atomic_write, fingerprint, read_archive
 from modules import MLP
 

@@ -70,8 +70,12 @@ def test_conv_refuses_an_even_kernel():
 @pytest.mark.parametrize("k", [1, 3, 5])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_window_copy_equals_the_reference_im2col(k, dtype):
+    """Bit for bit, into a reused buffer full of NaN (every value, the padding's zeros too, is written), and from a
+    view that is not contiguous."""
     x = np.random.default_rng(3).standard_normal((3, 7, 5, 4)).astype(dtype)
-    np.testing.assert_array_equal(conv.im2col(x, k), conv.reference_im2col(x, k))
+    stale = np.full((3 * 7 * 5, k * k * 4), np.nan, dtype=dtype)
+    np.testing.assert_array_equal(conv.im2col(x, k, reuse=stale), conv.reference_im2col(x, k))
+    np.testing.assert_array_equal(conv.im2col(x[:, ::-1], k), conv.reference_im2col(x[:, ::-1], k))
 
 
 def test_col2im_is_the_adjoint_of_im2col():

@@ -1,7 +1,7 @@
 """`make notebook`: Jupyter Lab started by the Makefile's own recipe (study/lab.py), headless on a free local port,
-whose kernel for the notebook is the Python of the project (the one running these tests), even with another python3
-kernelspec in the user's Jupyter folder; the notebook's first cells run in it; and the server, once stopped, leaves
-no process, no file and no port behind. And the notebook's first import cell, on a Python that lacks the project's
+whose kernel for both notebooks is the Python of the project (the one running these tests), even with another python3
+kernelspec in the user's Jupyter folder; each notebook's first cells run in it; and the server, once stopped, leaves
+no process, no file and no port behind. And each notebook's first import cell, on a Python that lacks the project's
 packages, stops with a sentence saying so."""
 
 import json
@@ -25,7 +25,8 @@ from idx_files import write_fake_fashion_mnist
 from study import kernel, lab
 
 REPO = Path(__file__).resolve().parent.parent
-NOTEBOOK = REPO / "Fashion_mnist_model.ipynb"
+NOTEBOOKS = lab.NOTEBOOKS
+NOTEBOOK = NOTEBOOKS[0]
 TIMEOUT = 60  # seconds, for the server to answer and for a cell to run; the whole test takes well under that
 JUPYTER_ARTEFACTS = (".ipynb_checkpoints", ".virtual_documents", ".jupyter")
 
@@ -129,6 +130,18 @@ class Server:
         return "".join(stdout), error
 
 
+def run_first_cells(server, ws, notebook):
+    """The notebook's parameters cell, then its first import cell (the check of the kernel, then the imports), in the
+    kernel behind ``ws``: the line they print says which parameters and data it runs with."""
+    code_cells = [cell for cell in nbformat.read(notebook, as_version=4).cells if cell.cell_type == "code"]
+    assert "parameters" in code_cells[0].metadata.get("tags", [])
+    for cell in code_cells[:2]:
+        out, error = server.execute(ws, cell.source)
+        assert error is None, error
+    assert re.match(r"these outputs: full study, FRESH = False \(recorded runs read, the missing trained\), "
+                    r"\d+ processes; data in a folder outside", out)
+
+
 @pytest.fixture
 def jupyter_home(tmp_path):
     """The server's environment: its own Jupyter folders under ``tmp_path`` (the user's are left alone), a decoy
@@ -173,7 +186,8 @@ def test_make_notebook_serves_the_notebook_with_the_projects_own_kernel(jupyter_
     pytest.importorskip("websocket")
     from websocket import create_connection
 
-    assert nbformat.read(NOTEBOOK, as_version=4).metadata.kernelspec.name == lab.KERNEL_NAME
+    for notebook in NOTEBOOKS:
+        assert nbformat.read(notebook, as_version=4).metadata.kernelspec.name == lab.KERNEL_NAME
     port, token = free_port(), uuid.uuid4().hex
     before = untracked(REPO)
     started = time.monotonic()
@@ -186,7 +200,7 @@ def test_make_notebook_serves_the_notebook_with_the_projects_own_kernel(jupyter_
     with log.open("w") as out:
         process = subprocess.Popen(command, cwd=REPO, env=jupyter_home, stdout=out, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
-    server, kernel_pid = Server(port, token), None
+    server, kernel_pid, second_pid = Server(port, token), None, None
     try:
         server.wait_until_up(process)
         # What Jupyter Lab does when it opens the notebook: a session for it, with the notebook's kernelspec.
@@ -209,14 +223,22 @@ def test_make_notebook_serves_the_notebook_with_the_projects_own_kernel(jupyter_
             assert decoy is None  # the user-level python3 kernelspec did not shadow the environment's
             assert Path(cwd).resolve() == REPO.resolve()
 
-            # The notebook's parameters cell, then its first import cell (the check of the kernel, then the imports).
-            code_cells = [cell for cell in nbformat.read(NOTEBOOK, as_version=4).cells if cell.cell_type == "code"]
-            assert "parameters" in code_cells[0].metadata.get("tags", [])
-            for cell in code_cells[:2]:
-                out, error = server.execute(ws, cell.source)
-                assert error is None, error
-            assert re.match(r"these outputs: full study, FRESH = False \(recorded runs read, the missing trained\), "
-                            r"\d+ processes; data in a folder outside", out)
+            run_first_cells(server, ws, NOTEBOOK)
+        finally:
+            ws.close()
+        # The second notebook, from the file browser of the same server: its own session and kernel, the same Python.
+        session = server.request("POST", "/api/sessions", {
+            "path": NOTEBOOKS[1].name, "type": "notebook", "name": NOTEBOOKS[1].name,
+            "kernel": {"name": lab.KERNEL_NAME}})
+        server.session = session["id"]
+        ws = create_connection(f"ws://127.0.0.1:{port}/api/kernels/{session['kernel']['id']}/channels?token={token}",
+                               timeout=TIMEOUT)
+        try:
+            out, error = server.execute(ws, "import os, sys; print(sys.executable); print(os.getpid())")
+            assert error is None
+            executable, second_pid = out.split()
+            assert lab.same_python(executable, sys.executable)
+            run_first_cells(server, ws, NOTEBOOKS[1])
         finally:
             ws.close()
         server.request("POST", "/api/shutdown")  # as File > Shut Down does: the kernels first, then the server
@@ -227,13 +249,14 @@ def test_make_notebook_serves_the_notebook_with_the_projects_own_kernel(jupyter_
             process.wait()
         print(log.read_text())
     elapsed = time.monotonic() - started
-    print(f"make notebook: started, served two cells and stopped in {elapsed:.1f} s")
+    print(f"make notebook: started, served both notebooks' first cells and stopped in {elapsed:.1f} s")
 
     assert "kernel 'python3' on" in log.read_text()
     deadline = time.monotonic() + 10
-    while not (process_is_gone(kernel_pid) and port_is_free(port)) and time.monotonic() < deadline:
+    pids = (kernel_pid, int(second_pid))
+    while not (all(map(process_is_gone, pids)) and port_is_free(port)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert process_is_gone(kernel_pid)
+    assert all(map(process_is_gone, pids))
     assert port_is_free(port)
     runtime = tmp_path / "runtime"
     assert not [p.name for p in runtime.glob("*") if p.name.startswith(("jpserver-", "kernel-"))]
@@ -241,8 +264,9 @@ def test_make_notebook_serves_the_notebook_with_the_projects_own_kernel(jupyter_
     assert elapsed < TIMEOUT
 
 
-def test_the_first_import_cell_checks_the_kernel_before_importing_anything():
-    cells = [cell for cell in nbformat.read(NOTEBOOK, as_version=4).cells if cell.cell_type == "code"]
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.name)
+def test_the_first_import_cell_checks_the_kernel_before_importing_anything(notebook):
+    cells = [cell for cell in nbformat.read(notebook, as_version=4).cells if cell.cell_type == "code"]
     first_import = next(cell for cell in cells if re.search(r"^(import|from) ", cell.source, re.MULTILINE))
     lines = [line for line in first_import.source.splitlines() if line.strip() and not line.startswith("#")]
     assert lines[0] == "from study.kernel import require_project_packages"

@@ -1,6 +1,7 @@
 """Executes Fashion_mnist_model.ipynb as `make run QUICK=1` does, with papermill and its parameters, on a small
-synthetic data set in a real kernel; then tidies it as `make run` does and reads it as a reader without Jupyter would,
-rendered to HTML by nbconvert."""
+synthetic data set in a real kernel, with the snippets of its 'Try it yourself' appended as cells after its own, as a
+reader would paste them; then tidies it as `make run` does and reads it as a reader without Jupyter would, rendered
+to HTML by nbconvert."""
 
 import json
 import re
@@ -9,14 +10,12 @@ import subprocess
 from pathlib import Path
 
 import nbformat
-import pandas as pd
 import papermill
 import pytest
 from idx_files import write_fake_fashion_mnist
 from nbconvert import HTMLExporter
 
-from modules import MLP
-from study import config, grid, halving, runs, seeds, tidy
+from study import config, grid, runall, runs, seeds, study_results, tidy
 
 pytestmark = pytest.mark.slow
 
@@ -25,35 +24,36 @@ NOTEBOOK = REPO / "Fashion_mnist_model.ipynb"
 FIGURES = [
     "class_samples.png",
     "grid_results.png",
-    "example_runs.png",
     "best_model_history.png",
     "confusion_matrix.png",
-    "test_predictions.png",
+    "confident_mistakes.png",
     "first_layer_weights.png",
     "first_layer_weight_changes.png",
-    "second_layer_units.png",
     "activation_heatmap.png",
-    "mean_activation_per_class.png",
-    "beyond_history.png",
-    "beyond_confusion_matrices.png",
-    "frontier_candidates.png",
-    "confident_mistakes.png",
 ]
-PROGRESS_BARS = ["grid search", "halving search", "baseline", "candidates", "wide network", "seeds",
-                 "seed histories", "frontier candidates", "frontier members", "frontier, round two",
-                 "section 9's finals", "final student"]
-SECTIONS = ["1. Load data and preprocess", "2. Build the model", "3. Hyperparameter tuning",
-            "4. Train the model with the best hyperparameters", "5. Model test", "6. Visualisation",
-            "7. Beyond the original study", "8. The chosen settings with other seeds", "9. How far can an MLP go?"]
+PROGRESS_BARS = ["grid search", "baseline", "seeds"]
+SECTIONS = ["1. Load the data", "2. Build the network and check it", "2. The code that learns", "2. A baseline",
+            "3. The grid search", "4. The chosen settings, trained again", "5. The test set, once",
+            "6. Inside the network", "8. How much is luck: other seeds"]
 
 
-def execute(output_path, **parameters):
-    """Execute the notebook with papermill and ``parameters`` in a fresh python3 kernel started in the repository
+def with_exercises(path):
+    """A copy of the notebook at ``path`` with each snippet of its 'Try it yourself' (as ``make run-all`` finds them,
+    ``runall.exercises``) appended as a code cell tagged ``exercise``, after the notebook's own cells."""
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    for snippet in runall.exercises(nb):
+        nb.cells.append(nbformat.v4.new_code_cell(snippet, metadata={"tags": ["exercise"]}))
+    nbformat.write(nb, path)
+    return path
+
+
+def execute(output_path, notebook=NOTEBOOK, **parameters):
+    """Execute ``notebook`` with papermill and ``parameters`` in a fresh python3 kernel started in the repository
     root, write it to ``output_path``, keep a copy as papermill wrote it (``.raw.ipynb``), tidy it as `make run` does
     (``study.tidy``), and return it."""
     output_path = Path(output_path)
     try:
-        papermill.execute_notebook(NOTEBOOK, output_path, parameters=parameters, cwd=str(REPO),
+        papermill.execute_notebook(notebook, output_path, parameters=parameters, cwd=str(REPO),
                                    kernel_name="python3", progress_bar=False, log_output=False)
     finally:
         if output_path.exists():
@@ -80,7 +80,7 @@ def quick_run(tmp_path_factory):
         env.setenv("FASHION_MNIST_DIR", str(write_fake_fashion_mnist(tmp / "data", n_train=5000, n_test=1000)))
         env.setenv("TMPDIR", str(tmp))
         env.delenv("MPLBACKEND", raising=False)  # the notebook's figures must go to the inline backend
-        nb = execute(tmp / "executed.ipynb", QUICK=True)
+        nb = execute(tmp / "executed.ipynb", with_exercises(tmp / "with_exercises.ipynb"), QUICK=True)
     (out,) = tmp.glob("fmnist_quick_*")
     return nb, out, tmp
 
@@ -95,8 +95,7 @@ def test_papermill_injects_after_the_parameters_cell_and_the_tidied_notebook_kee
     tags = [cell.metadata.get("tags", []) for cell in nb.cells]
     assert ["injected-parameters"] not in tags  # Run All in Jupyter takes the notebook's own parameters
     source = nb.cells[tags.index(["parameters"])].source
-    for name, default in (("QUICK", "False"), ("FRESH", "False"), ("FRONTIER", "False"), ("N_JOBS", "None"),
-                          ("OUTPUT_DIR", "None")):
+    for name, default in (("QUICK", "False"), ("FRESH", "False"), ("N_JOBS", "None"), ("OUTPUT_DIR", "None")):
         assert re.search(rf"^{name} = {default}\b", source, re.MULTILINE), name
     assert re.search(r"^FRESH = False +# True: train every part again", source, re.MULTILINE)  # how to ask for it
 
@@ -117,26 +116,15 @@ def test_quick_run_produces_every_artefact(quick_run):
     assert sorted(p.name for p in (out / "log" / "histories").iterdir()) == sorted(
         f"{runs.run_name(s)}.csv" for s in cfg.grid
     )
-    for settings in cfg.example_runs:
-        history = pd.read_csv(out / "log" / "histories" / f"{runs.run_name(settings)}.csv")
-        assert len(history) > 1
     assert (out / "weights" / "best_model.npz").stat().st_size > 0
-    momentum, adam = cfg.beyond_candidates(grid.best_settings(log))
-    sgd, adamw = cfg.ablation_candidates(grid.best_settings(log))
-    assert set(cfg.model_records.read_log()) == {"best_model", "beyond_model", *cfg.baseline_candidates(), *momentum,
-                                                 *adam, *sgd, *adamw}  # all recorded
-    beyond_model = MLP.from_file(out / "weights" / "beyond_model.npz")
-    assert beyond_model.layers == list(cfg.wide_settings["layers"]) and beyond_model.dropout == 0.3
-    halving_log = halving.read_halving_log(out / "log" / "halving_search.csv")
-    assert [len(rung) for _, rung in halving_log.groupby("rung")] == [runs for runs, _ in halving.rung_plan(
-        len(cfg.grid), cfg.halving_factor, cfg.halving_min_epochs, cfg.max_epoch)]
-    assert len(grid.read_log(cfg.followup_log_path)) == len(cfg.followup_lrs)
+    assert set(cfg.model_records.read_log()) == {"best_model", *cfg.baseline_candidates()}  # all recorded
     assert sorted(seeds.read_seed_log(cfg.seeds_log_path)["seed"]) == list(cfg.seeds)
     for name in FIGURES:
         assert (out / "figures" / name).read_bytes().startswith(b"\x89PNG"), name
     assert sorted(p.name for p in (out / "figures").iterdir()) == sorted(FIGURES)
 
     results = json.loads((out / "log" / "results.json").read_text())
+    assert set(results) == {*study_results.STUDY_KEYS, "machine", "written_at"}  # this notebook's part alone
     assert results["quick"] is True
     assert results["test"]["images"] == 1000
     assert results["test"]["accuracy"] > 0.5  # the synthetic classes are learnable
@@ -153,48 +141,27 @@ def test_quick_run_produces_every_artefact(quick_run):
     assert results["final_training"]["best_val_acc"] == pytest.approx(results["best"]["best_val_acc"], abs=1e-12)
     assert results["final_training"]["best_iteration"] == results["top5"][0]["best_iteration"]
     assert results["machine"]["cpu_count"] >= 1 and results["machine"]["numpy"]
-    assert results["halving"]["epochs"] < results["halving"]["grid_epochs"] == 8 * cfg.max_epoch
-    models = ["seed grid's best (SGD)", "(a) momentum", "(b) Adam", "(c) wide, dropout, AdamW"]
-    ablations = ["(c1) wide network, SGD and step schedule", "(c2) seed network, AdamW and cosine"]
-    assert [row["model"] for row in results["beyond"]["table"]] == [*models, *ablations]
-    assert results["beyond"]["table"][3]["test_accuracy"] == results["beyond"]["test_accuracy"]
-    assert all(row["test_ci_low"] <= row["test_accuracy"] <= row["test_ci_high"] for row in results["beyond"]["table"])
-    assert [row["model"] for row in results["beyond"]["mcnemar"]] == models[1:]
-    assert [row["model"] for row in results["ablation"]["mcnemar"]] == ablations * 2  # against the seed's and (c)
     low, high = results["baseline"]["test_ci"]
     assert low <= results["baseline"]["test_accuracy"] <= high
-    assert [row["seed"] for row in results["shift"]["table"]] == list(cfg.shift_seeds)
-    assert all(0 < row["p_value"] <= 1 for row in results["beyond"]["mcnemar"])
-    followup = results["lr_followup"]
-    assert [row["lr"] for row in followup["table"]] == sorted([*cfg.learning_rates, *cfg.followup_lrs])
-    assert followup["verdict"]["chosen_lr"] == results["best"]["lr"] and followup["wall_time_s"] > 0
+    assert [row["model"] for row in results["baseline"]["mcnemar"]] == ["MLP"]
     assert [row["seed"] for row in results["seeds"]["table"]] == list(cfg.seeds)
     summary = results["seeds"]["summary"]
     assert summary["test"]["n"] == len(cfg.seeds) and summary["single_run"]["seed"] == cfg.seed
     assert summary["single_run"]["test"]["value"] == results["test"]["accuracy"]
     assert "original_test" not in summary  # the original study's number is not compared with synthetic data
     assert list(results["sections_wall_time_s"]) == SECTIONS
-    frontier = results["frontier"]
-    members = [frontier["chosen"], *(f"{frontier['chosen']}_seed{seed}" for seed in cfg.frontier_seeds)]
-    assert [row["model"] for row in frontier["test"]] == [*members, "ensemble"]
-    chosen_ensemble = [row for row in frontier["ensemble_choices"] if row["chosen"]]
-    assert len(chosen_ensemble) == 1
-    assert frontier["summary"]["ensemble"]["test_acc"] == frontier["test"][-1]["test_acc"]
-    assert [row["reference"] for row in frontier["mcnemar"]].count("wide network (section 7)") == 2
-    found = results["finals"]
-    final_seeds = [f"{found['chosen']}_all_seed{seed}" for seed in cfg.final_seeds]
-    assert [row["model"] for row in found["test"]] == [*final_seeds, "distilled_all", "ensemble"]
-    assert len({row["train_rows"] for row in found["test"]}) == 1  # every final model on the same rows, all of them
-    assert found["summary"]["seeds"]["n"] == len(cfg.final_seeds) and found["summary"]["ensemble"]["members"] == len(
-        found["members"])
-    assert [row["reference"] for row in found["mcnemar"]].count("wide network (section 7)") == 3
-    assert [row["chosen"] for row in found["students"]].count(True) == 1
-    assert set(cfg.frontier_records.read_log()) == {  # every run recorded
-        *cfg.frontier_candidates, *members[1:], *cfg.frontier_round_two, *final_seeds, "distilled_all",
-        *(f"{name}_all_seed0" for name in found["members"]),
-        *(f"distilled_T{t:g}" for t in cfg.distill_temperatures)}
 
     assert_repository_untouched(cfg)
+
+
+def test_every_snippet_of_try_it_yourself_runs_after_the_notebook(quick_run):
+    nb, _, _ = quick_run
+    exercises = [cell for cell in nb.cells if "exercise" in cell.metadata.get("tags", [])]
+    assert len(exercises) >= 4
+    for cell in exercises:
+        assert cell.execution_count is not None, cell.source
+        assert not [output for output in cell.outputs if output.output_type == "error"], cell.source
+        assert cell.outputs, cell.source  # each prints or shows what it asks the reader to look at
 
 
 def test_the_stored_notebook_reads_cleanly(quick_run):
@@ -207,17 +174,19 @@ def test_the_stored_notebook_reads_cleanly(quick_run):
                if o.output_type == "stream"]
     assert not [text for text in streams if "\r" in text]
     bar_lines = [line for text in streams for line in text.splitlines() if re.match(r"^[\w ,'-]+:\s+\d+%\|", line)]
-    assert sorted(line.split(":")[0] for line in bar_lines) == sorted([*PROGRESS_BARS, "learning rate follow-up"])
+    assert sorted(line.split(":")[0] for line in bar_lines) == sorted(PROGRESS_BARS)
     assert all("100%|" in line for line in bar_lines), bar_lines
     printed = "".join(streams)
     for section in SECTIONS:
         assert f"== {section}\n" in printed and f"== {section}: " in printed
-    assert max(len(text.splitlines()) for text in streams) <= 25  # bookkeeping stays short
+    bookkeeping = [o.text for cell in nb.cells if cell.cell_type == "code" and "inspect.getsource" not in cell.source
+                   for o in cell.outputs if o.output_type == "stream"]  # the library's code printed is to be read
+    assert max(len(text.splitlines()) for text in bookkeeping) <= 25  # bookkeeping stays short
 
     html, _ = HTMLExporter().from_notebook_node(nb)
     raw_html, _ = HTMLExporter().from_notebook_node(nbformat.read(tmp / "executed.raw.ipynb", as_version=4))
     assert len(re.findall(r"grid search:\s+\d+%\|", raw_html)) > 2  # as papermill stored it: every state
-    for bar in [*PROGRESS_BARS, "learning rate follow-up"]:
+    for bar in PROGRESS_BARS:
         states = re.findall(rf"(?<!frontier ){bar}:\s+(\d+)%\|", html)  # "candidates" is not "frontier candidates"
         assert states == ["100"], (bar, states)
     for path in {str(REPO), str(tmp), str(out), str(Path.home())}:
@@ -245,7 +214,8 @@ def test_make_run_quick_writes_only_to_a_temporary_folder():
     assert "FRONTIER" not in full  # section 9 is read from its records unless asked
     frontier = subprocess.run(["make", "-n", "-s", "run", "FRONTIER=1"], cwd=REPO, capture_output=True, text=True,
                               check=True).stdout
-    assert "-p FRONTIER True" in frontier
+    first, second = [line for line in frontier.splitlines() if "papermill" in line]
+    assert "-p FRONTIER True" in second and "FRONTIER" not in first  # the first notebook has no such parameter
 
 
 def test_missing_data_stops_the_first_cell_with_how_to_get_it(tmp_path, monkeypatch):

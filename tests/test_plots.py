@@ -97,6 +97,7 @@ def test_plot_class_samples_shows_first_of_each_class(images):
     for c, ax in enumerate(fig.axes):
         assert ax.get_title() == CLASS_NAMES[c]
         np.testing.assert_array_equal(_images(ax)[0].get_array(), X[c].reshape(28, 28))
+    assert fig.get_suptitle() == "The first training image of each class"
 
 
 def test_plot_confusion_matrix_cells_and_labels():
@@ -121,34 +122,20 @@ def test_plot_confusion_matrices_side_by_side():
         np.testing.assert_array_equal(_images(ax)[0].get_array(), metrics.confusion_matrix(y_true, y_pred, 3))
 
 
-def test_plot_predictions_wrong_in_red(images):
-    X, y = images
-    y_pred = y.copy()
-    y_pred[::2] = (y[::2] + 1) % 10
-    fig = plots.plot_predictions(X, y, y_pred, CLASS_NAMES, n=12, seed=0)
-    assert len(fig.axes) == 12
-    shown = np.random.default_rng(0).choice(len(X), size=12, replace=False)
-    for ax, i in zip(fig.axes, shown, strict=True):
-        title = ax.title
-        assert title.get_text() == f"{CLASS_NAMES[y_pred[i]]} / {CLASS_NAMES[y[i]]}"
-        wrong = y_pred[i] != y[i]
-        assert (to_rgba(title.get_color()) == to_rgba("red")) == wrong
-    # Same seed, same images.
-    again = plots.plot_predictions(X, y, y_pred, CLASS_NAMES, n=12, seed=0)
-    assert [a.get_title() for a in again.axes] == [a.get_title() for a in fig.axes]
-
-
-def test_plot_confident_mistakes_shows_the_wrong_predictions_of_highest_loss_first(images):
+def test_plot_confident_mistakes_shows_the_wrong_predictions_of_highest_confidence_first(images):
     X, y = images
     probabilities = np.full((len(y), 10), 0.01)
     probabilities[np.arange(len(y)), y] = 0.91  # right and sure of it
     wrong = [3, 7, 11]
-    for i, p_true in zip(wrong, [0.05, 0.001, 0.08], strict=True):  # image 7 the surest mistake, then 3, then 11
-        probabilities[i] = (1 - p_true) / 9
-        probabilities[i, y[i]] = p_true
+    # (probability of the true class, of the predicted one): by confidence 7, 11, 3; by loss it would be 3, 7, 11.
+    for i, (p_true, p_predicted) in zip(wrong, [(0.001, 0.55), (0.015, 0.98), (0.2, 0.75)], strict=True):
+        predicted = (y[i] + 1) % 10
+        probabilities[i] = (1 - p_true - p_predicted) / 8
+        probabilities[i, y[i]], probabilities[i, predicted] = p_true, p_predicted
     fig = plots.plot_confident_mistakes(X, y, probabilities, CLASS_NAMES, n=12)
     assert len(fig.axes) == 3
-    assert [ax.get_title().split("\n/ ")[1] for ax in fig.axes] == [CLASS_NAMES[y[i]] for i in (7, 3, 11)]
+    assert [ax.get_title().split("\n/ ")[1] for ax in fig.axes] == [CLASS_NAMES[y[i]] for i in (7, 11, 3)]
+    assert [ax.get_title().split("(")[1].split(")")[0] for ax in fig.axes] == ["0.9800", "0.7500", "0.5500"]
     assert all(to_rgba(ax.title.get_color()) == to_rgba("red") for ax in fig.axes)
     right = np.eye(10)[y]
     assert plots.plot_confident_mistakes(X, y, right, CLASS_NAMES).axes[0].texts[0].get_text() == \
@@ -178,19 +165,6 @@ def test_plot_first_layer_weights_title():
     assert len([ax for ax in fig.axes if _images(ax)]) == 2
 
 
-def test_plot_second_layer_units_is_weighted_combination():
-    rng = np.random.default_rng(1)
-    W1, W2 = rng.normal(size=(784, 12)), rng.normal(size=(12, 6))
-    fig = plots.plot_second_layer_units(W1, W2, n_units=4)
-    image_axes = [ax for ax in fig.axes if _images(ax)]
-    assert len(image_axes) == 4
-    for j, ax in enumerate(image_axes):
-        im = _images(ax)[0]
-        np.testing.assert_allclose(im.get_array(), (W1 @ W2[:, j]).reshape(28, 28))
-        low, high = im.get_clim()
-        assert low == pytest.approx(-high) and high > 0
-
-
 def test_plot_activation_heatmap_groups_rows_by_class():
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 3, size=60)
@@ -203,19 +177,7 @@ def test_plot_activation_heatmap_groups_rows_by_class():
     np.testing.assert_allclose(shown, expected)
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]
     np.testing.assert_allclose(ax.get_yticks(), [1.5, 5.5, 9.5])
-
-
-def test_plot_mean_activation_per_class():
-    rng = np.random.default_rng(3)
-    labels = rng.integers(0, 4, size=80)
-    activations = rng.random((80, 5))
-    names = ("a", "b", "c", "d")
-    fig = plots.plot_mean_activation_per_class(activations, labels, names)
-    assert len(fig.axes) == 2
-    ax = fig.axes[0]
-    expected = np.stack([activations[labels == c].mean(axis=0) for c in range(4)])
-    np.testing.assert_allclose(_images(ax)[0].get_array(), expected)
-    assert [t.get_text() for t in ax.get_yticklabels()] == list(names)
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("hidden unit", "4 images of each class") and ax.get_title()
 
 
 def test_save_figure_writes_png_atomically(tmp_path):
@@ -227,3 +189,30 @@ def test_save_figure_writes_png_atomically(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["history.png"]
     plots.save_figure(fig, path)  # overwriting works too
     assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def _run(epochs, loss_end, acc_end):
+    epoch = np.arange(1, epochs + 1)
+    return pd.DataFrame({"iteration": 10 * epoch, "epoch": epoch, "val_acc": acc_end - 0.1 / epoch,
+                         "val_loss": 0.3 + (loss_end - 0.3) * epoch / epochs})
+
+
+def test_validation_curves_span_what_the_curves_cover_and_cut_a_runaway_loss():
+    fig = plots.plot_validation_curves({"a": _run(40, 0.30, 0.91), "b": _run(40, 0.32, 0.92),
+                                        "runaway": _run(40, 0.90, 0.915)}, title="t")
+    ax_acc, ax_loss = fig.axes
+    assert [len(line.get_xdata()) for line in ax_acc.get_lines()] == [31, 31, 31]  # from epoch 10
+    low, high = ax_acc.get_ylim()
+    assert 0.895 < low < 0.9 and 0.9175 < high < 0.92  # no empty band above or below the curves
+    assert ax_loss.get_ylim()[1] < 0.4 and "runaway" in ax_loss.get_title()
+    assert ax_acc.get_legend() is not None and fig._suptitle.get_text() == "t"
+    short = plots.plot_validation_curves({"quick": _run(2, 0.3, 0.8)})  # a run shorter than 10 epochs: its last
+    assert len(short.axes[0].get_lines()[0].get_xdata()) == 1
+
+
+def test_side_by_side_curves_share_an_axis_of_epochs():
+    fast, slow = _history(), _history()
+    slow["iteration"] = slow["iteration"] * 2  # twice the batches per epoch
+    fig = plots.plot_histories_side_by_side({"a": fast, "b": slow}, title="t", epochs=True)
+    assert fig.axes[-1].get_xlabel() == "epoch"
+    np.testing.assert_allclose(fig.axes[0].get_lines()[0].get_xdata(), fig.axes[1].get_lines()[0].get_xdata())

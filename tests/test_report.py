@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import threadpoolctl
 
-from study import benches, config, followup, grid, report, results_shape, runs, seeds, stats
+from study import benches, config, followup, grid, how_far, report, results_shape, runs, seeds, stats, study_results
 
 README = """# Project
 
@@ -147,6 +147,28 @@ def test_bench_splits_the_ratio_to_pytorch_when_both_floors_are_timed(project):
     assert "numpy MLP / pytorch fused AdamW would be 0.86" in text  # 6 / (4 + 3)
     del contenders["pytorch matmul floor"]
     assert "own matrix products" not in readme_for(contenders)
+
+
+def test_cnn_benchmark_when_present(project):
+    (project / "bench").mkdir()
+    steps = {"im2col (in Conv2D)": 50.0, "Conv2D forward": 100.0, "Conv2D backward": 150.0, "ReLU forward": 4.0,
+             "update": 1.0}
+    bench = {"data": "Fashion-MNIST", "fraction": 0.05, "repeats": 2, "load_average": {"before": [3.25, 4, 4],
+                                                                                        "after": [5.5, 5, 4]},
+             "contenders": {"numpy CNN": {"seconds_per_epoch": 300.0, "peak_rss_mb": 900.4},
+                            "numpy CNN, one core": {"seconds_per_epoch": 150.0, "peak_rss_mb": 800.0}},
+             "ratios": {"numpy CNN / pytorch": 2.345}, "step_ms": steps,
+             "epoch": {"seconds": float("nan"), "val_acc_after_one_epoch": float("nan")},
+             "machine": {"processor": "Bench CPU", "cpu_count": 2}}
+    (project / "bench" / "cnn_results.json").write_text(json.dumps(bench))
+    report.main(["--root", str(project)])
+    block = _block((project / "README.md").read_text())
+    assert "`bench/bench_cnn.py`; data Fashion-MNIST, 0.05 of an epoch a run, best of 2 runs; \"one core\"" in block
+    assert "| numpy CNN, one core | 150.0 | 800 |" in block
+    assert "numpy CNN / pytorch: 2.35." in block
+    assert "load average over a minute 3.2 before it, 5.5 after" in block
+    assert "the convolutions took 250 ms, 50 of them window copies, and everything else 5 ms." in block
+    assert "whole epoch" not in block  # not measured in that run
 
 
 def test_bench_of_unknown_shape_is_noted(project):
@@ -298,18 +320,53 @@ def test_the_committed_results_are_those_of_the_readme():
     assert _block(report.build(root)) == _block((root / "README.md").read_bytes().decode("utf-8"))
 
 
-def test_notebook_results_gathers_what_the_report_reads(project):
-    wall_s = {"grid": 612.0, "halving": 80.0, "final_training": 47.3, "beyond": 300.0, "notebook": 1000.2}
-    found = {"settings": {"layers": (784, 128, 64, 10), "lr": 0.05, "L2_lambda": 0.0}, "best_val_acc": 0.85,
-             "best_val_loss": 0.4, "epochs_spent": 276, "rungs": 4}
+def _seeds_part():
+    """Section 9's five other seeds, as the first notebook passes them: ``{"table", "summary"}``."""
+    seed_table = seeds.seed_table([{"seed": s, "key": "k", "best_val_acc": 0.90 + s / 1000, "best_val_loss": 0.28,
+                                    "best_iteration": 100, "train_time_s": 30.0, "diverged": False,
+                                    "test_correct": 8920 + s, "test_images": 10000} for s in (1, 2, 3, 4, 5)])
+    summary = seeds.summary(seed_table, {"seed": 0, "val_acc": 0.9045, "test_acc": 0.8934}, original=0.8932)
+    return {"table": seed_table, "summary": summary}
+
+
+def _measured(log, trained_now=6, wall_s=None, seeds_part=None, sections=None, test=(0.8934, 0.3012, 10000)):
+    """The first notebook's part of the results, built as its last cell builds it (``study_results.measured``), with
+    a baseline of its own settings and fake numbers."""
+    from modules import MLP
+
+    cfg = config.study_config(quick=False)
+    settings = MLP([784, 10], **cfg.model_kwargs).config()
+    baseline = SimpleNamespace(config=lambda: settings, best_val_acc=0.84)  # as if trained
+    found = {"accuracy": 0.8412, "ci_low": 0.834, "ci_high": 0.848}
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 10, 1000)
+    versus = stats.mcnemar_table(y, {name: np.where(rng.random(1000) < acc, y, (y + 1) % 10)
+                                     for name, acc in (("baseline", 0.84), ("MLP", 0.89))}, "baseline")
+    seeds_part = seeds_part or _seeds_part()
+    wall_s = {"grid": 612.0, "final_training": 47.3, "seeds": 95.0, "notebook": 1000.2, **(wall_s or {})}
+    return study_results.measured(cfg, log, trained_now=trained_now, n_jobs=2,
+                                  final=SimpleNamespace(best_val_acc=0.9045, best_iteration=1000), test=test,
+                                  baseline=(baseline, found), versus_baseline=versus, seeds=seeds_part,
+                                  wall_s=wall_s, sections=sections or {})
+
+
+def _second_part(table, beyond_test=(0.9061, 0.33, 10000), mcnemar=None, candidates=None, ablation=None,
+                 budget_rule=None):
+    """The second notebook's part of the results, built as its last cell builds it (``how_far.results``), without
+    the parts not given (section 9's, and the validation verdicts, have tests of their own)."""
+    part = how_far.results(comparison=table, beyond_test=beyond_test, candidates=candidates, ablation=ablation or {
+                               "table": None, "mcnemar": None}, budget_rule=budget_rule, validation=None,
+                           frontier=None, finals=None, wall_s={"beyond": 300.0, "notebook": 60.0}, mcnemar=mcnemar)
+    given = {"candidates": candidates, "ablation": ablation, "budget_rule": budget_rule}
+    return {key: value for key, value in part.items()
+            if key not in ("validation", "frontier", "finals") and given.get(key, True) is not None}
+
+
+def test_each_notebooks_part_gathers_what_the_report_reads(project):
     table = pd.DataFrame([{"model": "(c) wide", "settings": "784-1024-1024-10, adam", "val_accuracy": 0.913,
                            "test_accuracy": 0.9061, "test_loss": 0.33, "epochs": 60, "train_time_s": 700.0}])
-    final = SimpleNamespace(best_val_acc=0.9045, best_iteration=1000)
-    results = report.notebook_results(config.study_config(quick=False, output_dir=project), _log(), trained_now=4,
-                                      n_jobs=2, final=final, test=(0.8934, 0.3012, 10000), halving_found=found,
-                                      beyond_table=table, beyond_test=(0.9061, 0.33), wall_s=wall_s)
-    assert list(results) == ["quick", "runs_trained", "test", "best", "top5", "grid", "final_training", "halving",
-                             "beyond", "notebook_wall_time_s"]
+    results = _measured(_log(), trained_now=4)
+    assert list(results) == list(study_results.STUDY_KEYS)
     assert results["runs_trained"] == runs.runs_started
     assert results["quick"] is False
     assert results["test"] == {"accuracy": 0.8934, "loss": 0.3012, "images": 10000,
@@ -320,19 +377,18 @@ def test_notebook_results_gathers_what_the_report_reads(project):
     assert results["grid"] == {"runs": 6, "trained_now": 4, "n_jobs": 2, "wall_time_s": 612.0,
                                "sum_train_time_s": 1200.0}
     assert results["final_training"] == {"wall_time_s": 47.3, "best_val_acc": 0.9045, "best_iteration": 1000}
-    # Halving's pick is measured by its grid run, over all the epochs (0.9001), not by its own last rung (0.85).
-    assert results["halving"] == {"settings": found["settings"], "best_val_acc": 0.9001, "epochs": 276,
-                                  "grid_epochs": 6 * 40, "rungs": 4, "wall_time_s": 80.0}
-    beyond = dict(results["beyond"])
+    assert results["baseline"]["settings"] == "784-10, sgd, lr 0.1, step schedule, no L2"
+    assert results["baseline"]["test_ci"] == (0.834, 0.848)
+    second = _second_part(table)
+    beyond = dict(second["beyond"])
     assert beyond.pop("table") is table
     assert beyond == {"test_accuracy": 0.9061, "test_loss": 0.33, "test_ci": stats.accuracy_ci(9061, 10000),
                       "wall_time_s": 300.0}
     assert results["notebook_wall_time_s"] == 1000.2
-    report.write_results(project / "log" / "results.json", results)
+    report.write_results(project / "log" / "results.json", {**results, **second})
     assert report.main(["--root", str(project)]) == 0
     block = _block((project / "README.md").read_text())
     assert "layers 784-256-128-10, learning rate 0.05, L2 0.001; validation accuracy 0.9045" in block
-    assert "picks layers 784-128-64-10, learning rate 0.05, L2 0, whose 40-epoch validation accuracy is 0.9001" in block
     assert "| (c) wide | 784-1024-1024-10, adam | 0.9130 | 0.9061 | 0.3300 | 60 | 11.7 min |" in block
     assert "Only 4 of the runs were trained" in block
 
@@ -355,28 +411,23 @@ def _uncertainty_results():
                          for lr, acc, diverged in ((0.2, 0.9050, False), (0.5, float("nan"), True))],
                         columns=grid.LOG_COLUMNS)
     lr_table = followup.lr_table(log, more, best)
-    seed_table = seeds.seed_table([{"seed": s, "key": "k", "best_val_acc": 0.90 + s / 1000, "best_val_loss": 0.28,
-                                    "best_iteration": 100, "train_time_s": 30.0, "diverged": False,
-                                    "test_correct": 8920 + s, "test_images": 10000} for s in (1, 2, 3, 4, 5)])
-    summary = seeds.summary(seed_table, {"seed": 0, "val_acc": 0.9045, "test_acc": 0.8934}, original=0.8932)
     table = pd.DataFrame([{"model": name, "settings": "784-256-128-10", "val_accuracy": 0.9, "test_accuracy": acc,
                            "test_ci_low": acc - 0.006, "test_ci_high": acc + 0.006, "test_loss": 0.3, "epochs": 40,
                            "train_time_s": 30.0} for name, acc in (("seed grid's best (SGD)", 0.8934),
                                                                     ("(c) wide", 0.9))])
-    wall_s = {"grid": 612.0, "halving": 80.0, "final_training": 47.3, "beyond": 300.0, "lr_followup": 61.0,
-              "seeds": 95.0, "notebook": 1300.0}
-    found = {"settings": best, "best_val_acc": 0.9045, "best_val_loss": 0.27, "epochs_spent": 100, "rungs": 3}
-    final = SimpleNamespace(best_val_acc=0.9045, best_iteration=1000)
-    return report.notebook_results(
-        config.study_config(quick=False), log, trained_now=6, n_jobs=2, final=final, test=(0.8934, 0.3012, 10000),
-        halving_found=found, beyond_table=table, beyond_test=(0.9, 0.33), wall_s=wall_s, mcnemar=significance,
-        lr_followup={"table": lr_table, "verdict": followup.verdict(lr_table, best)},
-        seeds={"table": seed_table, "summary": summary}, sections={"3. Hyperparameter tuning": 700.0})
+    results = {**_measured(log, wall_s={"notebook": 1300.0}, sections={"3. Hyperparameter tuning": 700.0},
+                           seeds_part=_seeds_part()),
+               **_second_part(table, beyond_test=(0.9, 0.33, 10000), mcnemar=significance)}
+    # Successive halving and the learning-rate follow-up, which no notebook measures any more, as the first notebook
+    # recorded them; the README still shows them from a results file that holds them.
+    results["halving"] = {"settings": best, "best_val_acc": 0.9045, "epochs": 100, "grid_epochs": 6 * 40, "rungs": 3,
+                          "wall_time_s": 80.0}
+    results["lr_followup"] = {"table": lr_table, "verdict": followup.verdict(lr_table, best), "wall_time_s": 61.0}
+    return results
 
 
-def test_notebook_results_carry_the_uncertainty(project):
+def test_both_parts_carry_the_uncertainty(project):
     results = _uncertainty_results()
-    assert list(results)[-4:] == ["notebook_wall_time_s", "lr_followup", "seeds", "sections_wall_time_s"]
     assert results["beyond"]["mcnemar"]["model"].tolist() == ["(a) momentum", "(c) wide"]
     assert results["lr_followup"]["wall_time_s"] == 61.0 and results["lr_followup"]["verdict"]["peak_lr"] == 0.2
     assert results["seeds"]["original_test_accuracy"] == config.ORIGINAL_TEST_ACCURACY
@@ -416,31 +467,45 @@ def test_the_readme_shows_intervals_mcnemar_seeds_and_the_follow_up(project):
     assert "learning-rate follow-up 61 s, other seeds (section 8) 1.6 min, section 7 5.0 min" in block
 
 
+def _part():
+    """A notebook's part as ``save_results`` receives it: :func:`_uncertainty_results` without the retired keys."""
+    return {key: value for key, value in _uncertainty_results().items() if key not in report.RETIRED_KEYS}
+
+
 def test_an_execution_that_trained_nothing_keeps_the_recorded_results_byte_for_byte(project, monkeypatch):
     path = project / "log" / "results.json"
     monkeypatch.setattr(runs, "runs_started", 3)
-    report.save_results(path, _uncertainty_results())
+    report.save_results(path, _part())
     text = path.read_bytes()
     monkeypatch.setattr(runs, "runs_started", 0)
-    resumed = _uncertainty_results()
+    resumed = _part()
     resumed["notebook_wall_time_s"] = resumed["grid"]["wall_time_s"] = 1.5  # a resume is quick: times differ
     resumed["grid"]["trained_now"] = 0
     kept = report.save_results(path, resumed)
     assert path.read_bytes() == text
-    assert kept["notebook_wall_time_s"] == _uncertainty_results()["notebook_wall_time_s"] and kept["runs_trained"] == 3
+    assert kept["notebook_wall_time_s"] == _part()["notebook_wall_time_s"] and kept["runs_trained"] == 3
 
 
 def test_numbers_that_differ_from_the_record_without_training_are_an_error(project, monkeypatch):
     path = project / "log" / "results.json"
     monkeypatch.setattr(runs, "runs_started", 1)
-    report.save_results(path, _uncertainty_results())
+    report.save_results(path, _part())
     text = path.read_bytes()
     monkeypatch.setattr(runs, "runs_started", 0)
-    moved = _uncertainty_results()
+    moved = _part()
     moved["test"]["accuracy"] = 0.8935
     with pytest.raises(ValueError, match=r"other numbers .*\['test'\].*make run"):
         report.save_results(path, moved)
     assert path.read_bytes() == text
+
+
+def test_saving_a_part_takes_the_retired_keys_out_of_the_file(project, monkeypatch):
+    path = project / "log" / "results.json"
+    report.write_results(path, _uncertainty_results())  # as the first notebook wrote it with halving and the follow-up
+    monkeypatch.setattr(runs, "runs_started", 0)
+    kept = report.save_results(path, _part())  # the same numbers, nothing trained: only the retired keys go
+    assert {"halving", "lr_followup"} <= set(_uncertainty_results()) and not set(report.RETIRED_KEYS) & set(kept)
+    assert json.loads(path.read_text()) == kept and set(kept) == {*_part(), "machine", "written_at"}
 
 
 # -- a results.json, log or benchmark file the report did not write -------------------------------------------------
@@ -621,8 +686,9 @@ def test_a_number_moved_in_its_last_bits_is_the_same_measurement_and_a_moved_dig
 
 
 def _honest_parts():
-    """What the notebook of the issue "Honest numbers, round three" passes besides the rest: the shift, the drop
-    taken apart, section 7's candidates, the ablation and the budget rule, made by their own functions."""
+    """What the notebooks of the issue "Honest numbers, round three" recorded besides the rest: the shift and the drop
+    taken apart (retired since), section 7's candidates, the ablation and the budget rule, made by their own
+    functions."""
     from study import budget, shift
 
     shift_table = pd.DataFrame({"seed": [0, 1], "val_acc": [0.85, 0.86], "test_acc": [0.845, 0.85],
@@ -649,20 +715,19 @@ def _honest_parts():
                                 "best_val_loss": 0.3, "best_iteration": 1, "train_time_s": 1.0, "diverged": False,
                                 "val_images": 6000}
                                for epochs, seed, acc in ((30, 0, 0.90), (30, 1, 0.901), (40, 0, 0.91), (40, 1, 0.912))])
-    return {"shift": shift_table, "drop": drop, "candidates": candidates, "ablation": ablation,
-            "budget_rule": budget.budget_rule(runs_table)}
+    return {"shift": {"table": shift_table, "summary": shift.shift_summary(shift_table)}, "drop": drop,
+            "candidates": candidates, "ablation": ablation, "budget_rule": budget.budget_rule(runs_table)}
 
 
-def test_notebook_results_record_the_honest_numbers_in_a_shape_the_report_reads(project):
+def test_both_parts_record_the_honest_numbers_in_a_shape_the_report_reads(project):
     parts = _honest_parts()
     results = _uncertainty_results()
-    more = report.notebook_results(
-        config.study_config(quick=False), _log(), trained_now=6, n_jobs=2,
-        final=SimpleNamespace(best_val_acc=0.9045, best_iteration=1000), test=(0.8934, 0.3012, 10000),
-        halving_found={"settings": grid.best_settings(_log()), "epochs_spent": 100, "rungs": 3},
-        beyond_table=results["beyond"]["table"], beyond_test=(0.9, 0.33), wall_s={
-            "grid": 1.0, "halving": 1.0, "final_training": 1.0, "beyond": 1.0, "notebook": 5.0}, **parts)
-    assert list(more)[-5:] == ["shift", "drop", "candidates", "ablation", "budget_rule"]
+    more = {**_measured(_log()),
+            **_second_part(results["beyond"]["table"], beyond_test=(0.9, 0.33, 10000),
+                           candidates=parts["candidates"], ablation=parts["ablation"],
+                           budget_rule=parts["budget_rule"]),
+            "shift": parts["shift"], "drop": parts["drop"]}  # as the first notebook recorded them, before they retired
+    assert {"candidates", "ablation", "budget_rule"} <= set(more)
     assert more["shift"]["summary"]["mean_gap"] == pytest.approx(0.0075)
     assert more["shift"]["summary"]["val_higher"] == 2
     mcnemar = more["ablation"]["mcnemar"]  # the ablation against each reference, the references not each other
