@@ -127,6 +127,12 @@ def measured_numbers(results):
 RETIRED_KEYS = ("halving", "lr_followup", "shift", "drop")
 
 
+# Parts of the results that a long job moves as its records land (section 10's, ``make teacher``), not the notebook
+# that writes them: an execution that trained nothing writes them anew from the records where they moved, instead of
+# refusing them as it refuses other moved numbers.
+JOB_PARTS = ("teacher",)
+
+
 def save_results(path, results, runs_trained=None):
     """Write ``results``, one notebook's part of the results, into ``path``: its keys replace those recorded, the
     other notebook's keys stay as they are (:func:`write_results`), and :data:`RETIRED_KEYS` are left out.
@@ -135,9 +141,9 @@ def save_results(path, results, runs_trained=None):
 
     An execution that trained nothing read every number from the logs and records: when the file already holds
     each of its keys with the same numbers and none retired, it stays byte for byte as it was, with the wall
-    times of the execution that trained them. ValueError if a key it holds has other numbers than those just
-    computed: the logs or weights changed after it was written, and a run that trains (``make run``) should measure
-    them afresh.
+    times of the execution that trained them, unless a long job's part moved (:data:`JOB_PARTS`). ValueError if
+    another key it holds has other numbers than those just computed: the logs or weights changed after it was
+    written, and a run that trains (``make run``) should measure them afresh.
     """
     path = Path(path)
     trained = results["runs_trained"] if runs_trained is None else runs_trained
@@ -151,12 +157,13 @@ def save_results(path, results, runs_trained=None):
                                  f"{path.name}) or run `make run` to measure the study afresh") from None
     ready = _json_ready(results)
     if not trained and recorded:
-        differs = sorted(key for key in set(ready) - EXECUTION_KEYS
-                         if key in recorded and measured_numbers(recorded[key]) != measured_numbers(ready[key]))
+        moved = {key for key in ready
+                 if key in recorded and measured_numbers(recorded[key]) != measured_numbers(ready[key])}
+        differs = sorted(moved - EXECUTION_KEYS - set(JOB_PARTS))
         if differs:
             raise ValueError(f"{path} records other numbers than the logs and weights give now (in {differs}): they "
                              "changed since it was written; run `make run` to train and measure the study afresh")
-        if set(ready) <= set(recorded) and not set(RETIRED_KEYS) & set(recorded):
+        if set(ready) <= set(recorded) and not set(RETIRED_KEYS) & set(recorded) and not moved & set(JOB_PARTS):
             return recorded
     kept = {key: value for key, value in recorded.items() if key not in ("machine", "written_at", *RETIRED_KEYS)}
     return write_results(path, {**kept, **results})

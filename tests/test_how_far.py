@@ -93,3 +93,16 @@ def test_the_readme_shows_each_win_with_its_verdict():
     text = readme.validation_section([{"model": "smoothing", "reference": "shifts", "val_accuracy": 0.9207,
                                        "lead_images": 9, "p_value": 0.5235, "verdict": "tie"}])
     assert "| smoothing | shifts | 0.9207 | +9 | 0.52 | tie |" in text
+
+
+def test_a_long_job_s_part_is_written_anew_as_its_records_land(tmp_path):
+    """Section 10's progress moves with the job's records, not with what the notebook trains: an execution that
+    trained nothing writes it anew, and still refuses any other number that moved."""
+    path = tmp_path / "results.json"
+    progress = {"runs": 12, "done": 0, "finished": False, "targets": {"single": 0.925, "ensemble": 0.93}}
+    report.save_results(path, dict(_part(), teacher=progress), runs_trained=1)
+    written = report.save_results(path, dict(_part(), teacher=dict(progress, done=2)), runs_trained=0)
+    assert written["teacher"]["done"] == 2 and json.loads(path.read_text())["teacher"]["done"] == 2
+    with pytest.raises(ValueError, match=r"other numbers .*'beyond'") as refused:
+        report.save_results(path, dict(_part(accuracy=0.9061), teacher=dict(progress, done=3)), runs_trained=0)
+    assert "teacher" not in str(refused.value)
