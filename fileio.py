@@ -64,8 +64,8 @@ def writer_alive(suffix):
 JSON_FIELDS = ("config", "run")  # the arrays of an archive that hold a JSON object: a model's settings, a run's state
 
 
-def read_archive(path, required, kind, writer):
-    """All arrays of the ``.npz`` archive at ``path`` as a dict, loaded without pickle.
+def read_archive(path, required, kind, writer, only=None):
+    """All arrays of the ``.npz`` archive at ``path`` (or those named in ``only``) as a dict, loaded without pickle.
 
     ValueError if it is not a ``kind`` (an archive holding the ``required`` arrays), naming the ``writer`` that makes
     one; also, before any array's data is read, if a header promises more bytes than its file holds: a forged header
@@ -79,12 +79,13 @@ def read_archive(path, required, kind, writer):
         with archive:
             for name in archive.files:
                 check_header(archive.zip, name)
-            arrays = {name: archive[name] for name in archive.files}
+            names = archive.files
+            arrays = {name: archive[name] for name in names if only is None or name in only}
     except FileNotFoundError:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as error:
         raise ValueError(f"{path} is not a readable {kind} ({error}); write it with {writer}") from None
-    missing = set(required) - set(arrays)
+    missing = set(required) - set(names)
     if missing:
         raise ValueError(f"{path} is not a {kind}: it lacks {sorted(missing)}; write it with {writer}")
     for name in JSON_FIELDS:

@@ -133,10 +133,12 @@ class Records:
         there are none of that run (a run trained again since has another key, or the same key and no file: see
         :meth:`write`). RecordError naming the file when one of ``views`` is missing, or a view is not ``shape``
         (``(N, C)``, when given) or not probabilities (finite, in [0, 1], each row summing to 1)."""
-        if self.probabilities_key(name) != key:
+        path = self.probabilities_path(name)
+        if not path.exists():
             return None
-        path, arrays = self.probabilities_path(name), self.read_probability_arrays(name)
-        arrays.pop("key")
+        arrays = self.read_probability_arrays(name)
+        if str(arrays.pop("key")) != key:
+            return None
         problems = [f"it lacks the view {view!r}" for view in views if view not in arrays]
         for view, array in arrays.items():
             problems += [f"{view} {problem}" for problem in checks.probability_problems(array, shape)]

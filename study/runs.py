@@ -25,7 +25,6 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-import fileio
 import solver
 from conv import CNN
 from fileio import atomic_write, fingerprint, read_archive
@@ -86,17 +85,23 @@ def new_model(settings):
     return model_class(settings)(**dict(settings, layers=list(settings["layers"]), print_log=False))
 
 
+def saved_class(path, kind, writer):
+    """The class of the network saved at ``path`` (a model archive or a training checkpoint, a ``kind`` that
+    ``writer`` writes), from its settings alone (:func:`model_class`): the archive's other arrays are not read."""
+    arrays = read_archive(path, (), kind, writer, only=("config",))
+    return model_class(json.loads(str(arrays["config"])) if "config" in arrays else {})
+
+
 def read_model(path):
     """The quiet model saved at ``path`` (``MLP.save_param``), of the class its settings build."""
-    settings, _, _ = fileio.read_model(path)
-    return model_class(settings).from_file(path, print_log=False)
+    return saved_class(path, "model archive", "MLP.save_param").from_file(path, print_log=False)
 
 
 def resume(checkpoint_path):
     """The quiet model of the run whose checkpoint is at ``checkpoint_path`` (``MLP.from_checkpoint``), of the
     class its settings build."""
-    arrays = read_archive(checkpoint_path, ("config",), "training checkpoint", "train(..., checkpoint_path=...)")
-    return model_class(json.loads(str(arrays["config"]))).from_checkpoint(checkpoint_path, print_log=False)
+    kind = saved_class(checkpoint_path, "training checkpoint", "train(..., checkpoint_path=...)")
+    return kind.from_checkpoint(checkpoint_path, print_log=False)
 
 
 def fit(settings, X_train, y_train, X_val, y_val, save_path=None, checkpoint_path=None, fresh=False, on_epoch=None):
