@@ -27,7 +27,7 @@ no part in any choice: the notebook reads it once, for the teacher on all 60,000
 import contextlib
 import sys
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 
 import numpy as np
 import pandas as pd
@@ -182,7 +182,8 @@ def train_teacher(cfg, data, n_jobs=1, fresh=False, train=True, progress=True):
     everything = finals.all_images(data)
     key = store.read_log()[chosen]["key"]
     shift, flip = plan.student_recipe["augment_shift"], plan.student_recipe["augment_flip"]
-    probabilities = partial(view_probabilities, store, chosen, key, candidates[chosen], data[0], shift, flip)
+    # One read (or computation) of the teacher's probabilities, however many of its students train in this process.
+    probabilities = cache(partial(view_probabilities, store, chosen, key, candidates[chosen], data[0], shift, flip))
     named = {TEACHER_ALL: dict(plan.candidates[chosen], seed=cfg.seed)}
     named_data = {TEACHER_ALL: everything}
     for temperature, weight in plan.grid:
