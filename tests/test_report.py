@@ -112,6 +112,13 @@ def test_links_only_existing_figures(project):
     assert "first_layer_weights.png" not in block
 
 
+def _bench_block(project, name, bench):
+    """The README's results block rendered with the benchmark results ``bench`` in ``bench/<name>``."""
+    (project / "bench" / name).write_text(json.dumps(bench))
+    report.main(["--root", str(project)])
+    return _block((project / "README.md").read_text())
+
+
 def test_bench_results_when_present(project):
     report.main(["--root", str(project)])
     assert "bench" not in _block((project / "README.md").read_text())
@@ -120,9 +127,7 @@ def test_bench_results_when_present(project):
              "machine": {"processor": "Bench CPU", "cpus": 2, "numpy": "2.4.6"},
              "contenders": {"numpy MLP": {"seconds_per_epoch": 1.234, "peak_rss_mb": 400.5},
                             "pytorch": {"seconds_per_epoch": 2.0, "peak_rss_mb": 900.0}}}
-    (project / "bench" / "results.json").write_text(json.dumps(bench))
-    report.main(["--root", str(project)])
-    block = _block((project / "README.md").read_text())
+    block = _bench_block(project, "results.json", bench)
     assert "`bench/bench_train.py`; data Fashion-MNIST, epochs 3, repeats 3" in block
     assert "| contender | seconds per epoch | peak rss mb |" in block
     assert "| numpy MLP | 1.234 | 400 |" in block
@@ -160,9 +165,7 @@ def test_cnn_benchmark_when_present(project):
              "ratios": {"numpy CNN / pytorch": 2.345}, "step_ms": steps,
              "epoch": {"seconds": float("nan"), "val_acc_after_one_epoch": float("nan")},
              "machine": {"processor": "Bench CPU", "cpu_count": 2}}
-    (project / "bench" / "cnn_results.json").write_text(json.dumps(bench))
-    report.main(["--root", str(project)])
-    block = _block((project / "README.md").read_text())
+    block = _bench_block(project, "cnn_results.json", bench)
     assert "`bench/bench_cnn.py`; data Fashion-MNIST, 0.05 of an epoch a run, best of 2 runs; \"one core\"" in block
     assert "| numpy CNN, one core | 150.0 | 800 |" in block
     assert "numpy CNN / pytorch: 2.35." in block
